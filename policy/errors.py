@@ -1,0 +1,56 @@
+"""The exception tree: every error isogate answers with carries its HTTP status and a stable code."""
+
+from __future__ import annotations
+
+
+class IsogateError(Exception):
+    """Base of every error the gateway turns into a JSON response."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, detail: str = "") -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code
+
+
+class ConfigError(IsogateError):
+    """A config value is missing, unknown or invalid; `path` names the key (e.g. `risk.weights.x`)."""
+
+    code = "invalid_config"
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}" if path else message)
+        self.path = path
+
+
+class Invalid(ValueError):
+    """Raised by a config value type's validation; the parser prefixes the key's full path."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class NotFound(IsogateError):
+    status = 404
+    code = "not_found"
+
+
+class MethodNotAllowed(IsogateError):
+    status = 405
+    code = "method_not_allowed"
+
+    def __init__(self, method: str, allowed: tuple[str, ...]) -> None:
+        super().__init__(f"{method} is not allowed here; allowed: {', '.join(allowed)}")
+        self.allowed = allowed
+
+
+class IpDenied(IsogateError):
+    status = 403
+    code = "ip_denied"
+
+
+class RiskBlocked(IsogateError):
+    status = 403
+    code = "risk_blocked"

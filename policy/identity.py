@@ -1,0 +1,72 @@
+"""Identify step: who is calling (verified token claims, else the client IP) and from which address."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from policy.errors import IsogateError
+from policy.iplist import IpSet, parse_address
+
+
+class InvalidClaims(IsogateError):
+    status = 401
+    code = "invalid_token"
+
+
+class Trust(StrEnum):
+    TRUSTED = "trusted"
+    UNTRUSTED = "untrusted"
+    UNSPECIFIED = "unspecified"
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The caller: `entity_id` is the token's `sub`, or the client IP for anonymous callers."""
+
+    entity_id: str
+    authenticated: bool
+    trust: Trust = Trust.UNSPECIFIED
+    is_admin: bool = False
+
+    @property
+    def untrusted(self) -> bool:
+        """Anonymous callers and tokens marked `trust: untrusted`."""
+        return not self.authenticated or self.trust is Trust.UNTRUSTED
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: IpSet) -> str:
+    """The client address: the socket peer, or X-Forwarded-For's right-most hop not a trusted proxy.
+
+    X-Forwarded-For is attacker-controlled unless the peer is a trusted proxy, so only then is it read,
+    and only from the right, skipping hops that are themselves trusted proxies.
+    """
+    address = peer or "unknown"
+    if not forwarded_for or address not in trusted_proxies:
+        return address
+    for hop in reversed(forwarded_for.split(",")):
+        parsed = parse_address(hop)
+        if parsed is None:
+            return address  # a malformed chain is not believed past this point
+        if parsed not in trusted_proxies:
+            return str(parsed)
+    return address
+
+
+def identify(claims: Mapping[str, object] | None, ip: str) -> Identity:
+    """Identity from verified JWT claims, or the anonymous identity of `ip`."""
+    if claims is None:
+        return Identity(entity_id=ip, authenticated=False)
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip() or len(sub) > 256:
+        raise InvalidClaims("claim 'sub' must be a non-empty string of at most 256 characters")
+    trust = claims.get("trust", Trust.UNSPECIFIED.value)
+    if trust not in {Trust.TRUSTED.value, Trust.UNTRUSTED.value, Trust.UNSPECIFIED.value}:
+        raise InvalidClaims("claim 'trust' must be 'trusted' or 'untrusted'")
+    return Identity(
+        entity_id=sub,
+        authenticated=True,
+        trust=Trust(str(trust)),
+        is_admin=claims.get("role") == "admin",
+    )

@@ -1,0 +1,130 @@
+"""Score step: risk 0-100 as the capped sum of named factors, each reported with its points and reason.
+
+Factors are a registry (name -> function); their points are config (`risk.weights`), never code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from policy.config import Config, RouteConfig
+from policy.identity import Identity
+from policy.incoming import Incoming
+
+MAX_SCORE = 100
+# Headers never scanned or echoed into reasons: they carry credentials, not attacks on handlers.
+UNSCANNED_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
+
+@dataclass(frozen=True, slots=True)
+class History:
+    """What the gateway remembers of an entity, as of this request."""
+
+    requests: int = 0
+    recent: int = 0
+    recent_failures: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.recent_failures <= self.recent <= max(self.requests, self.recent):
+            raise ValueError("need 0 <= recent_failures <= recent")
+
+    @property
+    def failure_rate(self) -> float:
+        return self.recent_failures / self.recent if self.recent else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RiskInput:
+    incoming: Incoming
+    identity: Identity
+    history: History
+    route: RouteConfig
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    name: str
+    points: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class RiskScore:
+    total: int
+    hits: tuple[Hit, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.total <= MAX_SCORE:
+            raise ValueError(f"total must be within 0..{MAX_SCORE}")
+
+    def fired(self, name: str) -> bool:
+        return any(hit.name == name for hit in self.hits)
+
+    def summary(self) -> str:
+        """`name=points,...`: the form of the X-Isogate-Factors header and the decision log."""
+        return ",".join(f"{hit.name}={hit.points}" for hit in self.hits)
+
+
+Factor = Callable[[RiskInput, Config], "str | None"]
+"""A factor returns the reason it fires, or None. Plugins (`risk.plugins`) have the same shape."""
+
+
+def new_entity(inp: RiskInput, config: Config) -> str | None:
+    seen, needed = inp.history.requests, config.risk.new_entity_requests
+    return f"{seen} earlier requests, fewer than {needed}" if seen < needed else None
+
+
+def failure_rate(inp: RiskInput, config: Config) -> str | None:
+    history, risk = inp.history, config.risk
+    if history.recent < risk.failure_min_sample or history.failure_rate <= risk.failure_rate_threshold:
+        return None
+    return (
+        f"{history.recent_failures} of last {history.recent} requests failed"
+        f" (rate {history.failure_rate:.2f} > {risk.failure_rate_threshold})"
+    )
+
+
+def large_payload(inp: RiskInput, config: Config) -> str | None:
+    size, limit = len(inp.incoming.body), config.risk.large_payload_bytes
+    return f"body is {size} bytes, over {limit}" if size > limit else None
+
+
+def suspicious(inp: RiskInput, config: Config) -> str | None:
+    matcher, req = config.risk.matcher, inp.incoming
+    places = [("target", req.target)]
+    places += [(f"header {n}", v) for n, v in req.headers if n not in UNSCANNED_HEADERS]
+    places.append(("body", req.body.decode("latin-1")))  # latin-1 maps every byte, never fails
+    for where, text in places:
+        found = matcher.search(text)
+        if found is not None:
+            return f"{where} contains {found!r}"
+    return None
+
+
+def ip_flagged(inp: RiskInput, config: Config) -> str | None:
+    ip = inp.incoming.client_ip
+    return f"{ip} is in ip_lists.flagged" if ip in config.ip_lists.flagged_set else None
+
+
+FACTORS: dict[str, Factor] = {
+    "new_entity": new_entity,
+    "failure_rate": failure_rate,
+    "large_payload": large_payload,
+    "suspicious": suspicious,
+    "ip_flagged": ip_flagged,
+}
+
+
+def score(inp: RiskInput, config: Config, plugins: Mapping[str, Factor] | None = None) -> RiskScore:
+    """Run every factor (built-in, plugin, custom header) and sum the points of those that fire."""
+    hits: list[Hit] = []
+    for name, factor in (FACTORS | dict(plugins or {})).items():
+        points = config.risk.weights.get(name, 0)
+        if points and (reason := factor(inp, config)):
+            hits.append(Hit(name, points, reason))
+    for custom in config.risk.custom_factors:
+        value = inp.incoming.header(custom.header)
+        if value is not None and (custom.regex is None or custom.regex.search(value)):
+            hits.append(Hit(custom.name, custom.points, f"header {custom.header} is set"))
+    return RiskScore(min(MAX_SCORE, sum(hit.points for hit in hits)), tuple(hits))
