@@ -1,0 +1,34 @@
+# isogate: `make run` starts the gateway, `make test` runs every check. Both set themselves up.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: run test lint token clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+.env: .env.example
+	@test -f .env || { sed "s/^SECRET_KEY=.*/SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(32))')/" \
+		.env.example > .env && echo "wrote .env with a random SECRET_KEY"; }
+
+run: $(VENV)/.installed .env
+	set -a && . ./.env && set +a && exec $(BIN)/python -m proxy --config config.yaml
+
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy --strict proxy policy pool
+
+test: lint
+	$(BIN)/pytest
+
+# make token SUB=ops ROLE=admin: a bearer token for the running gateway (1 hour)
+token: $(VENV)/.installed .env
+	@set -a && . ./.env && set +a && $(BIN)/python -m proxy.mint --sub $(or $(SUB),alice) \
+		$(if $(ROLE),--role $(ROLE)) $(if $(TRUST),--trust $(TRUST))
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,1 @@
+"""Execute step: handlers run behind one Executor protocol, in threads or (later) containers."""

@@ -1,0 +1,54 @@
+"""The execution seam: a Job goes in, the handler's Response comes out, whichever executor runs it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from handlers import Request, Response
+from policy.errors import IsogateError
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    handler: str
+    request: Request
+    timeout_s: float
+
+    def __post_init__(self) -> None:
+        if self.timeout_s <= 0:
+            raise ValueError("timeout_s must be > 0")
+
+
+class Executor(Protocol):
+    """Runs jobs; the proxy never knows which implementation it holds."""
+
+    async def run(self, job: Job) -> Response: ...
+
+    async def aclose(self) -> None: ...
+
+
+class ExecutorError(IsogateError):
+    status = 502
+    code = "executor_error"
+
+
+class ExecutionTimeout(ExecutorError):
+    """`limits.execution.max_time_ms` passed before the handler answered."""
+
+    status = 504
+    code = "execution_timeout"
+
+
+class HandlerFailed(ExecutorError):
+    """The handler raised, or returned something that is not a response."""
+
+    status = 500
+    code = "handler_error"
+
+
+class DockerUnavailable(ExecutorError):
+    """No container can run this job; isolation fails closed rather than falling back to a thread."""
+
+    status = 503
+    code = "docker_unavailable"

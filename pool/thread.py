@@ -1,0 +1,62 @@
+"""Thread executor: handlers run in a bounded pool of threads inside the gateway process.
+
+A Python thread cannot be killed: on timeout the client gets 504 at once, but the handler keeps its
+worker until it returns. `busy` counts such workers too, so a stuck handler is visible in /stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from handlers import Request, Response, to_response
+from pool.base import ExecutionTimeout, HandlerFailed, Job
+from pool.registry import Handle, HandlerRegistry
+
+log = logging.getLogger("isogate.pool.thread")
+
+
+def _call(handle: Handle, request: Request) -> Response:
+    return to_response(handle(request))
+
+
+class ThreadExecutor:
+    def __init__(self, registry: HandlerRegistry, min_workers: int, max_workers: int) -> None:
+        self._registry = registry
+        self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="isogate-handler")
+        self._lock = threading.Lock()
+        self.size = max_workers
+        self.busy = 0
+        self._prestart(min_workers)
+
+    def _prestart(self, count: int) -> None:
+        """Start `count` workers now: each waits at a barrier, so each needs a thread of its own."""
+        if count > 0:
+            barrier = threading.Barrier(count)
+            for _ in range(count):
+                self._pool.submit(barrier.wait, 5.0)
+
+    def _finished(self, _: Future[Response]) -> None:
+        with self._lock:
+            self.busy -= 1
+
+    async def run(self, job: Job) -> Response:
+        handle = self._registry.get(job.handler)
+        with self._lock:
+            self.busy += 1
+        future = self._pool.submit(_call, handle, job.request)
+        future.add_done_callback(self._finished)
+        try:
+            return await asyncio.wait_for(asyncio.wrap_future(future), job.timeout_s)
+        except TimeoutError:
+            raise ExecutionTimeout(
+                f"handler {job.handler} ran past limits.execution.max_time_ms ({job.timeout_s * 1000:.0f} ms)"
+            ) from None
+        except Exception as exc:
+            log.error("handler %s raised %s", job.handler, type(exc).__name__, exc_info=exc)
+            raise HandlerFailed(f"handler {job.handler} raised {type(exc).__name__}") from exc
+
+    async def aclose(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)

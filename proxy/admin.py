@@ -1,0 +1,88 @@
+"""Admin routes: `/healthz`, the caller's own `/api/stats`, and gateway-wide `/stats` for admins."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from policy.config import Mode
+from policy.identity import Identity
+from pool.unavailable import UnavailableExecutor
+from proxy.auth import authenticate
+from proxy.egress import json_response
+from proxy.errors import Forbidden, MissingToken
+from proxy.gateway import GATEWAY, Gateway
+
+
+def add_routes(router: web.UrlDispatcher) -> None:
+    router.add_get("/healthz", healthz)
+    router.add_get("/api/stats", entity_stats)
+    router.add_get("/stats", gateway_stats)
+
+
+def _caller(request: web.Request) -> Identity:
+    """The token holder; admin routes never fall back to the anonymous identity."""
+    header = request.headers.get("Authorization")
+    if header is None:
+        raise MissingToken("this route needs Authorization: Bearer <token>")
+    config = request.app[GATEWAY].config
+    return authenticate(header, request.remote or "unknown", config.auth)
+
+
+def _executors(gw: Gateway) -> dict[str, object]:
+    thread = gw.thread
+    docker = gw.executors.get(Mode.DOCKER)
+    unavailable = docker.reason if isinstance(docker, UnavailableExecutor) else None
+    return {
+        "thread_pool": {"size": thread.size, "busy": thread.busy} if thread else None,
+        "docker": {
+            "enabled": gw.config.docker.enabled,
+            "available": docker is not None and unavailable is None,
+            "reason": unavailable,
+        },
+    }
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok", **_executors(request.app[GATEWAY])})
+
+
+async def entity_stats(request: web.Request) -> web.Response:
+    gw, caller = request.app[GATEWAY], _caller(request)
+    found = gw.stats.entity(caller.entity_id)
+    figures = found.as_api() if found else {key: 0 for key in _EMPTY_KEYS}
+    return json_response(
+        {"entityId": caller.entity_id, "stats": figures, "currentMode": gw.config.execution_mode.value}
+    )
+
+
+_EMPTY_KEYS = (
+    "totalRequests",
+    "successfulRequests",
+    "failedRequests",
+    "avgExecutionTime",
+    "failureRate",
+    "resourceViolations",
+)
+
+
+async def gateway_stats(request: web.Request) -> web.Response:
+    if not _caller(request).is_admin:
+        raise Forbidden("this route needs a token with role: admin")
+    gw = request.app[GATEWAY]
+    return json_response(
+        {
+            "uptime_s": round(time.time() - gw.started, 1),
+            "execution_mode": gw.config.execution_mode.value,
+            "config": {"generation": gw.generation},
+            **gw.stats.snapshot(),
+            "memory": {
+                "rss_mb": round(gw.memory.rss_mb, 1),
+                "limit_mb": gw.memory.limit_mb,
+                "over_limit": gw.memory.over,
+                "checks": gw.memory.checks,
+            },
+            **_executors(gw),
+        }
+    )

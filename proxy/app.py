@@ -1,0 +1,119 @@
+"""The app factory and the gateway view: the whole pipeline, top to bottom, in one function."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from policy.config import Config, ExecutionMode, Mode
+from policy.decision import Action, decide
+from policy.errors import ConfigError, IpDenied, RiskBlocked
+from policy.identity import client_ip
+from policy.risk import Factor, RiskInput, score
+from policy.routes import match_route
+from pool.base import Job
+from pool.memory import MemoryWatch
+from pool.registry import HandlerRegistry, UnknownHandler
+from pool.thread import ThreadExecutor
+from pool.unavailable import UnavailableExecutor
+from proxy import admin
+from proxy.auth import authenticate
+from proxy.egress import to_web_response
+from proxy.gateway import GATEWAY, TRACE, Gateway
+from proxy.ingress import handler_request, read_incoming
+from proxy.middleware import pipeline_middleware
+from proxy.stats import Stats
+
+log = logging.getLogger("isogate")
+
+
+async def gateway_view(request: web.Request) -> web.StreamResponse:
+    """terminate -> identify -> route -> read -> score -> decide -> execute -> respond."""
+    gw, trace = request.app[GATEWAY], request[TRACE]
+    config = gw.config  # one snapshot for the whole request, whatever reloads meanwhile
+    trace.counted = True
+    ip = trace.entity = client_ip(
+        request.remote, request.headers.get("X-Forwarded-For"), config.server.proxies
+    )
+    if ip in config.ip_lists.deny_set:
+        raise IpDenied(f"{ip} is in ip_lists.deny")
+    identity = authenticate(request.headers.get("Authorization"), ip, config.auth)
+    trace.entity = identity.entity_id
+    route = match_route(config.routes, request.method, request.path)
+    trace.route = route.path
+    incoming = await read_incoming(request, ip, config.server.max_body_bytes)
+    history = gw.stats.history(identity.entity_id)
+    trace.risk = score(RiskInput(incoming, identity, history, route), config, gw.plugins)
+    trace.decision = decide(trace.risk, identity, route, config, memory_pressure=gw.memory_pressure)
+    if trace.decision.action is Action.BLOCK:
+        raise RiskBlocked(f"risk score {trace.risk.total} is at or above hybrid.block_threshold")
+    job = Job(route.handler, handler_request(incoming, identity), config.limits.execution.max_time_ms / 1000)
+    started = time.perf_counter()
+    try:
+        response = await gw.execute(Mode(trace.decision.action.value), job, identity.entity_id)
+    finally:
+        trace.exec_ms = (time.perf_counter() - started) * 1000
+    return to_web_response(response)
+
+
+def create_app(config: Config, plugins: dict[str, Factor] | None = None) -> web.Application:
+    """Wire the gateway: state, lifecycles, admin routes, then the catch-all proxy route."""
+    registry = HandlerRegistry(config.handlers_package)
+    for i, route in enumerate(config.routes):
+        try:
+            registry.get(route.handler)
+        except UnknownHandler as exc:
+            raise ConfigError(f"routes[{i}].handler", str(exc)) from None
+    app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
+    app[GATEWAY] = Gateway(
+        config=config,
+        registry=registry,
+        plugins=plugins or {},
+        stats=Stats(config.stats, config.risk.history_window),
+        memory=MemoryWatch(config.limits.memory_limit_mb),
+    )
+    app.cleanup_ctx.extend([thread_executor, docker_executor, memory_monitor])
+    admin.add_routes(app.router)
+    app.router.add_route("*", "/{tail:.*}", gateway_view)
+    return app
+
+
+async def thread_executor(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    pool = gw.config.thread_pool
+    executor = ThreadExecutor(gw.registry, pool.min_workers, pool.max_workers)
+    gw.executors[Mode.THREAD] = executor
+    yield
+    await executor.aclose()
+
+
+async def docker_executor(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    if not gw.config.docker.enabled:
+        if gw.config.execution_mode is ExecutionMode.HYBRID:
+            log.warning("docker.enabled is false: hybrid mode runs every request in a thread")
+        yield
+        return
+    reason = "no container executor is available: docker decisions are refused (fail closed)"
+    log.warning(reason)
+    gw.executors[Mode.DOCKER] = UnavailableExecutor(reason)
+    yield
+
+
+async def memory_monitor(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    gw.check_memory()
+
+    async def watch() -> None:
+        while True:
+            await asyncio.sleep(gw.config.limits.memory_check_interval_ms / 1000)
+            gw.check_memory()
+
+    task = asyncio.create_task(watch(), name="isogate-memory-monitor")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,50 @@
+"""Authentication: verifies `Authorization: Bearer <JWT>` with pyjwt; a bad token is 401, never anonymous."""
+
+from __future__ import annotations
+
+import jwt
+
+from policy.config import AuthConfig
+from policy.identity import Identity, identify
+from proxy.errors import Unauthorized
+
+# pyjwt's errors, most specific first, mapped to messages that never quote the token.
+_REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
+    (jwt.ExpiredSignatureError, "token has expired (exp)"),
+    (jwt.ImmatureSignatureError, "token is not yet valid (nbf/iat)"),
+    (jwt.InvalidAlgorithmError, "token algorithm is not allowed"),
+    (jwt.InvalidSignatureError, "token signature does not verify"),
+    (jwt.MissingRequiredClaimError, "token lacks a required claim (sub)"),
+    (jwt.InvalidAudienceError, "token audience does not match"),
+    (jwt.InvalidIssuerError, "token issuer does not match"),
+    (jwt.DecodeError, "token is malformed"),
+)
+
+
+def authenticate(authorization: str | None, ip: str, auth: AuthConfig) -> Identity:
+    """The caller's identity: from a verified bearer token, or anonymous (the client IP) without one."""
+    if authorization is None:
+        return identify(None, ip)
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization must be 'Bearer <token>'")
+    return identify(verify(token.strip(), auth), ip)
+
+
+def verify(token: str, auth: AuthConfig) -> dict[str, object]:
+    """The token's claims if its signature, algorithm, exp/nbf, audience and issuer all check out."""
+    key = auth.public_key or auth.secret_key
+    try:
+        claims: dict[str, object] = jwt.decode(
+            token,
+            key,
+            algorithms=list(auth.algorithms),  # the allow-list: `alg: none` and foreign algs fail here
+            audience=auth.audience or None,
+            issuer=auth.issuer or None,
+            leeway=auth.leeway_s,
+            options={"require": ["sub"], "verify_aud": bool(auth.audience)},
+        )
+    except jwt.InvalidTokenError as exc:
+        reason = next((text for kind, text in _REASONS if isinstance(exc, kind)), "token is invalid")
+        raise Unauthorized(reason) from None
+    return claims

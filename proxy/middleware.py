@@ -1,0 +1,78 @@
+"""The one middleware: request id, errors to JSON, debug headers, stats and the decision log line."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+
+import orjson
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from policy.errors import IsogateError
+from proxy.egress import error_response
+from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
+from proxy.stats import REJECTED, Outcome
+
+log = logging.getLogger("isogate")
+decision_log = logging.getLogger("isogate.decision")
+
+
+def _http_error(exc: web.HTTPException) -> IsogateError:
+    error = IsogateError(exc.text or exc.reason)
+    error.status = exc.status
+    error.code = exc.reason.lower().replace(" ", "_")
+    return error
+
+
+@web.middleware
+async def pipeline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    trace = Trace(request_id=uuid.uuid4().hex, started=time.perf_counter())
+    request[TRACE] = trace
+    try:
+        response = await handler(request)
+    except IsogateError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        response = error_response(_http_error(exc))
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = error_response(IsogateError("the gateway failed to process this request"))
+    finish(request.app[GATEWAY], trace, request.method, response)
+    return response
+
+
+def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResponse) -> None:
+    elapsed_ms = (time.perf_counter() - trace.started) * 1000
+    response.headers["X-Request-Id"] = trace.request_id
+    mode = trace.decision.mode if trace.decision else None
+    if gateway.config.server.debug_headers and trace.risk is not None:
+        response.headers["X-Isogate-Risk"] = str(trace.risk.total)
+        response.headers["X-Isogate-Factors"] = trace.risk.summary()
+        if mode is not None:
+            response.headers["X-Isogate-Mode"] = mode.value
+    if not trace.counted or trace.entity is None:
+        return
+    band = trace.decision.band.value if trace.decision else None
+    outcome = Outcome(
+        trace.entity, response.status, mode.value if mode else REJECTED, band, elapsed_ms, trace.exec_ms
+    )
+    gateway.stats.record(outcome)
+    decision_log.info(
+        orjson.dumps(
+            {
+                "request_id": trace.request_id,
+                "entity": trace.entity,
+                "method": method,
+                "route": trace.route,
+                "score": trace.risk.total if trace.risk else None,
+                "factors": trace.risk.summary() if trace.risk else None,
+                "mode": outcome.mode,
+                "reason": trace.decision.reason if trace.decision else None,
+                "status": response.status,
+                "elapsed_ms": round(elapsed_ms, 3),
+                "generation": gateway.generation,
+            }
+        ).decode()
+    )

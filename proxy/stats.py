@@ -1,0 +1,141 @@
+"""Live figures: per-entity history (which feeds risk scoring) and gateway-wide counters and latencies."""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass, field
+
+from policy.config import StatsConfig
+from policy.risk import History
+
+REJECTED = "rejected"  # the mode column of a request that never reached an executor
+# A failure is a 5xx (timeouts and memory violations included) or a request the gateway refused.
+FAILURE_STATUSES = frozenset({401, 403, 413})
+
+
+def is_failure(status: int) -> bool:
+    return status >= 500 or status in FAILURE_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    entity: str
+    status: int
+    mode: str
+    band: str | None
+    elapsed_ms: float
+    exec_ms: float | None = None
+
+
+@dataclass(slots=True)
+class EntityStats:
+    window: int
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    executed: int = 0
+    exec_ms_total: float = 0.0
+    violations: int = 0
+    recent: deque[bool] = field(init=False)  # True = failure, newest last
+
+    def __post_init__(self) -> None:
+        self.recent = deque(maxlen=self.window)
+
+    def add(self, outcome: Outcome) -> None:
+        failed = is_failure(outcome.status)
+        self.total += 1
+        self.failed += failed
+        self.succeeded += not failed
+        self.recent.append(failed)
+        if outcome.exec_ms is not None:
+            self.executed += 1
+            self.exec_ms_total += outcome.exec_ms
+
+    def history(self) -> History:
+        return History(self.total, len(self.recent), sum(self.recent))
+
+    def as_api(self) -> dict[str, float | int]:
+        """The product's documented `/api/stats` `stats` object."""
+        return {
+            "totalRequests": self.total,
+            "successfulRequests": self.succeeded,
+            "failedRequests": self.failed,
+            "avgExecutionTime": round(self.exec_ms_total / self.executed, 2) if self.executed else 0.0,
+            "failureRate": round(self.failed / self.total, 3) if self.total else 0.0,
+            "resourceViolations": self.violations,
+        }
+
+
+def percentiles(samples: deque[float]) -> dict[str, float | int]:
+    ordered = sorted(samples)
+    if not ordered:
+        return {"count": 0}
+
+    def at(q: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
+
+    return {"count": len(ordered), "p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1]}
+
+
+class Stats:
+    """Counters for the whole gateway and a bounded, least-recently-seen-evicted table of entities."""
+
+    def __init__(self, config: StatsConfig, window: int) -> None:
+        self._config = config
+        self._window = window
+        self._entities: OrderedDict[str, EntityStats] = OrderedDict()
+        self.total = 0
+        self.by_mode: Counter[str] = Counter()
+        self.by_band: Counter[str] = Counter()
+        self.by_status: Counter[str] = Counter()
+        self.violations = 0
+        self._latency: dict[str, deque[float]] = {}
+
+    def entity(self, entity: str) -> EntityStats | None:
+        return self._entities.get(entity)
+
+    def history(self, entity: str) -> History:
+        found = self._entities.get(entity)
+        return found.history() if found else History()
+
+    def _touch(self, entity: str) -> EntityStats:
+        found = self._entities.get(entity)
+        if found is None:
+            found = self._entities[entity] = EntityStats(self._window)
+            while len(self._entities) > self._config.max_entities:
+                self._entities.popitem(last=False)
+        else:
+            self._entities.move_to_end(entity)
+        return found
+
+    def record(self, outcome: Outcome) -> None:
+        self._touch(outcome.entity).add(outcome)
+        self.total += 1
+        self.by_mode[outcome.mode] += 1
+        self.by_status[f"{outcome.status // 100}xx"] += 1
+        if outcome.band is not None:
+            self.by_band[outcome.band] += 1
+        samples = self._latency.setdefault(outcome.mode, deque(maxlen=self._config.latency_samples))
+        samples.append(outcome.elapsed_ms)
+
+    def violation(self, entity: str) -> None:
+        self._touch(entity).violations += 1
+        self.violations += 1
+
+    def snapshot(self) -> dict[str, object]:
+        top = heapq.nlargest(self._config.top_entities, self._entities.items(), key=lambda i: i[1].total)
+        return {
+            "requests": {
+                "total": self.total,
+                "by_mode": dict(self.by_mode),
+                "by_risk_band": dict(self.by_band),
+                "by_status": dict(self.by_status),
+            },
+            "latency_ms": {mode: percentiles(samples) for mode, samples in self._latency.items()},
+            "entities": {
+                "tracked": len(self._entities),
+                "top": [{"entityId": name, **entity.as_api()} for name, entity in top],
+            },
+            "resource_violations": self.violations,
+        }
