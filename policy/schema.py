@@ -34,9 +34,13 @@ def build(cls: type[T], data: object, path: str = "") -> T:
         if key not in names:
             raise ConfigError(join(path, str(key)), f"unknown key (known: {', '.join(names)})")
     kwargs = {key: convert(hints[key], value, join(path, key)) for key, value in data.items()}
-    for key in names:  # absent sections are built here so their errors carry their path
-        if key not in kwargs and dataclasses.is_dataclass(hints[key]):
-            kwargs[key] = build(hints[key], {}, join(path, key))
+    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if not f.init or f.name in kwargs:
+            continue
+        if dataclasses.is_dataclass(hints[f.name]):  # built here so its errors carry its path
+            kwargs[f.name] = build(hints[f.name], {}, join(path, f.name))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(join(path, f.name), "is required")
     try:
         return cls(**kwargs)
     except Invalid as exc:

@@ -1,0 +1,62 @@
+"""Shared fixtures: a valid config builder, real JWTs, and a real gateway on a loopback port."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import jwt
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from policy.config import Config
+from policy.parse import parse_config
+from policy.schema import merge
+from proxy.app import create_app
+
+SECRET = "test-secret-0123456789abcdef0123456789abcdef"
+BASE: dict[str, Any] = {
+    "execution_mode": "thread",
+    "handlers_package": "probe_handlers",
+    "auth": {"secret_key": SECRET},
+    "docker": {"enabled": False},
+    "server": {"debug_headers": True},
+    "limits": {"execution": {"max_time_ms": 2000}, "memory_check_interval_ms": 60000},
+    "thread_pool": {"min_workers": 1, "max_workers": 4},
+    "risk": {"keywords": ["union select", "<script", "../"]},
+    "routes": [{"path": "/echo", "handler": "echo", "methods": ["GET", "POST"]}],
+}
+
+
+def make_config(overrides: dict[str, Any] | None = None, env: dict[str, str] | None = None) -> Config:
+    """BASE merged with `overrides` (lists replace, mappings merge)."""
+    return parse_config(merge(BASE, overrides or {}), env or {})
+
+
+def token(sub: str = "alice", key: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
+    claims.setdefault("exp", int(time.time()) + 300)
+    return jwt.encode({"sub": sub, **claims}, key, algorithm=algorithm)
+
+
+def bearer(sub: str = "alice", **claims: Any) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(sub, **claims)}"}
+
+
+Gateway = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
+
+
+@pytest.fixture
+def gateway(aiohttp_client: Any) -> Gateway:
+    """`await gateway({...overrides})`: a client of a real gateway listening on 127.0.0.1."""
+
+    async def start(
+        overrides: dict[str, Any] | None = None, **kwargs: Any
+    ) -> TestClient[web.Request, web.Application]:
+        client: TestClient[web.Request, web.Application] = await aiohttp_client(
+            create_app(make_config(overrides), **kwargs)
+        )
+        return client
+
+    return start

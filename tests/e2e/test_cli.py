@@ -1,0 +1,122 @@
+"""The real gateway process: `python -m proxy --config config.yaml` with the repo's config and handlers."""
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from conftest import SECRET
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.e2e
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def env(**extra: str) -> dict[str, str]:
+    clean = {k: v for k, v in os.environ.items() if k not in {"EXECUTION_MODE", "SECRET_KEY"}}
+    return {**clean, "SECRET_KEY": SECRET, **extra}
+
+
+@pytest.fixture
+def gateway_process() -> Iterator[tuple[int, subprocess.Popen[str]]]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "--config", "config.yaml", "--port", str(port)],
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield port, process
+    process.terminate()
+    process.wait(timeout=10)
+
+
+async def wait_ready(port: int) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(100):
+            try:
+                async with session.get(f"http://127.0.0.1:{port}/healthz") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+    raise AssertionError("gateway did not become ready in 10 s")
+
+
+def mint(*args: str) -> str:
+    command = [sys.executable, "-m", "proxy.mint", "--config", "config.yaml", *args]
+    return subprocess.run(
+        command, cwd=ROOT, env=env(), capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+async def test_the_tour_works_against_the_real_process(
+    gateway_process: tuple[int, subprocess.Popen[str]],
+) -> None:
+    port, process = gateway_process
+    await wait_ready(port)
+    admin = mint("--sub", "ops", "--role", "admin")
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{base}/echo?x=1") as response:
+            assert response.status == 200
+            assert (await response.json())["query"] == {"x": "1"}
+            assert response.headers["X-Isogate-Mode"] == "thread"
+        async with session.get(f"{base}/compute?n=1000") as response:
+            assert (await response.json())["primes"] == 168
+        async with session.get(f"{base}/whoami") as response:
+            assert (await response.json())["pid"] == process.pid
+        async with session.get(f"{base}/stats", headers={"Authorization": f"Bearer {admin}"}) as response:
+            stats = await response.json()
+            assert stats["requests"]["total"] == 3 and stats["execution_mode"] == "hybrid"
+    process.terminate()
+    output = process.communicate(timeout=10)[0]
+    assert "hybrid mode runs every request in a thread" in output
+    assert '"route":"/echo"' in output and admin not in output and SECRET not in output
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        ("", "auth.secret_key: is empty: set SECRET_KEY"),
+        ("your-secret-key-here", "auth.secret_key: is the documented placeholder"),
+    ],
+)
+def test_refuses_to_start_without_a_real_secret(secret: str, message: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "--config", "config.yaml", "--port", str(free_port())],
+        cwd=ROOT,
+        env={**env(), "SECRET_KEY": secret},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert f"isogate: refusing to start: {message}" in result.stderr
+
+
+def test_a_broken_config_file_is_refused_with_its_line(tmp_path: Path) -> None:
+    bad = tmp_path / "config.yaml"
+    bad.write_text("server:\n  port: 8080\n  host: [unclosed\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "--config", str(bad)],
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0 and f"{bad}: line" in result.stderr

@@ -1,0 +1,79 @@
+"""Thread executor and handler registry, with real threads and real handler modules."""
+
+import asyncio
+import time
+
+import pytest
+
+from handlers import Request, Response
+from pool.base import ExecutionTimeout, HandlerFailed, Job
+from pool.registry import HandlerRegistry, UnknownHandler
+from pool.thread import ThreadExecutor
+
+
+@pytest.fixture
+async def executor() -> ThreadExecutor:
+    executor = ThreadExecutor(HandlerRegistry("probe_handlers"), min_workers=1, max_workers=2)
+    yield executor  # type: ignore[misc]
+    await executor.aclose()
+
+
+def job(handler: str, timeout_s: float = 2.0, **query: str) -> Job:
+    return Job(handler, Request("GET", "/", tuple(query.items()), entity_id="e"), timeout_s)
+
+
+async def test_runs_the_handler_and_normalises_its_return(executor: ThreadExecutor) -> None:
+    response = await executor.run(job("echo", x="1"))
+    assert response.status == 200
+    assert b'"query":{"x":"1"}' in response.body
+
+
+async def test_timeout_answers_at_once_and_the_stuck_worker_stays_counted(executor: ThreadExecutor) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ExecutionTimeout) as caught:
+        await executor.run(job("sleep", timeout_s=0.2, s="0.8"))
+    assert time.perf_counter() - started < 0.6
+    assert "limits.execution.max_time_ms (200 ms)" in caught.value.detail
+    assert executor.busy == 1  # a Python thread cannot be killed: it keeps its worker
+    for _ in range(100):
+        if executor.busy == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert executor.busy == 0
+
+
+async def test_handler_exception_becomes_500_naming_only_its_type(executor: ThreadExecutor) -> None:
+    with pytest.raises(HandlerFailed) as caught:
+        await executor.run(job("boom"))
+    assert caught.value.status == 500
+    assert "KeyError" in caught.value.detail and "hunter2" not in caught.value.detail
+
+
+async def test_a_return_value_that_is_not_a_response_is_a_handler_error(executor: ThreadExecutor) -> None:
+    with pytest.raises(HandlerFailed, match="TypeError"):
+        await executor.run(job("bad_return"))
+
+
+async def test_header_injection_by_a_handler_is_refused(executor: ThreadExecutor) -> None:
+    with pytest.raises(HandlerFailed, match="ValueError"):
+        await executor.run(job("crlf"))
+
+
+async def test_jobs_run_concurrently_up_to_max_workers(executor: ThreadExecutor) -> None:
+    started = time.perf_counter()
+    results = await asyncio.gather(*(executor.run(job("sleep", s="0.3")) for _ in range(2)))
+    assert all(isinstance(r, Response) for r in results)
+    assert time.perf_counter() - started < 0.55
+
+
+@pytest.mark.parametrize(
+    "name", ["../handlers/echo", "os", "sys", "__init__", "Echo", "echo.py", "not_a_handler", "missing", ""]
+)
+def test_only_handle_functions_of_modules_in_the_package_can_be_loaded(name: str) -> None:
+    with pytest.raises(UnknownHandler):
+        HandlerRegistry("probe_handlers").get(name)
+
+
+def test_an_unimportable_package_is_refused() -> None:
+    with pytest.raises(UnknownHandler):
+        HandlerRegistry("no_such_package_here")

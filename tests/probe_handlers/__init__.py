@@ -1,0 +1,1 @@
+"""Handlers for tests: the examples plus ones that misbehave on purpose."""

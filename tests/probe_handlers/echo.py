@@ -1,0 +1,3 @@
+from handlers.echo import handle
+
+__all__ = ["handle"]

@@ -1,0 +1,3 @@
+from handlers.json_transform import handle
+
+__all__ = ["handle"]

@@ -1,0 +1,3 @@
+"""A module without handle(): routing to it is a config error."""
+
+VALUE = 1

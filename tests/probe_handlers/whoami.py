@@ -1,0 +1,3 @@
+from handlers.whoami import handle
+
+__all__ = ["handle"]

@@ -1,0 +1,114 @@
+"""Every way a bearer token can be bad gets 401 with a reason, and never falls back to anonymous."""
+
+import base64
+import time
+
+import jwt
+import orjson
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from conftest import SECRET, Gateway, token
+
+ROUTES = [{"path": "/echo", "handler": "echo"}]
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+RSA_PUBLIC_PEM = (
+    RSA_KEY.public_key()
+    .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    .decode()
+)
+
+
+def b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(data)).rstrip(b"=").decode()
+
+
+def unsigned(claims: dict[str, object], alg: str = "none") -> str:
+    return f"{b64({'alg': alg, 'typ': 'JWT'})}.{b64(claims)}."
+
+
+NOW = int(time.time())
+BAD_TOKENS = {
+    "alg none": (unsigned({"sub": "mallory"}), "algorithm is not allowed"),
+    "alg None": (unsigned({"sub": "mallory"}, "None"), "algorithm is not allowed"),
+    "expired": (token(exp=NOW - 60), "expired"),
+    "not yet valid": (token(nbf=NOW + 600), "not yet valid"),
+    "wrong key": (token(key="another-secret-of-sufficient-length-123456"), "signature does not verify"),
+    "tampered payload": (
+        ".".join([token().split(".")[0], b64({"sub": "root"}), token().split(".")[2]]),
+        "signature does not verify",
+    ),
+    "malformed": ("not-a-jwt", "malformed"),
+    "garbage segments": ("a.b.c", "malformed"),
+    "RS256 when HS256 is configured": (
+        jwt.encode({"sub": "rs"}, RSA_KEY, algorithm="RS256"),
+        "algorithm is not allowed",
+    ),
+    "no sub": (jwt.encode({"exp": NOW + 60}, SECRET, algorithm="HS256"), "lacks a required claim"),
+    "bad trust claim": (token(trust="root"), "claim 'trust'"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_TOKENS))
+async def test_bad_tokens_get_401_with_a_reason(gateway: Gateway, case: str) -> None:
+    client = await gateway({"routes": ROUTES})
+    bad, reason = BAD_TOKENS[case]
+    response = await client.get("/echo", headers={"Authorization": f"Bearer {bad}"})
+    body = await response.json()
+    assert response.status == 401 and body["error"] == "invalid_token"
+    assert reason in body["detail"]
+    assert bad not in body["detail"] and SECRET not in await response.text()
+
+
+@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer    ", "Token abc", ""])
+async def test_malformed_authorization_headers_get_401(gateway: Gateway, header: str) -> None:
+    client = await gateway({"routes": ROUTES})
+    response = await client.get("/echo", headers={"Authorization": header})
+    assert response.status == 401
+
+
+async def test_valid_token_names_the_entity_and_no_token_is_the_client_ip(gateway: Gateway) -> None:
+    client = await gateway({"routes": ROUTES})
+    named = await client.get("/echo", headers={"Authorization": f"Bearer {token('carol')}"})
+    assert (await named.json())["entity"] == "carol"
+    anonymous = await client.get("/echo")
+    assert (await anonymous.json())["entity"] == "127.0.0.1"
+
+
+async def test_algorithm_confusion_with_a_public_key_is_rejected(gateway: Gateway) -> None:
+    config = {"routes": ROUTES, "auth": {"algorithms": ["RS256"], "public_key": RSA_PUBLIC_PEM}}
+    client = await gateway(config)
+    good = jwt.encode({"sub": "rsa-user"}, RSA_KEY, algorithm="RS256")
+    assert (await (await client.get("/echo", headers={"Authorization": f"Bearer {good}"})).json())[
+        "entity"
+    ] == "rsa-user"
+    # The classic attack: sign HS256 using the public key as the HMAC secret.
+    header = b64({"alg": "HS256", "typ": "JWT"})
+    payload = b64({"sub": "attacker"})
+    import hashlib
+    import hmac
+
+    mac = hmac.new(RSA_PUBLIC_PEM.encode(), f"{header}.{payload}".encode(), hashlib.sha256).digest()
+    forged = f"{header}.{payload}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    response = await client.get("/echo", headers={"Authorization": f"Bearer {forged}"})
+    assert response.status == 401
+
+
+async def test_audience_and_issuer_are_checked_when_configured(gateway: Gateway) -> None:
+    client = await gateway({"routes": ROUTES, "auth": {"audience": "isogate", "issuer": "idp"}})
+    for claims, status in [
+        ({"aud": "isogate", "iss": "idp"}, 200),
+        ({"aud": "other", "iss": "idp"}, 401),
+        ({"aud": "isogate", "iss": "evil"}, 401),
+    ]:
+        response = await client.get("/echo", headers={"Authorization": f"Bearer {token(**claims)}"})
+        assert response.status == status, claims
+
+
+async def test_forged_tokens_count_as_failures_of_the_client_ip(gateway: Gateway) -> None:
+    client = await gateway({"routes": ROUTES})
+    for _ in range(5):
+        await client.get("/echo", headers={"Authorization": "Bearer forged"})
+    response = await client.get("/echo")
+    assert "failure_rate=20" in response.headers["X-Isogate-Factors"]

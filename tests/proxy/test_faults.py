@@ -1,0 +1,96 @@
+"""Faults produced for real: handlers past the time limit, raising, memory over the limit, no docker."""
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from conftest import Gateway, bearer
+
+ROUTES = [
+    {"path": "/sleep", "handler": "sleep"},
+    {"path": "/boom", "handler": "boom"},
+    {"path": "/echo", "handler": "echo"},
+]
+
+
+async def test_handler_past_the_time_limit_gets_504_at_once_and_a_failure(gateway: Gateway) -> None:
+    client = await gateway({"routes": ROUTES, "limits": {"execution": {"max_time_ms": 200}}})
+    started = time.perf_counter()
+    response = await client.get("/sleep?s=1.0", headers=bearer("slow"))
+    assert time.perf_counter() - started < 0.8
+    body = await response.json()
+    assert (response.status, body["error"]) == (504, "execution_timeout")
+    assert "limits.execution.max_time_ms" in body["detail"]
+    stats = await (await client.get("/api/stats", headers=bearer("slow"))).json()
+    assert stats["stats"]["failedRequests"] == 1
+    assert (await client.get("/echo")).status == 200  # the gateway keeps serving
+
+
+async def test_handler_exception_is_500_with_the_type_and_no_traceback(gateway: Gateway) -> None:
+    client = await gateway({"routes": ROUTES})
+    response = await client.get("/boom")
+    body = await response.json()
+    assert (response.status, body["error"]) == (500, "handler_error")
+    assert "KeyError" in body["detail"]
+    assert "hunter2" not in await response.text() and "Traceback" not in await response.text()
+
+
+async def test_memory_over_the_limit_charges_in_flight_thread_entities(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    limits = {"memory_limit_mb": 1, "memory_check_interval_ms": 50}
+    client = await gateway({"routes": ROUTES, "limits": limits})
+    with caplog.at_level(logging.WARNING, logger="isogate.gateway"):
+        slow = asyncio.create_task(client.get("/sleep?s=0.4", headers=bearer("hog")))
+        await asyncio.sleep(0.3)
+        assert (await slow).status == 200
+    assert any(
+        "Memory limit exceeded:" in r.getMessage() and r.getMessage().endswith("MB / 1MB")
+        for r in caplog.records
+    )
+    own = await (await client.get("/api/stats", headers=bearer("hog"))).json()
+    assert own["stats"]["resourceViolations"] >= 1
+    idle = await (await client.get("/api/stats", headers=bearer("idle"))).json()
+    assert idle["stats"]["resourceViolations"] == 0
+    admin = await (await client.get("/stats", headers=bearer("ops", role="admin"))).json()
+    assert admin["memory"]["over_limit"] is True
+
+
+async def test_memory_pressure_sends_hybrid_thread_work_to_docker(gateway: Gateway) -> None:
+    config = {
+        "execution_mode": "hybrid",
+        "docker": {"enabled": True},
+        "routes": ROUTES,
+        "limits": {"memory_limit_mb": 1, "memory_check_interval_ms": 60000},
+    }
+    client = await gateway(config)
+    response = await client.get("/echo", headers=bearer("calm", trust="trusted"))
+    assert response.headers["X-Isogate-Mode"] == "docker"  # would be thread (score 30, trusted)
+
+
+async def test_docker_decisions_fail_closed_without_a_container_executor(gateway: Gateway) -> None:
+    hybrid = {"docker_for": {"new": False}}
+    client = await gateway(
+        {"execution_mode": "hybrid", "docker": {"enabled": True}, "hybrid": hybrid, "routes": ROUTES}
+    )
+    anonymous = await client.get("/echo")  # score 30 (new), untrusted trigger -> docker
+    assert (anonymous.status, (await anonymous.json())["error"]) == (503, "docker_unavailable")
+    assert anonymous.headers["X-Isogate-Mode"] == "docker"
+    trusted = await client.get("/echo", headers=bearer("known", trust="trusted"))
+    assert trusted.status == 200 and trusted.headers["X-Isogate-Mode"] == "thread"
+    health = await (await client.get("/healthz")).json()
+    assert health["docker"]["available"] is False and "fail closed" in health["docker"]["reason"]
+
+
+async def test_hybrid_with_docker_disabled_runs_threads_and_warns_once(
+    gateway: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="isogate"):
+        client = await gateway({"execution_mode": "hybrid", "routes": ROUTES})
+        for _ in range(3):
+            response = await client.get("/echo?q=<script>")
+            assert response.status == 200 and response.headers["X-Isogate-Mode"] == "thread"
+    warnings = [r for r in caplog.records if "docker.enabled is false" in r.getMessage()]
+    assert len(warnings) == 1
