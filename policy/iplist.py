@@ -5,12 +5,14 @@ A lookup costs one hash probe per distinct prefix length in the set, so lists of
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@functools.lru_cache(maxsize=65536)  # the same clients come back: parse each address once
 def parse_address(text: str) -> Address | None:
     """Parse an address (IPv4-mapped IPv6 becomes IPv4); None if `text` is not an address."""
     try:

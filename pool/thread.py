@@ -49,7 +49,8 @@ class ThreadExecutor:
         future = self._pool.submit(_call, handle, job.request)
         future.add_done_callback(self._finished)
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(future), job.timeout_s)
+            async with asyncio.timeout(job.timeout_s):
+                return await asyncio.wrap_future(future)
         except TimeoutError:
             raise ExecutionTimeout(
                 f"handler {job.handler} ran past limits.execution.max_time_ms ({job.timeout_s * 1000:.0f} ms)"
