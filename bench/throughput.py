@@ -92,7 +92,8 @@ def main() -> None:
             server.wait(timeout=10)
     floor = statistics.median(r["rps"] for r in results["bare aiohttp hello"])
     print(
-        f"c={args.connections}, {args.duration}s x {args.repeats} per target, medians, wrk -t1, {os.cpu_count()} cores"
+        f"c={args.connections}, {args.duration}s x {args.repeats} per target, medians,"
+        f" wrk -t1, {os.cpu_count()} cores"
     )
     print("| target | req/s | p50 ms | p99 ms | req/s vs bare hello |\n|---|---|---|---|---|")
     for name, runs in results.items():
