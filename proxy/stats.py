@@ -75,7 +75,13 @@ def percentiles(samples: deque[float]) -> dict[str, float | int]:
     def at(q: float) -> float:
         return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
-    return {"count": len(ordered), "p50": at(0.50), "p90": at(0.90), "p99": at(0.99), "max": ordered[-1]}
+    return {
+        "count": len(ordered),
+        "p50": at(0.50),
+        "p90": at(0.90),
+        "p99": at(0.99),
+        "max": round(ordered[-1], 3),
+    }
 
 
 class Stats:
