@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from policy.config import Config, ExecutionMode, Mode, RiskThresholds, RouteConfig
+from policy.config import Config, ExecutionMode, Mode, RouteConfig
 from policy.identity import Identity
 from policy.risk import RiskScore
+from policy.rules import RiskThresholds
 
 
 class Band(StrEnum):

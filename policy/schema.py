@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from policy.errors import ConfigError, Invalid
+from policy.iplist import IpSet
 
 T = TypeVar("T")
 
@@ -102,3 +103,21 @@ def merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def require(ok: bool, key: str, message: str) -> None:
+    """Validation inside a config type's __post_init__: the parser adds the key's full path."""
+    if not ok:
+        raise Invalid(key, message)
+
+
+def derive(obj: object, name: str, value: object) -> None:
+    """Set a derived field of a frozen dataclass (compiled regexes, IP sets) while it is built."""
+    object.__setattr__(obj, name, value)
+
+
+def ip_set(key: str, entries: tuple[str, ...]) -> IpSet:
+    try:
+        return IpSet(entries)
+    except ValueError as exc:
+        raise Invalid(key, str(exc)) from None

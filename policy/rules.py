@@ -1,0 +1,140 @@
+"""The rules sections of the config: risk factors and their weights, hybrid thresholds and triggers,
+IP lists. Data only: the code that applies them is in `policy.risk` and `policy.decision`."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from policy.errors import Invalid
+from policy.iplist import IpSet
+from policy.patterns import Matcher, compile_pattern
+from policy.schema import derive, ip_set, require
+
+BUILTIN_WEIGHTS = {
+    "new_entity": 30,
+    "failure_rate": 20,
+    "large_payload": 15,
+    "suspicious": 20,
+    "ip_flagged": 25,
+}
+FACTOR_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
+PLUGIN_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
+
+
+@dataclass(frozen=True, slots=True)
+class RiskThresholds:
+    low: int = 30
+    medium: int = 60
+    high: int = 80
+
+    def __post_init__(self) -> None:
+        require(
+            0 <= self.low <= self.medium <= self.high <= 100,
+            "low",
+            "need 0 <= low <= medium <= high <= 100",
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DockerTriggers:
+    """Which reasons send a medium-risk request to a container in hybrid mode."""
+
+    untrusted: bool = True
+    high_resource: bool = True
+    suspicious: bool = True
+    new: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class HybridConfig:
+    risk_thresholds: RiskThresholds = field(default_factory=RiskThresholds)
+    docker_for: DockerTriggers = field(default_factory=DockerTriggers)
+    block_threshold: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.block_threshold is not None:
+            require(0 < self.block_threshold <= 100, "block_threshold", "must be within 1..100")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomFactor:
+    """A header-driven factor: fires when `header` is present (and matches `pattern`, if given)."""
+
+    name: str
+    header: str
+    points: int
+    pattern: str | None = None
+    regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        require(bool(FACTOR_NAME.fullmatch(self.name)), "name", "expected a lower-case name")
+        require(bool(self.header), "header", "must not be empty")
+        require(0 <= self.points <= 100, "points", "must be within 0..100")
+        derive(self, "header", self.header.lower())
+        try:
+            derive(self, "regex", compile_pattern(self.pattern) if self.pattern else None)
+        except ValueError as exc:
+            raise Invalid("pattern", str(exc)) from None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskConfig:
+    weights: dict[str, int] = field(default_factory=dict)
+    new_entity_requests: int = 10
+    failure_rate_threshold: float = 0.2
+    failure_min_sample: int = 5
+    history_window: int = 50
+    large_payload_bytes: int = 100 * 1024
+    keywords: tuple[str, ...] = ()
+    patterns: tuple[str, ...] = ()
+    custom_factors: tuple[CustomFactor, ...] = ()
+    plugins: tuple[str, ...] = ()
+    matcher: Matcher = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        derive(self, "weights", {**BUILTIN_WEIGHTS, **self.weights})
+        plugin_names = [p.rpartition(":")[2] for p in self.plugins]
+        for i, plugin in enumerate(self.plugins):
+            require(bool(PLUGIN_PATH.fullmatch(plugin)), f"plugins[{i}]", "expected 'module:function'")
+            require(
+                plugin_names[i] in self.weights,
+                f"plugins[{i}]",
+                f"needs risk.weights.{plugin_names[i]}",
+            )
+        for name, points in self.weights.items():
+            require(name in BUILTIN_WEIGHTS or name in plugin_names, f"weights.{name}", "no such factor")
+            require(0 <= points <= 100, f"weights.{name}", "must be within 0..100")
+        taken = set(self.weights)
+        for i, custom in enumerate(self.custom_factors):
+            require(custom.name not in taken, f"custom_factors[{i}].name", "name already used")
+            taken.add(custom.name)
+        require(self.new_entity_requests >= 0, "new_entity_requests", "must be >= 0")
+        require(0 <= self.failure_rate_threshold < 1, "failure_rate_threshold", "must be within [0, 1)")
+        require(self.failure_min_sample >= 1, "failure_min_sample", "must be >= 1")
+        require(
+            self.history_window >= self.failure_min_sample,
+            "history_window",
+            "must be >= failure_min_sample",
+        )
+        require(self.large_payload_bytes >= 0, "large_payload_bytes", "must be >= 0")
+        for i, pattern in enumerate(self.patterns):
+            try:
+                compile_pattern(pattern)
+            except ValueError as exc:
+                raise Invalid(f"patterns[{i}]", str(exc)) from None
+        derive(self, "matcher", Matcher(self.keywords, self.patterns))
+
+
+@dataclass(frozen=True, slots=True)
+class IpListsConfig:
+    deny: tuple[str, ...] = ()
+    flagged: tuple[str, ...] = ()
+    trusted: tuple[str, ...] = ()
+    deny_set: IpSet = field(init=False, repr=False, compare=False)
+    flagged_set: IpSet = field(init=False, repr=False, compare=False)
+    trusted_set: IpSet = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        for name in ("deny", "flagged", "trusted"):
+            derive(self, f"{name}_set", ip_set(name, getattr(self, name)))
