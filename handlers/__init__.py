@@ -50,8 +50,8 @@ class Response:
     body: bytes = b""
 
     def __post_init__(self) -> None:
-        if not isinstance(self.status, int) or not 100 <= self.status <= 599:
-            raise ValueError(f"status must be an integer within 100..599, got {self.status!r}")
+        if not isinstance(self.status, int) or not 200 <= self.status <= 599:  # 1xx is never final
+            raise ValueError(f"status must be an integer within 200..599, got {self.status!r}")
         if not isinstance(self.body, bytes):
             raise ValueError(f"body must be bytes, got {type(self.body).__name__}")
         object.__setattr__(self, "headers", _headers(self.headers))

@@ -32,7 +32,7 @@ def test_to_response(value: object, status: int, ctype: str, body: bytes) -> Non
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"status": 99},
+        {"status": 101},
         {"status": 600},
         {"status": "200"},
         {"body": "text"},
