@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# Headers that carry credentials: never scanned into risk reasons, never passed to handlers.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization"})
+
 
 @dataclass(frozen=True, slots=True)
 class Incoming:

@@ -10,11 +10,9 @@ from dataclasses import dataclass
 
 from policy.config import Config, RouteConfig
 from policy.identity import Identity
-from policy.incoming import Incoming
+from policy.incoming import CREDENTIAL_HEADERS, Incoming
 
 MAX_SCORE = 100
-# Headers never scanned or echoed into reasons: they carry credentials, not attacks on handlers.
-UNSCANNED_HEADERS = frozenset({"authorization", "proxy-authorization"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +91,7 @@ def large_payload(inp: RiskInput, config: Config) -> str | None:
 def suspicious(inp: RiskInput, config: Config) -> str | None:
     matcher, req = config.risk.matcher, inp.incoming
     places = [("target", req.target)]
-    places += [(f"header {n}", v) for n, v in req.headers if n not in UNSCANNED_HEADERS]
+    places += [(f"header {n}", v) for n, v in req.headers if n not in CREDENTIAL_HEADERS]
     places.append(("body", req.body.decode("latin-1")))  # latin-1 maps every byte, never fails
     for where, text in places:
         found = matcher.search(text)

@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 from handlers import Request
+from policy.config import HANDLER_NAME
 
 Handle = Callable[[Request], object]
-_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # no dots, slashes or dunders: never a path
 
 
 class UnknownHandler(LookupError):
@@ -35,7 +34,7 @@ class HandlerRegistry:
         found = self._loaded.get(name)
         if found is not None:
             return found
-        if not _NAME.fullmatch(name) or not any((d / f"{name}.py").is_file() for d in self._dirs):
+        if not HANDLER_NAME.fullmatch(name) or not any((d / f"{name}.py").is_file() for d in self._dirs):
             raise UnknownHandler(f"no handler module {self.package}/{name}.py")
         module = importlib.import_module(f"{self.package}.{name}")
         handle = getattr(module, "handle", None)

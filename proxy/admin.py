@@ -13,6 +13,7 @@ from proxy.auth import authenticate
 from proxy.egress import json_response
 from proxy.errors import Forbidden, MissingToken
 from proxy.gateway import GATEWAY, Gateway
+from proxy.stats import EntityStats
 
 
 def add_routes(router: web.UrlDispatcher) -> None:
@@ -50,21 +51,10 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def entity_stats(request: web.Request) -> web.Response:
     gw, caller = request.app[GATEWAY], _caller(request)
-    found = gw.stats.entity(caller.entity_id)
-    figures = found.as_api() if found else {key: 0 for key in _EMPTY_KEYS}
+    figures = (gw.stats.entity(caller.entity_id) or EntityStats(window=1)).as_api()
     return json_response(
         {"entityId": caller.entity_id, "stats": figures, "currentMode": gw.config.execution_mode.value}
     )
-
-
-_EMPTY_KEYS = (
-    "totalRequests",
-    "successfulRequests",
-    "failedRequests",
-    "avgExecutionTime",
-    "failureRate",
-    "resourceViolations",
-)
 
 
 async def gateway_stats(request: web.Request) -> web.Response:

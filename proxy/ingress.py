@@ -6,11 +6,10 @@ from aiohttp import web
 
 from handlers import Request
 from policy.identity import Identity
-from policy.incoming import Incoming
+from policy.incoming import CREDENTIAL_HEADERS, Incoming
 from proxy.errors import PayloadTooLarge
 
 CHUNK = 64 * 1024
-WITHHELD_HEADERS = frozenset({"authorization", "proxy-authorization"})  # handlers never see credentials
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -44,7 +43,7 @@ def handler_request(incoming: Incoming, identity: Identity) -> Request:
         method=incoming.method,
         path=incoming.path,
         query=incoming.query,
-        headers=tuple((n, v) for n, v in incoming.headers if n not in WITHHELD_HEADERS),
+        headers=tuple((n, v) for n, v in incoming.headers if n not in CREDENTIAL_HEADERS),
         body=incoming.body,
         entity_id=identity.entity_id,
     )
