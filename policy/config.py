@@ -92,6 +92,10 @@ class DockerConfig:
     max_containers: int = 10
     max_uses: int = 1000
     idle_ttl_s: int = 300
+    pids_limit: int = 64
+    tmpfs_size: str = "16m"
+    pool_name: str = "isogate"
+    host: str = ""  # engine URL; empty: DOCKER_HOST, else unix:///var/run/docker.sock
     memory_limit_bytes: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -112,6 +116,11 @@ class DockerConfig:
         )
         require(self.max_uses >= 1, "max_uses", "must be >= 1")
         require(self.idle_ttl_s >= 1, "idle_ttl_s", "must be >= 1")
+        require(self.pids_limit >= 8, "pids_limit", "must be >= 8 (the agent needs a few)")
+        require(bool(MEMORY_SIZE.fullmatch(self.tmpfs_size)), "tmpfs_size", "expected a size like 16m")
+        require(
+            bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.pool_name)), "pool_name", "expected a label"
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -52,3 +52,24 @@ class DockerUnavailable(ExecutorError):
 
     status = 503
     code = "docker_unavailable"
+
+
+class PoolExhausted(ExecutorError):
+    """Every container is busy and none freed up within `docker.timeout_ms`."""
+
+    status = 503
+    code = "pool_exhausted"
+
+
+class SandboxCrashed(ExecutorError):
+    """The container or its agent died mid-request; the container is replaced."""
+
+    status = 502
+    code = "sandbox_crashed"
+
+
+class MemoryLimitExceeded(ExecutorError):
+    """The handler was OOM-killed at `docker.memory_limit`; the container is replaced."""
+
+    status = 507
+    code = "memory_limit_exceeded"

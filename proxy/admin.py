@@ -6,9 +6,7 @@ import time
 
 from aiohttp import web
 
-from policy.config import Mode
 from policy.identity import Identity
-from pool.unavailable import UnavailableExecutor
 from proxy.auth import authenticate
 from proxy.egress import json_response
 from proxy.errors import Forbidden, MissingToken
@@ -32,16 +30,10 @@ def _caller(request: web.Request) -> Identity:
 
 
 def _executors(gw: Gateway) -> dict[str, object]:
-    thread = gw.thread
-    docker = gw.executors.get(Mode.DOCKER)
-    unavailable = docker.reason if isinstance(docker, UnavailableExecutor) else None
+    thread, containers = gw.thread, gw.containers
     return {
         "thread_pool": {"size": thread.size, "busy": thread.busy} if thread else None,
-        "docker": {
-            "enabled": gw.config.docker.enabled,
-            "available": docker is not None and unavailable is None,
-            "reason": unavailable,
-        },
+        "docker": {"enabled": gw.config.docker.enabled, **(containers.status() if containers else {})},
     }
 
 

@@ -16,10 +16,10 @@ from policy.identity import client_ip
 from policy.risk import Factor, RiskInput, score
 from policy.routes import match_route
 from pool.base import Job
+from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry, UnknownHandler
 from pool.thread import ThreadExecutor
-from pool.unavailable import UnavailableExecutor
 from proxy import admin
 from proxy.auth import authenticate
 from proxy.egress import to_web_response
@@ -98,10 +98,11 @@ async def docker_executor(app: web.Application) -> AsyncIterator[None]:
             log.warning("docker.enabled is false: hybrid mode runs every request in a thread")
         yield
         return
-    reason = "no container executor is available: docker decisions are refused (fail closed)"
-    log.warning(reason)
-    gw.executors[Mode.DOCKER] = UnavailableExecutor(reason)
+    pool = ContainerPool(gw.config.docker, gw.config.handlers_package)
+    await pool.start()  # the warm pool is ready before the gateway serves, or the pool says why not
+    gw.executors[Mode.DOCKER] = pool
     yield
+    await pool.aclose()
 
 
 async def memory_monitor(app: web.Application) -> AsyncIterator[None]:

@@ -13,7 +13,8 @@ from handlers import Response
 from policy.config import Config, Mode
 from policy.decision import Decision
 from policy.risk import Factor, RiskScore
-from pool.base import Executor, Job
+from pool.base import Executor, Job, MemoryLimitExceeded
+from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry
 from pool.thread import ThreadExecutor
@@ -40,13 +41,22 @@ class Gateway:
         return executor if isinstance(executor, ThreadExecutor) else None
 
     @property
+    def containers(self) -> ContainerPool | None:
+        executor = self.executors.get(Mode.DOCKER)
+        return executor if isinstance(executor, ContainerPool) else None
+
+    @property
     def memory_pressure(self) -> bool:
         return self.memory.over
 
     async def execute(self, mode: Mode, job: Job, entity: str) -> Response:
         """Run `job` on the executor for `mode`, tracking thread jobs per entity for the memory monitor."""
         if mode is not Mode.THREAD:
-            return await self.executors[mode].run(job)
+            try:
+                return await self.executors[mode].run(job)
+            except MemoryLimitExceeded:
+                self.stats.violation(entity)
+                raise
         self.inflight_threads[entity] += 1
         try:
             return await self.executors[mode].run(job)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from policy.config import StatsConfig
 from policy.risk import History
+from pool.metrics import percentiles
 
 REJECTED = "rejected"  # the mode column of a request that never reached an executor
 # A failure is a 5xx (timeouts and memory violations included) or a request the gateway refused.
@@ -65,23 +66,6 @@ class EntityStats:
             "failureRate": round(self.failed / self.total, 3) if self.total else 0.0,
             "resourceViolations": self.violations,
         }
-
-
-def percentiles(samples: deque[float]) -> dict[str, float | int]:
-    ordered = sorted(samples)
-    if not ordered:
-        return {"count": 0}
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
-
-    return {
-        "count": len(ordered),
-        "p50": at(0.50),
-        "p90": at(0.90),
-        "p99": at(0.99),
-        "max": round(ordered[-1], 3),
-    }
 
 
 class Stats:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import jwt
@@ -11,6 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+import dockerenv
 from policy.config import Config
 from policy.parse import parse_config
 from policy.schema import merge
@@ -60,3 +61,25 @@ def gateway(aiohttp_client: Any) -> Gateway:
         return client
 
     return start
+
+
+@pytest.fixture(scope="session")
+def docker_ready() -> Iterator[None]:
+    """The real engine with the probe image built; test containers are removed at the end."""
+    dockerenv.prepare()
+    yield
+    dockerenv.remove_test_containers()
+
+
+@pytest.fixture
+def docker_settings(docker_ready: None) -> dict[str, Any]:
+    """A small pool of the probe image under a pool name of this test's own."""
+    return {
+        "enabled": True,
+        "image": dockerenv.PROBE_IMAGE,
+        "pool_name": dockerenv.pool_name(),
+        "warm_pool_size": 1,
+        "max_containers": 3,
+        "memory_limit": "96m",
+        "timeout_ms": 5000,
+    }

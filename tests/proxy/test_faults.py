@@ -8,6 +8,7 @@ import pytest
 
 from conftest import Gateway, bearer
 
+NO_ENGINE = "unix:///tmp/isogate-no-engine-here.sock"  # a real, unreachable engine address
 ROUTES = [
     {"path": "/sleep", "handler": "sleep"},
     {"path": "/boom", "handler": "boom"},
@@ -61,7 +62,7 @@ async def test_memory_over_the_limit_charges_in_flight_thread_entities(
 async def test_memory_pressure_sends_hybrid_thread_work_to_docker(gateway: Gateway) -> None:
     config = {
         "execution_mode": "hybrid",
-        "docker": {"enabled": True},
+        "docker": {"enabled": True, "host": NO_ENGINE},
         "routes": ROUTES,
         "limits": {"memory_limit_mb": 1, "memory_check_interval_ms": 60000},
     }
@@ -70,10 +71,15 @@ async def test_memory_pressure_sends_hybrid_thread_work_to_docker(gateway: Gatew
     assert response.headers["X-Isogate-Mode"] == "docker"  # would be thread (score 30, trusted)
 
 
-async def test_docker_decisions_fail_closed_without_a_container_executor(gateway: Gateway) -> None:
+async def test_docker_decisions_fail_closed_when_the_engine_is_unreachable(gateway: Gateway) -> None:
     hybrid = {"docker_for": {"new": False}}
     client = await gateway(
-        {"execution_mode": "hybrid", "docker": {"enabled": True}, "hybrid": hybrid, "routes": ROUTES}
+        {
+            "execution_mode": "hybrid",
+            "docker": {"enabled": True, "host": NO_ENGINE},
+            "hybrid": hybrid,
+            "routes": ROUTES,
+        }
     )
     anonymous = await client.get("/echo")  # score 30 (new), untrusted trigger -> docker
     assert (anonymous.status, (await anonymous.json())["error"]) == (503, "docker_unavailable")
@@ -81,7 +87,7 @@ async def test_docker_decisions_fail_closed_without_a_container_executor(gateway
     trusted = await client.get("/echo", headers=bearer("known", trust="trusted"))
     assert trusted.status == 200 and trusted.headers["X-Isogate-Mode"] == "thread"
     health = await (await client.get("/healthz")).json()
-    assert health["docker"]["available"] is False and "fail closed" in health["docker"]["reason"]
+    assert health["docker"]["available"] is False and "unreachable" in health["docker"]["reason"]
 
 
 async def test_hybrid_with_docker_disabled_runs_threads_and_warns_once(

@@ -1,0 +1,14 @@
+# The runner image: a plain Python, the in-container agent and the handlers, run as an unprivileged user.
+# Built by `make image` (scripts/runner-image.sh), from a local base when PYTHON_IMAGE is not present.
+ARG PYTHON_IMAGE=python:3.11-slim
+
+FROM ${PYTHON_IMAGE} AS runner
+WORKDIR /app
+# policy/ and pool/ are copied whole for the agent's imports (frames, registry, the handler-name rule);
+# the agent imports only standard-library modules from them.
+COPY policy/ /app/policy/
+COPY pool/ /app/pool/
+COPY handlers/ /app/handlers/
+ENV PYTHONPATH=/app PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+USER 65534:65534
+CMD ["sleep", "infinity"]

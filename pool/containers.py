@@ -1,0 +1,350 @@
+"""Container executor: a warm pool of sandboxes (`pool.sandbox`), one request at a time each.
+
+Warm sandboxes are ready before the gateway serves; bursts create more up to `docker.max_containers`;
+past that a request waits up to `docker.timeout_ms`. A sandbox that timed out, crashed or was OOM-killed
+is destroyed in the background and replaced; the request that hit it gets 504/502/507 at once.
+When the engine is unreachable the pool says so (docker decisions fail closed with 503) and a supervisor
+rebuilds it when the engine answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import deque
+from collections.abc import Coroutine
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiodocker.execs import Exec
+
+from handlers import Response
+from policy.config import DockerConfig
+from pool.base import (
+    DockerUnavailable,
+    ExecutionTimeout,
+    ExecutorError,
+    HandlerFailed,
+    Job,
+    MemoryLimitExceeded,
+    PoolExhausted,
+    SandboxCrashed,
+)
+from pool.metrics import percentiles
+from pool.sandbox import LABEL, Sandbox, SandboxDied, to_response
+
+log = logging.getLogger("isogate.pool")
+
+ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied)
+SUPERVISE_INTERVAL_S = 1.0
+OOM_EVENT_WAIT_S = 0.5  # the engine's oom event arrives with the exec's end; allow for scheduling
+SIGKILL_EXIT = 137
+
+
+class ContainerPool:
+    """The Executor for docker decisions."""
+
+    def __init__(self, config: DockerConfig, package: str) -> None:
+        self._config = config
+        self._package = package
+        self._client: aiodocker.Docker | None = None
+        self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
+        self._busy: set[Sandbox] = set()
+        self._creating = 0
+        self._waiting = 0  # requests waiting for a sandbox
+        self._changed = asyncio.Event()
+        self._tasks: set[asyncio.Task[Any]] = set()  # creations and destructions in the background
+        self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
+        self._closing = False
+        self._oom_ids: set[str] = set()
+        self._acquire_ms: deque[float] = deque(maxlen=2048)
+        self.counts = dict.fromkeys(
+            ("created", "destroyed", "replaced", "cold_starts", "timeouts", "oom_kills", "crashes"), 0
+        )
+        self.available = False
+        self.reason: str | None = "not started"
+
+    @property
+    def size(self) -> int:
+        return len(self._idle) + len(self._busy) + self._creating
+
+    # lifecycle
+
+    async def start(self) -> None:
+        """Connect and fill the warm pool; an unreachable engine is reported, not raised."""
+        try:
+            await self._connect()
+        except ENGINE_ERRORS as exc:
+            self._unavailable(exc)
+        self._watchers.append(asyncio.create_task(self._supervise()))
+
+    async def aclose(self) -> None:
+        """Stop watching, let creations and removals finish, remove every container of this pool."""
+        self._closing, self.available, self.reason = True, False, "closed"
+        for task in self._watchers:
+            task.cancel()
+        await asyncio.gather(*self._watchers, *self._tasks, return_exceptions=True)
+        sandboxes = [*self._idle, *self._busy]
+        self._idle.clear()
+        self._busy.clear()
+        await asyncio.gather(*(s.destroy() for s in sandboxes), return_exceptions=True)
+        if self._client is not None:
+            try:
+                await self._remove_leftovers(self._client)
+            except ENGINE_ERRORS as exc:
+                log.warning("could not remove this pool's containers: %s", exc)
+            await self._client.close()
+
+    async def _connect(self) -> None:
+        client = aiodocker.Docker(url=self._config.host or None)
+        try:
+            await client.version()
+            await self._remove_leftovers(client)
+        except BaseException:
+            await client.close()
+            raise
+        if self._client is not None:
+            await self._client.close()
+        self._client = client
+        self._watchers.append(asyncio.create_task(self._watch_oom(client)))
+        await asyncio.gather(*self._fill())
+        if not self._idle and self._config.warm_pool_size:
+            raise SandboxDied("no sandbox could be started (see the log)")
+        self.available, self.reason = True, None
+        log.info("container pool %r ready: %d warm", self._config.pool_name, len(self._idle))
+
+    async def _remove_leftovers(self, client: aiodocker.Docker) -> None:
+        """Containers of this pool from an earlier run (crashed gateway, restarted engine) are removed."""
+        label = f"{LABEL}={self._config.pool_name}"
+        leftovers = await client.containers.list(all=True, filters=json.dumps({"label": [label]}))
+        for container in leftovers:
+            await container.delete(force=True)
+        if leftovers:
+            log.info("removed %d containers left by an earlier run", len(leftovers))
+
+    # the Executor protocol
+
+    async def run(self, job: Job) -> Response:
+        if not self.available:
+            raise DockerUnavailable(self.reason or "docker engine unavailable")
+        sandbox = await self._acquire()
+        self._busy.add(sandbox)
+        try:
+            async with asyncio.timeout(job.timeout_s):
+                header, body = await sandbox.call(job.handler, job.request)
+        except TimeoutError:
+            self.counts["timeouts"] += 1
+            self._discard(sandbox, replaced=True)
+            raise ExecutionTimeout(
+                f"handler {job.handler} ran past limits.execution.max_time_ms"
+                f" ({job.timeout_s * 1000:.0f} ms); its container was killed"
+            ) from None
+        except ENGINE_ERRORS as exc:
+            raise await self._died(sandbox, exc) from None
+        except asyncio.CancelledError:
+            self._discard(sandbox)  # the stream may hold half an answer: never reuse it
+            raise
+        return self._answer(job, sandbox, header, body)
+
+    def _answer(self, job: Job, sandbox: Sandbox, header: dict[str, Any], body: bytes) -> Response:
+        error = header.get("error")
+        if error is None:
+            self._release(sandbox)
+            try:
+                return to_response(header, body)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise HandlerFailed(f"handler {job.handler} returned an invalid response: {exc}") from None
+        if error == "handler":
+            self._release(sandbox)  # an exception in the handler leaves the sandbox sound
+            raise HandlerFailed(f"handler {job.handler} raised {header.get('type', 'an exception')}")
+        self._discard(sandbox, replaced=True)
+        if error == "memory":
+            self.counts["oom_kills"] += 1
+            raise MemoryLimitExceeded(
+                f"handler {job.handler} ran out of memory ({self._config.memory_limit})"
+            )
+        raise SandboxCrashed(
+            f"runner image cannot serve {job.handler}: {header.get('detail')}; run make image"
+        )
+
+    async def _died(self, sandbox: Sandbox, exc: BaseException) -> ExecutorError:
+        """Classify a sandbox that stopped answering; it is replaced either way."""
+        oom = await self._oom_killed(sandbox)
+        self._discard(sandbox, replaced=True)
+        if oom:
+            self.counts["oom_kills"] += 1
+            return MemoryLimitExceeded(
+                f"the handler was killed at docker.memory_limit ({self._config.memory_limit})"
+            )
+        self.counts["crashes"] += 1
+        log.warning("sandbox %s died: %s", sandbox.id[:12], exc)
+        return SandboxCrashed("the sandbox died while handling the request")
+
+    async def _oom_killed(self, sandbox: Sandbox) -> bool:
+        """True when the engine reported an OOM kill in this sandbox's container."""
+        if self._client is None:
+            return False
+        try:
+            code = (await Exec(self._client, sandbox.exec_id).inspect()).get("ExitCode")
+        except ENGINE_ERRORS:
+            return False
+        if code != SIGKILL_EXIT:
+            return False
+        deadline = time.monotonic() + OOM_EVENT_WAIT_S
+        while sandbox.id not in self._oom_ids and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return sandbox.id in self._oom_ids
+
+    # acquiring and returning sandboxes
+
+    async def _acquire(self) -> Sandbox:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(self._config.timeout_ms / 1000):
+                while True:
+                    if self._idle:
+                        return self._idle.pop()
+                    # A sandbox already being created for the warm pool is ready sooner than a new one.
+                    if self._creating <= self._waiting and self.size < self._config.max_containers:
+                        self.counts["cold_starts"] += 1
+                        self._creating += 1
+                        return await self._create_reserved()
+                    self._waiting += 1
+                    try:
+                        await self._changed.wait()
+                    finally:
+                        self._waiting -= 1
+        except TimeoutError:
+            raise PoolExhausted(
+                f"all {self._config.max_containers} containers stayed busy for docker.timeout_ms"
+                f" ({self._config.timeout_ms} ms)"
+            ) from None
+        except ENGINE_ERRORS as exc:
+            raise DockerUnavailable(f"could not start a container: {exc}") from None
+        finally:
+            self._acquire_ms.append((time.perf_counter() - started) * 1000)
+
+    def _release(self, sandbox: Sandbox) -> None:
+        self._busy.discard(sandbox)
+        if sandbox.broken or not self._config.reuse_containers or sandbox.uses >= self._config.max_uses:
+            self._discard(sandbox)
+            return
+        self._idle.append(sandbox)
+        self._notify()
+
+    def _discard(self, sandbox: Sandbox, *, replaced: bool = False) -> None:
+        """Destroy in the background and top the pool back up to its warm size."""
+        self._busy.discard(sandbox)
+        if sandbox in self._idle:
+            self._idle.remove(sandbox)
+        self.counts["replaced"] += replaced
+        self._spawn_task(self._destroy(sandbox))
+        self._fill()
+        self._notify()
+
+    async def _destroy(self, sandbox: Sandbox) -> None:
+        await sandbox.destroy()
+        self._oom_ids.discard(sandbox.id)
+        self.counts["destroyed"] += 1
+        self._notify()
+
+    def _fill(self) -> list[asyncio.Task[Any]]:
+        """Start creating sandboxes until idle + creating reaches the warm size (within the maximum)."""
+        if self._client is None or self._closing:
+            return []
+        missing = self._config.warm_pool_size - len(self._idle) - self._creating
+        missing = min(missing, self._config.max_containers - self.size)
+        self._creating += max(missing, 0)
+        return [self._spawn_task(self._add_idle()) for _ in range(missing)]
+
+    async def _add_idle(self) -> None:
+        try:
+            sandbox = await self._create_reserved()
+        except ENGINE_ERRORS as exc:
+            log.warning("could not start a warm container: %s", exc)
+            return
+        if self._closing:
+            await sandbox.destroy()
+            return
+        self._idle.append(sandbox)
+        self._notify()
+
+    async def _create_reserved(self) -> Sandbox:
+        """Create one sandbox; the caller has already counted it in `_creating`."""
+        assert self._client is not None
+        try:
+            sandbox = await Sandbox.create(self._client, self._config, self._config.pool_name, self._package)
+        finally:
+            self._creating -= 1
+            self._notify()
+        self.counts["created"] += 1
+        return sandbox
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    # supervision: engine health, idle expiry, OOM events
+
+    async def _supervise(self) -> None:
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL_S)
+            try:
+                if not self.available:
+                    await self._connect()
+                    log.warning("docker engine is back: container pool rebuilt")
+                    continue
+                assert self._client is not None
+                await self._client.version()
+            except ENGINE_ERRORS as exc:
+                self._unavailable(exc)
+                continue
+            self._expire_idle()
+
+    def _expire_idle(self) -> None:
+        cutoff = time.monotonic() - self._config.idle_ttl_s
+        while self._idle and self._idle[0].idle_since < cutoff:
+            self._discard(self._idle[0])
+
+    def _unavailable(self, exc: BaseException) -> None:
+        if self.available or self.reason == "not started":
+            log.warning("docker engine unreachable (%s): docker decisions get 503 until it returns", exc)
+        self.available, self.reason = False, f"docker engine unreachable: {exc}"[:300]
+        for sandbox in list(self._idle):  # their streams died with the engine; leftovers go at reconnect
+            self._idle.remove(sandbox)
+            self._spawn_task(sandbox.destroy())
+
+    async def _watch_oom(self, client: aiodocker.Docker) -> None:
+        subscriber = client.events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
+        filters = {"event": ["oom"], "label": [f"{LABEL}={self._config.pool_name}"]}
+        stream = asyncio.create_task(client.events.run(filters=json.dumps(filters)))
+        try:
+            while (event := await subscriber.get()) is not None:
+                self._oom_ids.add(str(event.get("id", "")))
+        finally:
+            stream.cancel()
+            await asyncio.gather(stream, return_exceptions=True)
+
+    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def status(self) -> dict[str, object]:
+        """The pool section of /stats and /healthz."""
+        return {
+            "available": self.available,
+            "reason": self.reason,
+            "size": self.size,
+            "idle": len(self._idle),
+            "busy": len(self._busy),
+            "creating": self._creating,
+            "warm_pool_size": self._config.warm_pool_size,
+            "max_containers": self._config.max_containers,
+            **self.counts,
+            "acquire_ms": percentiles(self._acquire_ms),
+        }

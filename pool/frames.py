@@ -1,0 +1,42 @@
+"""Length-prefixed frames between the gateway and the in-container agent (stdlib only: runs in both).
+
+A frame is `>II` (header length, body length), a JSON header, then the raw body bytes. The container's
+stdout stream does not keep write boundaries, so readers reassemble frames by these lengths.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any
+
+PREFIX = struct.Struct(">II")
+MAX_HEADER = 1 << 20  # a header is a few hundred bytes; anything larger is a corrupt stream
+
+
+class FrameError(ValueError):
+    pass
+
+
+def encode(header: dict[str, Any], body: bytes = b"") -> bytes:
+    """One frame as one bytes object, so it can be written in a single write."""
+    head = json.dumps(header, separators=(",", ":")).encode()
+    return PREFIX.pack(len(head), len(body)) + head + body
+
+
+def decode(buffer: bytearray) -> tuple[dict[str, Any], bytes] | None:
+    """Take one complete frame off the front of `buffer`; None until one is complete."""
+    if len(buffer) < PREFIX.size:
+        return None
+    head_len, body_len = PREFIX.unpack_from(buffer)
+    if head_len > MAX_HEADER:
+        raise FrameError(f"frame header of {head_len} bytes")
+    end = PREFIX.size + head_len + body_len
+    if len(buffer) < end:
+        return None
+    header = json.loads(bytes(buffer[PREFIX.size : PREFIX.size + head_len]))
+    body = bytes(buffer[PREFIX.size + head_len : end])
+    del buffer[:end]
+    if not isinstance(header, dict):
+        raise FrameError("frame header is not an object")
+    return header, body

@@ -1,0 +1,162 @@
+"""One sandbox: a locked-down container and the agent inside it, reached through one long-lived exec.
+
+Requests travel as frames (`pool.frames`) over the exec's stdin/stdout; stderr is kept apart, bounded, and
+logged. A sandbox serves one request at a time; once broken it never serves again.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import time
+from typing import Any
+
+import aiodocker
+from aiodocker.containers import DockerContainer
+from aiodocker.stream import Stream
+
+from handlers import Request, Response
+from policy.config import DockerConfig
+from pool.frames import FrameError, decode, encode
+
+log = logging.getLogger("isogate.pool.sandbox")
+
+LABEL = "isogate.pool"
+UID = "65534:65534"  # nobody: the agent never runs as root
+STDERR_LIMIT = 4096  # bytes of a sandbox's stderr kept for the log
+
+
+class SandboxDied(Exception):
+    """The agent's stream ended: the agent or its container is gone."""
+
+
+def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
+    """The container: no network, read-only root, no capabilities, bounded memory, CPU and processes."""
+    return {
+        "Image": docker.image,
+        "Cmd": ["sleep", "infinity"],
+        "User": UID,
+        "WorkingDir": "/app",
+        "Labels": {LABEL: pool},
+        "NetworkDisabled": True,
+        "HostConfig": {
+            "Memory": docker.memory_limit_bytes,
+            "MemorySwap": docker.memory_limit_bytes,  # equal to the limit: no swap to spill into
+            "NanoCpus": int(docker.cpu_limit * 1e9),
+            "PidsLimit": docker.pids_limit,
+            "NetworkMode": "none",
+            "ReadonlyRootfs": True,
+            "Tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={docker.tmpfs_size}"},
+            "CapDrop": ["ALL"],
+            "SecurityOpt": ["no-new-privileges"],
+            "IpcMode": "private",
+        },
+    }
+
+
+class Sandbox:
+    def __init__(self, container: DockerContainer, stream: Stream, exec_id: str) -> None:
+        self.container = container
+        self.id: str = container.id
+        self._stream = stream
+        self.exec_id = exec_id
+        self._buffer = bytearray()
+        self._stderr = bytearray()
+        self.uses = 0
+        self.idle_since = time.monotonic()
+        self.broken = False
+
+    @classmethod
+    async def create(cls, client: aiodocker.Docker, docker: DockerConfig, pool: str, package: str) -> Sandbox:
+        """Create and start a container, exec the agent once, and wait for its ready frame."""
+        name = f"isogate-{pool}-{secrets.token_hex(4)}"
+        container = await client.containers.create(container_config(docker, pool), name=name)
+        stream: Stream | None = None
+        try:
+            await container.start()
+            agent = await container.exec(
+                ["python3", "-u", "-m", "pool.agent", package],
+                stdin=True,
+                stdout=True,
+                stderr=True,
+                tty=False,  # a tty would echo input and rewrite newlines in binary frames
+                user=UID,
+                workdir="/app",
+            )
+            stream = agent.start(detach=False)
+            sandbox = cls(container, stream, agent.id)
+            ready, _ = await sandbox._read_frame()
+            if not ready.get("ready"):
+                raise SandboxDied(f"agent did not report ready: {ready}")
+        except BaseException:
+            if stream is not None:
+                await stream.close()
+            await _remove(container)
+            raise
+        return sandbox
+
+    async def call(self, handler: str, request: Request) -> tuple[dict[str, Any], bytes]:
+        """One round trip: the request frame in, the response (or error) frame out."""
+        self.uses += 1
+        header = {
+            "handler": handler,
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "headers": request.headers,
+            "entity_id": request.entity_id,
+        }
+        self.broken = True  # until a whole answer is back: an interrupted call leaves the stream unusable
+        await self._stream.write_in(encode(header, request.body))
+        answer = await self._read_frame()
+        self.broken = False
+        self.idle_since = time.monotonic()
+        return answer
+
+    async def _read_frame(self) -> tuple[dict[str, Any], bytes]:
+        while True:
+            try:
+                frame = decode(self._buffer)
+            except (FrameError, ValueError) as exc:
+                raise SandboxDied(f"corrupt frame stream: {exc}") from None
+            if frame is not None:
+                return frame
+            message = await self._stream.read_out()
+            if message is None:
+                self._flush_stderr()
+                raise SandboxDied("the agent's stream ended")
+            if message.stream == 2:
+                self._stderr += message.data[: STDERR_LIMIT - len(self._stderr)]
+                if b"\n" in message.data:
+                    self._flush_stderr()
+            else:
+                self._buffer += message.data
+
+    def _flush_stderr(self) -> None:
+        if self._stderr:
+            text = self._stderr.decode("utf-8", "replace").rstrip()
+            log.info("sandbox %s stderr: %s", self.id[:12], text)
+            self._stderr.clear()
+
+    async def destroy(self) -> None:
+        """Kill and remove the container (its exec stream ends with it)."""
+        self.broken = True
+        try:
+            await self._stream.close()
+        finally:
+            await _remove(self.container)
+
+
+async def _remove(container: DockerContainer) -> None:
+    try:
+        await container.delete(force=True)
+    except aiodocker.DockerError as exc:
+        if exc.status != 404:
+            log.warning("could not remove container %s: %s", container.id[:12], exc)
+    except OSError as exc:  # the engine went away: the container goes with it, or is cleaned at start-up
+        log.warning("could not remove container %s: %s", container.id[:12], exc)
+
+
+def to_response(header: dict[str, Any], body: bytes) -> Response:
+    """A response frame back to a Response (raises ValueError when the agent sent a bad one)."""
+    return Response(int(header["status"]), tuple((str(k), str(v)) for k, v in header["headers"]), body)

@@ -1,0 +1,58 @@
+"""The real Docker engine for container tests: engine and runner image checked, probe image built, and every
+container a test run leaves behind removed by its label."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PROBE_IMAGE = "isogate-runner:probes"
+POOL_PREFIX = "test-"
+
+
+def prepare() -> None:
+    """Fail (never skip) with the reason when the engine or the runner image is missing."""
+    engine = subprocess.run(["docker", "info"], capture_output=True, text=True)
+    if engine.returncode != 0:
+        pytest.fail(
+            "container tests need a Docker engine and none answers: run scripts/runner-image.sh as root"
+            f" (docker info: {engine.stderr.strip()[:200]})",
+            pytrace=False,
+        )
+    build = subprocess.run(
+        ["docker", "build", "-q", "-t", PROBE_IMAGE, "-f", "tests/probes.Dockerfile", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    if build.returncode != 0:
+        pytest.fail(
+            f"could not build {PROBE_IMAGE} (is isogate-runner:latest built? make image): {build.stderr}"
+        )
+
+
+def pool_name() -> str:
+    return f"{POOL_PREFIX}{uuid.uuid4().hex[:10]}"
+
+
+def remove_test_containers() -> None:
+    listed = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=isogate.pool"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    ours = [
+        cid
+        for cid in listed
+        if subprocess.run(
+            ["docker", "inspect", "-f", '{{index .Config.Labels "isogate.pool"}}', cid],
+            capture_output=True,
+            text=True,
+        ).stdout.startswith(POOL_PREFIX)
+    ]
+    if ours:
+        subprocess.run(["docker", "rm", "-f", *ours], capture_output=True)

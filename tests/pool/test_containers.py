@@ -1,0 +1,221 @@
+"""The container pool against the real Docker engine: lifecycle, lock-down, faults and recycling."""
+
+import asyncio
+import subprocess
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiodocker
+import pytest
+
+from conftest import make_config
+from handlers import Request
+from pool.base import ExecutionTimeout, HandlerFailed, Job, MemoryLimitExceeded, PoolExhausted, SandboxCrashed
+from pool.containers import ContainerPool
+
+pytestmark = pytest.mark.docker
+
+
+async def open_pool(settings: dict[str, Any], **overrides: Any) -> ContainerPool:
+    config = make_config({"docker": {**settings, **overrides}})
+    pool = ContainerPool(config.docker, "probe_handlers")
+    await pool.start()
+    return pool
+
+
+@pytest.fixture
+async def pool(docker_settings: dict[str, Any]) -> AsyncIterator[ContainerPool]:
+    pool = await open_pool(docker_settings, warm_pool_size=2)
+    yield pool
+    await pool.aclose()
+
+
+def job(handler: str, timeout_s: float = 5.0, body: bytes = b"", **query: str) -> Job:
+    return Job(handler, Request("GET", "/p", tuple(query.items()), body=body, entity_id="e"), timeout_s)
+
+
+async def until(predicate: Any, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
+
+
+def labelled(pool_name: str) -> list[str]:
+    out = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=isogate.pool={pool_name}"], capture_output=True, text=True
+    )
+    return out.stdout.split()
+
+
+async def test_warm_containers_are_ready_and_locked_down(
+    pool: ContainerPool, docker_settings: dict[str, Any]
+) -> None:
+    assert pool.available and pool.status()["idle"] == 2
+    ids = labelled(docker_settings["pool_name"])
+    assert len(ids) == 2
+    async with aiodocker.Docker() as client:
+        info = await client.containers.get(ids[0])
+        host, config = info["HostConfig"], info["Config"]
+    assert info["Name"].startswith(f"/isogate-{docker_settings['pool_name']}-")
+    assert config["User"] == "65534:65534" and config["NetworkDisabled"] is True
+    assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True
+    assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["Memory"] == host["MemorySwap"] == 96 << 20
+    assert host["PidsLimit"] == 64 and host["NanoCpus"] == 500_000_000
+    assert "/tmp" in host["Tmpfs"] and not any("docker.sock" in b for b in host.get("Binds") or [])
+
+
+async def test_round_trip_keeps_binary_bodies_and_repeated_headers(pool: ContainerPool) -> None:
+    payload = bytes(range(256)) * 300
+    response = await pool.run(job("raw", body=payload, status="201"))
+    assert (response.status, response.body) == (201, payload)
+    assert [v for k, v in response.headers if k == "X-Probe"] == ["one", "two"]
+
+
+async def test_timeout_answers_at_once_kills_the_container_and_a_spare_serves_next(
+    pool: ContainerPool,
+) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ExecutionTimeout, match="its container was killed"):
+        await pool.run(job("sleep", timeout_s=0.3, s="5"))
+    assert time.perf_counter() - started < 1.5
+    assert (await pool.run(job("echo"))).status == 200  # served by the spare
+    await until(lambda: pool.counts["destroyed"] == 1 and pool.status()["idle"] == 2)
+    assert pool.counts["timeouts"] == 1 and pool.counts["replaced"] == 1
+
+
+async def test_memory_past_the_limit_is_an_oom_kill_and_the_container_is_replaced(
+    pool: ContainerPool,
+) -> None:
+    with pytest.raises(MemoryLimitExceeded):
+        await pool.run(job("memory_hog", mb="300"))
+    assert pool.counts["oom_kills"] == 1
+    assert (await pool.run(job("memory_hog", mb="8"))).status == 200
+    await until(lambda: pool.counts["destroyed"] == 1)
+
+
+async def test_agent_death_is_a_crash_and_the_broken_container_never_serves_again(
+    pool: ContainerPool,
+) -> None:
+    with pytest.raises(SandboxCrashed):
+        await pool.run(job("exit_now"))
+    assert pool.counts["crashes"] == 1
+    for _ in range(4):
+        assert (await pool.run(job("echo"))).status == 200
+    await until(lambda: pool.counts["destroyed"] == 1)
+
+
+async def test_container_killed_from_outside_mid_request_is_a_crash(docker_settings: dict[str, Any]) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=1)
+    try:
+        running = asyncio.create_task(pool.run(job("sleep", s="5")))
+        await asyncio.sleep(0.5)
+        subprocess.run(
+            ["docker", "kill", *labelled(docker_settings["pool_name"])], check=True, capture_output=True
+        )
+        with pytest.raises(SandboxCrashed):
+            await running
+        assert (await pool.run(job("echo"))).status == 200  # a new container took its place
+    finally:
+        await pool.aclose()
+
+
+async def test_handler_exception_is_500_and_the_container_is_kept(pool: ContainerPool) -> None:
+    with pytest.raises(HandlerFailed, match="KeyError"):
+        await pool.run(job("boom"))
+    assert (await pool.run(job("echo"))).status == 200
+    assert pool.counts["destroyed"] == 0 and pool.counts["created"] == 2
+
+
+async def test_beyond_max_containers_a_request_waits_then_gets_pool_exhausted(
+    docker_settings: dict[str, Any],
+) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=1, timeout_ms=300)
+    try:
+        busy = asyncio.create_task(pool.run(job("sleep", s="1.5")))
+        await asyncio.sleep(0.2)
+        started = time.perf_counter()
+        with pytest.raises(PoolExhausted, match="docker.timeout_ms"):
+            await pool.run(job("echo"))
+        assert 0.25 < time.perf_counter() - started < 1.0
+        assert (await busy).status == 200
+    finally:
+        await pool.aclose()
+
+
+async def test_back_to_back_requests_without_reuse_wait_for_the_refill_in_flight(
+    docker_settings: dict[str, Any],
+) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1, reuse_containers=False)
+    try:
+        names = [await hostname(pool) for _ in range(3)]
+        assert len(set(names)) == 3 and pool.counts["cold_starts"] == 0
+        assert pool.counts["created"] <= 4
+    finally:
+        await pool.aclose()
+
+
+async def test_bursts_create_containers_up_to_the_maximum(docker_settings: dict[str, Any]) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=3)
+    try:
+        results = await asyncio.gather(*(pool.run(job("sleep", s="0.5")) for _ in range(3)))
+        assert all(r.status == 200 for r in results)
+        assert pool.counts["cold_starts"] == 2 and pool.status()["size"] == 3
+    finally:
+        await pool.aclose()
+
+
+async def hostname(pool: ContainerPool) -> str:
+    import orjson
+
+    return str(orjson.loads((await pool.run(job("whoami"))).body)["hostname"])
+
+
+async def test_without_reuse_every_request_gets_a_fresh_warm_container(
+    docker_settings: dict[str, Any],
+) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=2, reuse_containers=False)
+    try:
+        names = []
+        for _ in range(4):  # arrivals below the refill rate: each finds a fresh warm container
+            await until(lambda: pool.status()["idle"] == 2)
+            names.append(await hostname(pool))
+        assert len(set(names)) == 4
+        await until(lambda: pool.status()["idle"] == 2 and pool.counts["destroyed"] == 4)
+        assert pool.counts["cold_starts"] == 0
+    finally:
+        await pool.aclose()
+
+
+async def test_containers_are_recycled_after_max_uses(docker_settings: dict[str, Any]) -> None:
+    pool = await open_pool(docker_settings, max_uses=2)
+    try:
+        first, second = await hostname(pool), await hostname(pool)
+        await until(lambda: pool.status()["idle"] == 1)
+        assert first == second != await hostname(pool)
+    finally:
+        await pool.aclose()
+
+
+async def test_idle_containers_are_recycled_after_idle_ttl(docker_settings: dict[str, Any]) -> None:
+    pool = await open_pool(docker_settings, idle_ttl_s=1)
+    try:
+        before = await hostname(pool)
+        await until(lambda: pool.counts["destroyed"] >= 1 and pool.status()["idle"] == 1, timeout_s=6)
+        assert await hostname(pool) != before
+    finally:
+        await pool.aclose()
+
+
+async def test_start_removes_leftovers_and_close_removes_its_own(docker_settings: dict[str, Any]) -> None:
+    crashed = await open_pool(docker_settings, warm_pool_size=2)
+    leftovers = labelled(docker_settings["pool_name"])
+    assert len(leftovers) == 2  # the "crashed" gateway never closes its pool
+    successor = await open_pool(docker_settings, warm_pool_size=1)
+    now = labelled(docker_settings["pool_name"])
+    assert len(now) == 1 and not set(now) & set(leftovers)
+    await successor.aclose()
+    assert labelled(docker_settings["pool_name"]) == []
+    await crashed.aclose()

@@ -1,0 +1,16 @@
+"""Tries to write to the root filesystem and to /tmp."""
+
+from handlers import Request
+
+
+def _try(path: str) -> str:
+    try:
+        with open(path, "w") as handle:
+            handle.write("probe")
+        return "written"
+    except OSError as exc:
+        return f"{type(exc).__name__}: {exc.strerror}"
+
+
+def handle(request: Request) -> dict[str, str]:
+    return {"root": _try("/isogate-probe"), "app": _try("/app/probe"), "tmp": _try("/tmp/probe")}
