@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint token clean
+.PHONY: run test lint image token clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,15 +14,26 @@ $(VENV)/.installed: pyproject.toml
 	@test -f .env || { sed "s/^SECRET_KEY=.*/SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(32))')/" \
 		.env.example > .env && echo "wrote .env with a random SECRET_KEY"; }
 
+# The Docker engine and the runner image (installs docker.io and starts dockerd if needed; needs root).
+image:
+	scripts/runner-image.sh
+
+# Without a Docker engine the gateway still starts, in thread mode, and says so.
 run: $(VENV)/.installed .env
-	set -a && . ./.env && set +a && exec $(BIN)/python -m proxy --config config.yaml
+	@set -a && . ./.env && set +a && \
+	if ! scripts/runner-image.sh; then \
+		echo "isogate: WARNING: no Docker engine: starting in thread mode (EXECUTION_MODE=thread DOCKER_ENABLED=false)" >&2; \
+		export EXECUTION_MODE=thread DOCKER_ENABLED=false; \
+	fi && exec $(BIN)/python -m proxy --config config.yaml
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict proxy policy pool
 
+# Container tests fail (never skip) with the reason when the image step could not get an engine.
 test: lint
+	-scripts/runner-image.sh
 	$(BIN)/pytest
 
 # make token SUB=ops ROLE=admin: a bearer token for the running gateway (1 hour)

@@ -14,7 +14,7 @@ import pytest
 from conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
 
 def free_port() -> int:
@@ -71,20 +71,20 @@ async def test_the_tour_works_against_the_real_process(
     admin = mint("--sub", "ops", "--role", "admin")
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{base}/echo?x=1") as response:
+        async with session.get(f"{base}/echo?x=1") as response:  # new and anonymous: a container
             assert response.status == 200
             assert (await response.json())["query"] == {"x": "1"}
-            assert response.headers["X-Isogate-Mode"] == "thread"
+            assert response.headers["X-Isogate-Mode"] == "docker"
         async with session.get(f"{base}/compute?n=1000") as response:
             assert (await response.json())["primes"] == 168
         async with session.get(f"{base}/whoami") as response:
-            assert (await response.json())["pid"] == process.pid
+            assert (await response.json())["uid"] == 65534
         async with session.get(f"{base}/stats", headers={"Authorization": f"Bearer {admin}"}) as response:
             stats = await response.json()
             assert stats["requests"]["total"] == 3 and stats["execution_mode"] == "hybrid"
     process.terminate()
     output = process.communicate(timeout=10)[0]
-    assert "hybrid mode runs every request in a thread" in output
+    assert "container pool 'isogate' ready: 3 warm" in output
     assert '"route":"/echo"' in output and admin not in output and SECRET not in output
 
 

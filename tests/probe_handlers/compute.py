@@ -1,0 +1,3 @@
+from handlers.compute import handle
+
+__all__ = ["handle"]

@@ -1,0 +1,218 @@
+"""Docker and hybrid modes through the real gateway and the real engine: transparency and isolation."""
+
+import asyncio
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from conftest import Gateway, bearer
+
+pytestmark = pytest.mark.docker
+
+ROUTES = [
+    {"path": "/echo", "handler": "echo", "methods": ["GET", "POST"]},
+    {"path": "/json", "handler": "json_transform", "methods": ["POST"]},
+    {"path": "/compute", "handler": "compute"},
+    {"path": "/raw", "handler": "raw", "methods": ["POST"]},
+    {"path": "/whoami", "handler": "whoami"},
+    {"path": "/probe/network", "handler": "network_probe"},
+    {"path": "/probe/write", "handler": "write_probe"},
+    {"path": "/probe/fork", "handler": "fork_many"},
+    {"path": "/probe/memory", "handler": "memory_hog"},
+]
+
+
+def docker_mode(settings: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {"execution_mode": "docker", "docker": settings, "routes": ROUTES, **extra}
+
+
+async def test_the_same_request_gives_byte_identical_bodies_in_thread_and_docker_mode(
+    gateway: Gateway, docker_settings: dict[str, Any]
+) -> None:
+    thread = await gateway({"routes": ROUTES})
+    docker = await gateway(docker_mode(docker_settings))
+    document = {"order": {"id": 7, "items": [{"sku": "a-1", "qty": 2}], "note": "café ☕"}, "ok": True}
+    requests = [
+        ("GET", "/echo?x=1&y=%C3%A9", None),
+        ("POST", "/json", orjson.dumps(document)),
+        ("POST", "/json", b"{broken"),
+        ("GET", "/compute?n=5000", None),
+        ("POST", "/raw", os.urandom(4096)),
+    ]
+    for method, path, body in requests:
+        answers = []
+        for client in (thread, docker):
+            response = await client.request(method, path, data=body, headers=bearer("same"))
+            answers.append((response.status, response.headers["X-Isogate-Mode"], await response.read()))
+            answers[-1] += (response.headers.getall("X-Probe", []),)
+        (t_status, t_mode, t_body, t_probe), (d_status, d_mode, d_body, d_probe) = answers
+        assert (t_mode, d_mode) == ("thread", "docker")
+        assert (t_status, t_body, t_probe) == (d_status, d_body, d_probe), path
+
+
+async def test_whoami_shows_another_pid_namespace_hostname_and_uid(
+    gateway: Gateway, docker_settings: dict[str, Any]
+) -> None:
+    client = await gateway(docker_mode(docker_settings))
+    inside = await (await client.get("/whoami")).json()
+    assert inside["uid"] == 65534 and inside["in_container"] is True
+    assert inside["pid_namespace"] != os.readlink("/proc/self/ns/pid")
+    assert inside["hostname"] != socket.gethostname()
+
+
+async def test_a_container_has_no_network_but_loopback(
+    gateway: Gateway, docker_settings: dict[str, Any]
+) -> None:
+    client = await gateway(docker_mode(docker_settings))
+    port = client.server.port  # the gateway listens on the host's 127.0.0.1:port
+    probe = await (await client.get(f"/probe/network?port={port}")).json()
+    assert probe == {"interfaces": ["lo"], "connect": "ConnectionRefusedError"}
+
+
+async def test_the_root_filesystem_is_read_only_and_tmp_is_writable(
+    gateway: Gateway, docker_settings: dict[str, Any]
+) -> None:
+    client = await gateway(docker_mode(docker_settings))
+    probe = await (await client.get("/probe/write")).json()
+    assert probe["root"].startswith("OSError: Read-only file system")
+    assert probe["app"].startswith("OSError: Read-only file system")
+    assert probe["tmp"] == "written"
+
+
+async def test_a_fork_bomb_is_stopped_by_the_pids_limit_and_the_gateway_keeps_serving(
+    gateway: Gateway, docker_settings: dict[str, Any]
+) -> None:
+    client = await gateway(docker_mode(docker_settings))
+    probe = await (await client.get("/probe/fork?n=1000")).json()
+    assert probe["started"] < 64 and probe["error"] == "BlockingIOError"
+    assert (await client.get("/echo")).status == 200
+
+
+async def test_memory_past_the_limit_is_507_and_a_resource_violation(
+    gateway: Gateway, docker_settings: dict[str, Any]
+) -> None:
+    client = await gateway(docker_mode(docker_settings))
+    response = await client.get("/probe/memory?mb=400", headers=bearer("hog"))
+    assert (response.status, (await response.json())["error"]) == (507, "memory_limit_exceeded")
+    own = await (await client.get("/api/stats", headers=bearer("hog"))).json()
+    assert own["stats"]["resourceViolations"] == 1 and own["stats"]["failedRequests"] == 1
+    assert (await client.get("/echo")).status == 200
+
+
+async def test_hybrid_sends_a_suspicious_new_caller_to_docker_and_a_trusted_one_to_a_thread(
+    gateway: Gateway, docker_settings: dict[str, Any]
+) -> None:
+    client = await gateway(
+        {
+            "execution_mode": "hybrid",
+            "docker": docker_settings,
+            "routes": ROUTES,
+            "risk": {"new_entity_requests": 2},
+        }
+    )
+    suspicious = await client.get("/echo?q=1%20UNION%20SELECT%20password")
+    assert suspicious.status == 200
+    assert suspicious.headers["X-Isogate-Mode"] == "docker"
+    assert suspicious.headers["X-Isogate-Factors"] == "new_entity=30,suspicious=20"
+    trusted = bearer("partner", trust="trusted")
+    for _ in range(2):
+        await client.get("/echo", headers=trusted)
+    plain = await client.get("/echo?x=1", headers=trusted)
+    assert (plain.status, plain.headers["X-Isogate-Mode"], plain.headers["X-Isogate-Risk"]) == (
+        200,
+        "thread",
+        "0",
+    )
+
+
+async def test_stats_and_healthz_show_the_pool(gateway: Gateway, docker_settings: dict[str, Any]) -> None:
+    client = await gateway(docker_mode(docker_settings))
+    await client.get("/echo")
+    stats = await (await client.get("/stats", headers=bearer("ops", role="admin"))).json()
+    pool = stats["docker"]
+    assert pool["available"] is True and pool["size"] >= 1
+    assert {
+        "idle",
+        "busy",
+        "created",
+        "destroyed",
+        "replaced",
+        "cold_starts",
+        "timeouts",
+        "oom_kills",
+    } <= set(pool)
+    assert pool["acquire_ms"]["count"] >= 1
+    assert stats["requests"]["by_mode"] == {"docker": 1}
+    health = await (await client.get("/healthz")).json()
+    assert health["docker"]["available"] is True
+
+
+class EngineForwarder:
+    """A Unix socket in front of the real engine's: stopping it makes the engine unreachable for real."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._server: asyncio.AbstractServer | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_unix_server(self._forward, path=str(self.path))
+
+    async def stop(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers.clear()
+        self.path.unlink(missing_ok=True)
+
+    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_unix_connection("/var/run/docker.sock")
+        self._writers += [writer, up_writer]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+async def wait_for_health(client: Any, available: bool, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (await (await client.get("/healthz")).json())["docker"]["available"] is not available:
+        assert time.monotonic() < deadline, f"docker never became available={available}"
+        await asyncio.sleep(0.1)
+
+
+async def test_engine_loss_fails_closed_and_the_pool_rebuilds_when_it_returns(
+    gateway: Gateway, docker_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    forwarder = EngineForwarder(tmp_path / "engine.sock")
+    await forwarder.start()
+    client = await gateway(docker_mode({**docker_settings, "host": f"unix://{forwarder.path}"}))
+    assert (await client.get("/echo")).status == 200
+
+    await forwarder.stop()
+    await wait_for_health(client, available=False)
+    refused = await client.get("/echo")
+    body = await refused.json()
+    assert (refused.status, body["error"]) == (503, "docker_unavailable")
+    assert "unreachable" in body["detail"]
+    stats = await (await client.get("/stats", headers=bearer("ops", role="admin"))).json()
+    assert stats["docker"]["available"] is False
+
+    await forwarder.start()
+    await wait_for_health(client, available=True)
+    assert (await client.get("/echo")).status == 200
+    await forwarder.stop()
