@@ -7,6 +7,14 @@ LOG=${DOCKERD_LOG:-/var/log/isogate-dockerd.log}
 PIDFILE=/var/run/docker.pid
 
 engine_up() { docker info >/dev/null 2>&1; }
+# A dockerd that is alive: pgrep also lists zombies, which answer `kill -0` but serve nothing.
+live_dockerd() {
+    local pid
+    for pid in $(pgrep -x dockerd); do
+        [[ "$(ps -o stat= -p "$pid" 2>/dev/null)" == Z* ]] || return 0
+    done
+    return 1
+}
 
 engine_up && exit 0
 if [ "$(id -u)" != 0 ]; then
@@ -29,7 +37,7 @@ if [ -f "$PIDFILE" ]; then
         rm -f "$PIDFILE"
     fi
 fi
-if ! pgrep -x dockerd >/dev/null; then
+if ! live_dockerd; then
     echo "docker-engine: starting dockerd (log: $LOG)" >&2
     setsid dockerd >"$LOG" 2>&1 </dev/null &
 fi
