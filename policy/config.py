@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from policy.iplist import IpSet
-from policy.rules import HybridConfig, IpListsConfig, RiskConfig
-from policy.schema import derive, ip_set, require
+from policy.patterns import Matcher
+from policy.rules import HybridConfig, IpListsConfig, RiskConfig, RiskThresholds, ip_set
+from policy.schema import derive, require
 
 PLACEHOLDER_SECRET = "your-secret-key-here"
 HMAC_MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2: key >= hash size
@@ -31,6 +32,11 @@ class Mode(StrEnum):
 
     THREAD = "thread"
     DOCKER = "docker"
+
+
+class RouteAuth(StrEnum):
+    REQUIRED = "required"  # no valid token: 401 before anything runs
+    OPTIONAL = "optional"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,29 +164,39 @@ class ThreadPoolConfig:
 
 @dataclass(frozen=True, slots=True)
 class RouteConfig:
-    """`path` is exact, or ends in `/*` to match a prefix (`/*` alone matches everything)."""
+    """`path` is exact, or ends in `/*` to match a prefix (`/*` alone matches everything).
+
+    A route may override the gateway's policy for its own requests: body limit, auth, factor weights,
+    risk thresholds, block threshold, and extra suspicious keywords (added to the global ones).
+    """
 
     path: str
     handler: str
     methods: tuple[str, ...] = HTTP_METHODS
     mode: Mode | None = None
     heavy: bool = False
+    auth: RouteAuth = RouteAuth.OPTIONAL
+    max_body_bytes: int | None = None
+    weights: dict[str, int] = field(default_factory=dict)
+    risk_thresholds: RiskThresholds | None = None
+    block_threshold: int | None = None
+    keywords: tuple[str, ...] = ()
+    matcher: Matcher | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require(self.path.startswith("/"), "path", "must start with /")
         require("*" not in self.path.removesuffix("/*"), "path", "'*' is only allowed as a final /*")
-        require(
-            bool(HANDLER_NAME.fullmatch(self.handler)),
-            "handler",
-            "expected a module name like echo",
-        )
+        require(bool(HANDLER_NAME.fullmatch(self.handler)), "handler", "expected a module name like echo")
         derive(self, "methods", tuple(m.upper() for m in self.methods))
         unknown = set(self.methods) - set(HTTP_METHODS)
-        require(
-            bool(self.methods) and not unknown,
-            "methods",
-            f"expected some of {', '.join(HTTP_METHODS)}",
-        )
+        require(bool(self.methods) and not unknown, "methods", f"expected some of {', '.join(HTTP_METHODS)}")
+        if self.max_body_bytes is not None:
+            require(self.max_body_bytes >= 0, "max_body_bytes", "must be >= 0")
+        for name, points in self.weights.items():
+            require(0 <= points <= 100, f"weights.{name}", "must be within 0..100")
+        if self.block_threshold is not None:
+            require(0 < self.block_threshold <= 100, "block_threshold", "must be within 1..100")
+        derive(self, "matcher", Matcher(self.keywords, ()) if self.keywords else None)
 
     def matches_path(self, path: str) -> bool:
         if self.path.endswith("/*"):
@@ -218,6 +234,10 @@ class Config:
     routes: tuple[RouteConfig, ...] = ()
 
     def __post_init__(self) -> None:
+        factors = set(self.risk.weights) | {custom.name for custom in self.risk.custom_factors}
+        for i, route in enumerate(self.routes):
+            for name in route.weights:
+                require(name in factors, f"routes[{i}].weights.{name}", "no such factor")
         require(
             bool(re.fullmatch(r"[A-Za-z_][\w.]*", self.handlers_package)),
             "handlers_package",

@@ -68,10 +68,10 @@ def decide(
     memory_pressure: bool = False,
 ) -> Decision:
     """Where this request runs. Pure: every input is a value."""
-    level = band(risk.total, config.hybrid.risk_thresholds)
-    block_at = config.hybrid.block_threshold
+    level = band(risk.total, route.risk_thresholds or config.hybrid.risk_thresholds)
+    block_at = config.hybrid.block_threshold if route.block_threshold is None else route.block_threshold
     if block_at is not None and risk.total >= block_at:
-        return Decision(Action.BLOCK, level, f"score {risk.total} >= block_threshold {block_at}")
+        return Decision(Action.BLOCK, level, f"score {risk.total} >= block threshold {block_at}")
     if route.mode is not None:
         return Decision(Action(route.mode.value), level, f"route {route.path} pins {route.mode}")
     if config.execution_mode is not ExecutionMode.HYBRID:

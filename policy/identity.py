@@ -32,8 +32,8 @@ class Identity:
 
     @property
     def untrusted(self) -> bool:
-        """Anonymous callers and tokens marked `trust: untrusted`."""
-        return not self.authenticated or self.trust is Trust.UNTRUSTED
+        """Anonymous callers (unless from `ip_lists.trusted`) and tokens marked `trust: untrusted`."""
+        return self.trust is Trust.UNTRUSTED
 
 
 def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: IpSet) -> str:
@@ -54,14 +54,18 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: IpSe
     return address
 
 
-def identify(claims: Mapping[str, object] | None, ip: str) -> Identity:
-    """Identity from verified JWT claims, or the anonymous identity of `ip`."""
+def identify(claims: Mapping[str, object] | None, ip: str, trusted_ip: bool = False) -> Identity:
+    """Identity from verified JWT claims, or the anonymous identity of `ip`.
+
+    An address in `ip_lists.trusted` makes its callers trusted, unless a token says otherwise.
+    """
+    default = Trust.TRUSTED if trusted_ip else Trust.UNSPECIFIED
     if claims is None:
-        return Identity(entity_id=ip, authenticated=False)
+        return Identity(ip, authenticated=False, trust=Trust.TRUSTED if trusted_ip else Trust.UNTRUSTED)
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip() or len(sub) > 256:
         raise InvalidClaims("claim 'sub' must be a non-empty string of at most 256 characters")
-    trust = claims.get("trust", Trust.UNSPECIFIED.value)
+    trust = claims.get("trust", default.value)
     if trust not in {Trust.TRUSTED.value, Trust.UNTRUSTED.value, Trust.UNSPECIFIED.value}:
         raise InvalidClaims("claim 'trust' must be 'trusted' or 'untrusted'")
     return Identity(

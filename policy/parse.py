@@ -10,7 +10,11 @@ from typing import Any
 
 from policy.config import Config
 from policy.errors import ConfigError
+from policy.rules import ListFile
 from policy.schema import build, merge
+
+FILE_PREFIX = "file:"
+IP_LISTS = ("deny", "flagged", "trusted")
 
 
 def parse_bool(text: str) -> bool:
@@ -79,11 +83,48 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
     return out
 
 
+def list_files(mapping: Mapping[str, Any]) -> list[str]:
+    """The paths of the `file:PATH` entries in `ip_lists`, which the caller reads and passes back."""
+    lists = mapping.get("ip_lists")
+    if not isinstance(lists, Mapping):
+        return []
+    entries = [e for name in IP_LISTS if isinstance(lists.get(name), list) for e in lists[name]]
+    return [
+        e[len(FILE_PREFIX) :].strip() for e in entries if isinstance(e, str) and e.startswith(FILE_PREFIX)
+    ]
+
+
+def _with_files(data: dict[str, Any], files: Mapping[str, str]) -> dict[str, Any]:
+    lists = data.get("ip_lists")
+    if not isinstance(lists, Mapping):
+        return data
+    expanded = dict(lists)
+    for name in IP_LISTS:
+        entries = lists.get(name)
+        if not isinstance(entries, list):
+            continue
+        out: list[object] = []
+        for i, entry in enumerate(entries):
+            if isinstance(entry, str) and entry.startswith(FILE_PREFIX):
+                path = entry[len(FILE_PREFIX) :].strip()
+                if path not in files:
+                    raise ConfigError(f"ip_lists.{name}[{i}]", f"list file {path} was not read")
+                out.append(ListFile(path, files[path]))
+            else:
+                out.append(entry)
+        expanded[name] = out
+    return {**data, "ip_lists": expanded}
+
+
 def parse_config(
     mapping: Mapping[str, Any] | None = None,
     env: Mapping[str, str] | None = None,
     overrides: Mapping[str, Any] | None = None,
+    files: Mapping[str, str] | None = None,
 ) -> Config:
-    """Validate and freeze the merged config; raises ConfigError naming the bad key's path."""
-    data = merge(mapping or {}, env_overrides(env or {}))
-    return build(Config, merge(data, overrides or {}))
+    """Validate and freeze the merged config; raises ConfigError naming the bad key's path.
+
+    `files` holds the text of each IP list file the config names (`list_files`), read by the caller.
+    """
+    data = merge(merge(mapping or {}, env_overrides(env or {})), overrides or {})
+    return build(Config, _with_files(data, files or {}))

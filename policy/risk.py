@@ -89,14 +89,16 @@ def large_payload(inp: RiskInput, config: Config) -> str | None:
 
 
 def suspicious(inp: RiskInput, config: Config) -> str | None:
-    matcher, req = config.risk.matcher, inp.incoming
+    req = inp.incoming
+    matchers = [config.risk.matcher] + ([inp.route.matcher] if inp.route.matcher else [])
     places = [("target", req.target)]
     places += [(f"header {n}", v) for n, v in req.headers if n not in CREDENTIAL_HEADERS]
     places.append(("body", req.body.decode("latin-1")))  # latin-1 maps every byte, never fails
     for where, text in places:
-        found = matcher.search(text)
-        if found is not None:
-            return f"{where} contains {found!r}"
+        for matcher in matchers:
+            found = matcher.search(text)
+            if found is not None:
+                return f"{where} contains {found!r}"
     return None
 
 
@@ -117,12 +119,14 @@ FACTORS: dict[str, Factor] = {
 def score(inp: RiskInput, config: Config, plugins: Mapping[str, Factor] | None = None) -> RiskScore:
     """Run every factor (built-in, plugin, custom header) and sum the points of those that fire."""
     hits: list[Hit] = []
+    route_weights = inp.route.weights  # a route's own weights override the gateway's
     for name, factor in (FACTORS | dict(plugins or {})).items():
-        points = config.risk.weights.get(name, 0)
+        points = route_weights.get(name, config.risk.weights.get(name, 0))
         if points and (reason := factor(inp, config)):
             hits.append(Hit(name, points, reason))
     for custom in config.risk.custom_factors:
         value = inp.incoming.header(custom.header)
-        if value is not None and (custom.regex is None or custom.regex.search(value)):
-            hits.append(Hit(custom.name, custom.points, f"header {custom.header} is set"))
+        points = route_weights.get(custom.name, custom.points)
+        if points and value is not None and (custom.regex is None or custom.regex.search(value)):
+            hits.append(Hit(custom.name, points, f"header {custom.header} is set"))
     return RiskScore(min(MAX_SCORE, sum(hit.points for hit in hits)), tuple(hits))

@@ -4,12 +4,13 @@ IP lists. Data only: the code that applies them is in `policy.risk` and `policy.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from policy.errors import Invalid
 from policy.iplist import IpSet
 from policy.patterns import Matcher, compile_pattern
-from policy.schema import derive, ip_set, require
+from policy.schema import derive, require
 
 BUILTIN_WEIGHTS = {
     "new_entity": 30,
@@ -18,6 +19,42 @@ BUILTIN_WEIGHTS = {
     "suspicious": 20,
     "ip_flagged": 25,
 }
+
+
+@dataclass(frozen=True, slots=True)
+class ListFile:
+    """An IP list file (a `file:PATH` entry) as the loader read it: an address or CIDR a line, # comments."""
+
+    path: str
+    text: str = field(repr=False)
+
+    def entries(self) -> Iterator[tuple[int, str]]:
+        for number, line in enumerate(self.text.splitlines(), 1):
+            entry = line.split("#", 1)[0].strip()
+            if entry:
+                yield number, entry
+
+
+def ip_set(key: str, items: tuple[str | ListFile, ...]) -> IpSet:
+    """The set of every inline entry and every line of every list file, errors naming file and line."""
+    where = [key]
+
+    def entries() -> Iterator[str]:
+        for i, item in enumerate(items):
+            if isinstance(item, str):
+                where[0] = f"{key}[{i}]"
+                yield item
+                continue
+            for number, entry in item.entries():
+                where[0] = f"{key}[{i}] ({item.path} line {number})"
+                yield entry
+
+    try:
+        return IpSet(entries())
+    except ValueError as exc:
+        raise Invalid(where[0], str(exc)) from None
+
+
 FACTOR_NAME = re.compile(r"[a-z][a-z0-9_-]{0,63}")
 PLUGIN_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
@@ -128,9 +165,11 @@ class RiskConfig:
 
 @dataclass(frozen=True, slots=True)
 class IpListsConfig:
-    deny: tuple[str, ...] = ()
-    flagged: tuple[str, ...] = ()
-    trusted: tuple[str, ...] = ()
+    """Each list: addresses, CIDRs and `file:PATH` entries (relative to the config file)."""
+
+    deny: tuple[str | ListFile, ...] = ()
+    flagged: tuple[str | ListFile, ...] = ()
+    trusted: tuple[str | ListFile, ...] = ()
     deny_set: IpSet = field(init=False, repr=False, compare=False)
     flagged_set: IpSet = field(init=False, repr=False, compare=False)
     trusted_set: IpSet = field(init=False, repr=False, compare=False)

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from policy.errors import ConfigError, Invalid
-from policy.iplist import IpSet
 
 T = TypeVar("T")
 
@@ -55,8 +54,16 @@ def convert(tp: Any, value: object, path: str) -> Any:
         options = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None and len(options) < len(typing.get_args(tp)):
             return None
-        return convert(options[0], value, path)
+        errors = []
+        for option in options:
+            try:
+                return convert(option, value, path)
+            except ConfigError as exc:
+                errors.append(exc)
+        raise errors[0]
     if dataclasses.is_dataclass(tp):
+        if isinstance(value, typing.cast(type[Any], tp)):
+            return value  # built already (e.g. a ListFile the parser made from a file: entry)
         return build(typing.cast(type[Any], tp), value, path)
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         try:
@@ -114,10 +121,3 @@ def require(ok: bool, key: str, message: str) -> None:
 def derive(obj: object, name: str, value: object) -> None:
     """Set a derived field of a frozen dataclass (compiled regexes, IP sets) while it is built."""
     object.__setattr__(obj, name, value)
-
-
-def ip_set(key: str, entries: tuple[str, ...]) -> IpSet:
-    try:
-        return IpSet(entries)
-    except ValueError as exc:
-        raise Invalid(key, str(exc)) from None

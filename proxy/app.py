@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from policy.config import Config, ExecutionMode, Mode
+from policy.config import Config, ExecutionMode, Mode, RouteAuth
 from policy.decision import Action, decide
 from policy.errors import ConfigError, IpDenied, RiskBlocked
 from policy.identity import client_ip
@@ -23,6 +23,7 @@ from pool.thread import ThreadExecutor
 from proxy import admin
 from proxy.auth import authenticate
 from proxy.egress import to_web_response
+from proxy.errors import MissingToken
 from proxy.gateway import GATEWAY, TRACE, Gateway
 from proxy.ingress import handler_request, read_incoming
 from proxy.middleware import pipeline_middleware
@@ -41,11 +42,15 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     )
     if ip in config.ip_lists.deny_set:
         raise IpDenied(f"{ip} is in ip_lists.deny")
-    identity = authenticate(request.headers.get("Authorization"), ip, config.auth)
+    trusted = ip in config.ip_lists.trusted_set
+    identity = authenticate(request.headers.get("Authorization"), ip, config.auth, trusted)
     trace.entity = identity.entity_id
     route = match_route(config.routes, request.method, request.path)
     trace.route = route.path
-    incoming = await read_incoming(request, ip, config.server.max_body_bytes)
+    if route.auth is RouteAuth.REQUIRED and not identity.authenticated:
+        raise MissingToken(f"route {route.path} needs Authorization: Bearer <token>")
+    max_body = config.server.max_body_bytes if route.max_body_bytes is None else route.max_body_bytes
+    incoming = await read_incoming(request, ip, max_body)
     history = gw.stats.history(identity.entity_id)
     trace.risk = score(RiskInput(incoming, identity, history, route), config, gw.plugins)
     trace.decision = decide(trace.risk, identity, route, config, memory_pressure=gw.memory_pressure)

@@ -7,12 +7,12 @@ import pytest
 from conftest import make_config
 from policy.config import Config, Mode, RouteConfig
 from policy.decision import Action, Band, decide
-from policy.identity import Identity, Trust
+from policy.identity import Identity, Trust, identify
 from policy.risk import Hit, RiskScore
 
 HYBRID = make_config({"execution_mode": "hybrid", "docker": {"enabled": True}})
 TRUSTED = Identity("t", True, Trust.TRUSTED)
-ANONYMOUS = Identity("1.2.3.4", False)
+ANONYMOUS = identify(None, "1.2.3.4")
 PLAIN = RouteConfig("/a", "echo")
 HEAVY = RouteConfig("/a", "echo", heavy=True)
 
