@@ -22,6 +22,7 @@ class ConfigError(IsogateError):
     def __init__(self, path: str, message: str) -> None:
         super().__init__(f"{path}: {message}" if path else message)
         self.path = path
+        self.message = message
 
 
 class Invalid(ValueError):

@@ -34,7 +34,7 @@ from pool.base import (
     SandboxCrashed,
 )
 from pool.metrics import percentiles
-from pool.sandbox import LABEL, Sandbox, SandboxDied, to_response
+from pool.sandbox import LABEL, Sandbox, SandboxDied, container_config, to_response
 
 log = logging.getLogger("isogate.pool")
 
@@ -60,6 +60,7 @@ class ContainerPool:
         self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
         self._closing = False
         self._oom_ids: set[str] = set()
+        self._spec = container_config(config, config.pool_name)  # what new containers are made from
         self._acquire_ms: deque[float] = deque(maxlen=2048)
         self.counts = dict.fromkeys(
             ("created", "destroyed", "replaced", "cold_starts", "timeouts", "oom_kills", "crashes"), 0
@@ -227,9 +228,29 @@ class ContainerPool:
         finally:
             self._acquire_ms.append((time.perf_counter() - started) * 1000)
 
+    def reconfigure(self, config: DockerConfig) -> None:
+        """Apply a reloaded docker section: grow or drain to the new sizes without touching busy
+        containers; when the container spec changed (image, limits), idle ones are replaced now and
+        busy ones after their request."""
+        self._config = config
+        spec = container_config(config, config.pool_name)
+        if spec != self._spec:
+            self._spec = spec
+            for sandbox in list(self._idle):
+                self._discard(sandbox)
+        while self._idle and (len(self._idle) > config.warm_pool_size or self.size > config.max_containers):
+            self._discard(self._idle[0])
+        self._fill()
+
     def _release(self, sandbox: Sandbox) -> None:
         self._busy.discard(sandbox)
-        if sandbox.broken or not self._config.reuse_containers or sandbox.uses >= self._config.max_uses:
+        stale = sandbox.spec != self._spec or self.size > self._config.max_containers
+        if (
+            stale
+            or sandbox.broken
+            or not self._config.reuse_containers
+            or sandbox.uses >= self._config.max_uses
+        ):
             self._discard(sandbox)
             return
         self._idle.append(sandbox)
@@ -276,7 +297,9 @@ class ContainerPool:
         """Create one sandbox; the caller has already counted it in `_creating`."""
         assert self._client is not None
         try:
+            spec = self._spec
             sandbox = await Sandbox.create(self._client, self._config, self._config.pool_name, self._package)
+            sandbox.spec = spec
         finally:
             self._creating -= 1
             self._notify()

@@ -65,6 +65,7 @@ class Sandbox:
         self.uses = 0
         self.idle_since = time.monotonic()
         self.broken = False
+        self.spec: dict[str, Any] = {}  # the container config it was made from (the pool compares on reload)
 
     @classmethod
     async def create(cls, client: aiodocker.Docker, docker: DockerConfig, pool: str, package: str) -> Sandbox:

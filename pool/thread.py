@@ -38,6 +38,15 @@ class ThreadExecutor:
             for _ in range(count):
                 self._pool.submit(barrier.wait, 5.0)
 
+    def resize(self, min_workers: int, max_workers: int) -> None:
+        """A new pool for new jobs; jobs already running finish in the old one, which then goes away."""
+        if max_workers == self.size:
+            return
+        old, self._pool = self._pool, ThreadPoolExecutor(max_workers, thread_name_prefix="isogate-handler")
+        self.size = max_workers
+        self._prestart(min_workers)
+        old.shutdown(wait=False)
+
     def _finished(self, _: Future[Response]) -> None:
         with self._lock:
             self.busy -= 1

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
 
 from policy.errors import ConfigError
 from proxy.app import create_app
-from proxy.loader import create_config, load_plugins
+from proxy.loader import ConfigSource, load, load_plugins
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,8 +25,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     server = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     try:
-        config = create_config({"server": server} if server else None, path=args.config)
-        app = create_app(config, load_plugins(config))
+        loaded = load(
+            ConfigSource(Path(args.config), dict(os.environ), {"server": server} if server else None)
+        )
+        config = loaded.config
+        app = create_app(config, load_plugins(config), source=loaded)
     except ConfigError as exc:
         sys.exit(f"isogate: refusing to start: {exc}")
     web.run_app(

@@ -6,11 +6,13 @@ import time
 
 from aiohttp import web
 
+from policy.errors import IsogateError
 from policy.identity import Identity
 from proxy.auth import authenticate
 from proxy.egress import json_response
 from proxy.errors import Forbidden, MissingToken
 from proxy.gateway import GATEWAY, Gateway
+from proxy.reload import RELOADER
 from proxy.stats import EntityStats
 
 
@@ -18,6 +20,19 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/healthz", healthz)
     router.add_get("/api/stats", entity_stats)
     router.add_get("/stats", gateway_stats)
+    router.add_post("/admin/reload", reload_config)
+
+
+class NoConfigFile(IsogateError):
+    status = 409
+    code = "no_config_file"
+
+
+def _admin(request: web.Request) -> Identity:
+    caller = _caller(request)
+    if not caller.is_admin:
+        raise Forbidden("this route needs a token with role: admin")
+    return caller
 
 
 def _caller(request: web.Request) -> Identity:
@@ -49,15 +64,31 @@ async def entity_stats(request: web.Request) -> web.Response:
     )
 
 
+async def reload_config(request: web.Request) -> web.Response:
+    """Re-read the config now: 200 applied/unchanged, 422 invalid (the running config keeps serving)."""
+    _admin(request)
+    reloader = request.app.get(RELOADER)
+    if reloader is None:
+        raise NoConfigFile("this gateway was not started from a config file")
+    outcome = await reloader.reload("admin")
+    body = {"status": outcome.status, "generation": outcome.generation, "detail": outcome.detail}
+    return json_response(body, 422 if outcome.status == "invalid" else 200)
+
+
 async def gateway_stats(request: web.Request) -> web.Response:
-    if not _caller(request).is_admin:
-        raise Forbidden("this route needs a token with role: admin")
+    _admin(request)
     gw = request.app[GATEWAY]
     return json_response(
         {
             "uptime_s": round(time.time() - gw.started, 1),
             "execution_mode": gw.config.execution_mode.value,
-            "config": {"generation": gw.generation},
+            "config": {
+                "generation": gw.generation,
+                "loaded_at": round(gw.loaded_at, 3),
+                "source_sha256": gw.source_sha256,
+                "last_error": gw.last_error,
+                "reloads": list(gw.reloads),
+            },
             **gw.stats.snapshot(),
             "memory": {
                 "rss_mb": round(gw.memory.rss_mb, 1),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
+import threading
 import time
 from collections.abc import AsyncIterator
 
@@ -11,14 +13,14 @@ from aiohttp import web
 
 from policy.config import Config, ExecutionMode, Mode, RouteAuth
 from policy.decision import Action, decide
-from policy.errors import ConfigError, IpDenied, RiskBlocked
+from policy.errors import IpDenied, RiskBlocked
 from policy.identity import client_ip
 from policy.risk import Factor, RiskInput, score
 from policy.routes import match_route
 from pool.base import Job
 from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
-from pool.registry import HandlerRegistry, UnknownHandler
+from pool.registry import HandlerRegistry
 from pool.thread import ThreadExecutor
 from proxy import admin
 from proxy.auth import authenticate
@@ -26,7 +28,9 @@ from proxy.egress import to_web_response
 from proxy.errors import MissingToken
 from proxy.gateway import GATEWAY, TRACE, Gateway
 from proxy.ingress import handler_request, read_incoming
+from proxy.loader import Loaded
 from proxy.middleware import pipeline_middleware
+from proxy.reload import RELOADER, SOURCE, Reloader
 from proxy.stats import Stats
 
 log = logging.getLogger("isogate")
@@ -65,26 +69,47 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     return to_web_response(response)
 
 
-def create_app(config: Config, plugins: dict[str, Factor] | None = None) -> web.Application:
-    """Wire the gateway: state, lifecycles, admin routes, then the catch-all proxy route."""
-    registry = HandlerRegistry(config.handlers_package)
-    for i, route in enumerate(config.routes):
-        try:
-            registry.get(route.handler)
-        except UnknownHandler as exc:
-            raise ConfigError(f"routes[{i}].handler", str(exc)) from None
-    app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
-    app[GATEWAY] = Gateway(
+def create_app(
+    config: Config, plugins: dict[str, Factor] | None = None, *, source: Loaded | None = None
+) -> web.Application:
+    """Wire the gateway: state, lifecycles, admin routes, then the catch-all proxy route.
+
+    With `source` (what `proxy.loader.load` read), the config reloads live from its files.
+    """
+    gateway = Gateway(
         config=config,
-        registry=registry,
+        registry=HandlerRegistry(config.handlers_package),
         plugins=plugins or {},
         stats=Stats(config.stats, config.risk.history_window),
         memory=MemoryWatch(config.limits.memory_limit_mb),
     )
+    gateway.check_handlers(config)
+    app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
+    app[GATEWAY] = gateway
     app.cleanup_ctx.extend([thread_executor, docker_executor, memory_monitor])
+    if source is not None:
+        app[SOURCE] = source
+        app.cleanup_ctx.append(live_reload)
     admin.add_routes(app.router)
     app.router.add_route("*", "/{tail:.*}", gateway_view)
     return app
+
+
+async def live_reload(app: web.Application) -> AsyncIterator[None]:
+    """Reload on file changes and on SIGHUP; `POST /admin/reload` uses the same reloader."""
+    source = app[SOURCE]
+    reloader = app[RELOADER] = Reloader(app[GATEWAY], source.source, source)
+    watcher = asyncio.create_task(reloader.watch(), name="isogate-config-watch")
+    loop = asyncio.get_running_loop()
+    hangup = False
+    if threading.current_thread() is threading.main_thread():
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(reloader.reload("SIGHUP")))
+        hangup = True
+    yield
+    if hangup:
+        loop.remove_signal_handler(signal.SIGHUP)
+    watcher.cancel()
+    await asyncio.gather(watcher, return_exceptions=True)
 
 
 async def thread_executor(app: web.Application) -> AsyncIterator[None]:

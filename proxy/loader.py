@@ -1,10 +1,14 @@
-"""Config from its three sources (programmatic, environment, config.yaml) and risk plugins by dotted path."""
+"""Config from its three sources (programmatic, environment, config.yaml and the IP list files it names),
+and risk plugins by dotted path. Blocking I/O: the reload path runs `load` in a worker thread."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import os
+import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -12,18 +16,62 @@ import yaml
 
 from policy.config import Config
 from policy.errors import ConfigError
-from policy.parse import parse_config
+from policy.parse import list_files, parse_config
 from policy.risk import Factor
 
 DEFAULT_PATH = Path("config.yaml")
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """The file's mapping; errors name the file and, for YAML syntax, the line."""
+@dataclass(frozen=True)
+class ConfigSource:
+    """Where the config comes from: re-read whole on every reload."""
+
+    path: Path
+    env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    overrides: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Loaded:
+    source: ConfigSource
+    config: Config
+    sha256: str  # of the config file and every list file, in order
+    files: tuple[Path, ...]  # what a watcher should stat
+
+
+def load(source: ConfigSource) -> Loaded:
+    """Read and parse the config and its list files; ConfigError names the key, file and line."""
+    text = _read(source.path, str(source.path))
+    mapping = _yaml(text, source.path)
+    digest = hashlib.sha256(text.encode())
+    files, texts = [source.path], {}
+    for name in list_files(mapping):
+        path = source.path.parent / name
+        files.append(path)
+        texts[name] = _read(path, f"ip list file {name}")
+        digest.update(texts[name].encode())
     try:
-        text = path.read_text(encoding="utf-8")
+        config = parse_config(mapping, source.env, source.overrides, texts)
+    except ConfigError as exc:
+        line = line_of(text, exc.path)
+        if line is None:
+            raise
+        raise ConfigError(
+            exc.path, f"{exc.detail.split(': ', 1)[-1]} ({source.path.name} line {line})"
+        ) from None
+    return Loaded(source, config, digest.hexdigest(), tuple(files))
+
+
+def _read(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(str(path), f"cannot read: {exc.strerror}") from None
+        raise ConfigError(what, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(what, "is not UTF-8 text") from None
+
+
+def _yaml(text: str, path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
@@ -38,6 +86,28 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def line_of(text: str, key_path: str) -> int | None:
+    """The line of `key_path` (`routes[2].handler`) in YAML `text`, as deep as the file spells it."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in re.findall(r"[^.\[\]]+", key_path):
+        if isinstance(node, yaml.MappingNode):
+            found = [(k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == part]
+            if not found:
+                break
+            key, node = found[0]
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and part.isdigit() and int(part) < len(node.value):
+            node = node.value[int(part)]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
+
+
 def create_config(
     overrides: Mapping[str, Any] | None = None,
     *,
@@ -45,8 +115,10 @@ def create_config(
     env: Mapping[str, str] | None = None,
 ) -> Config:
     """The product's `create_config({...})`: overrides beat environment variables, which beat the file."""
-    mapping = read_config_file(Path(path)) if path is not None else {}
-    return parse_config(mapping, os.environ if env is None else env, overrides)
+    env = dict(os.environ) if env is None else env
+    if path is None:
+        return parse_config({}, env, overrides)
+    return load(ConfigSource(Path(path), env, overrides)).config
 
 
 def load_plugins(config: Config) -> dict[str, Factor]:

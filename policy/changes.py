@@ -1,0 +1,54 @@
+"""What a reload changed, and which changes wait for a restart (pure: two configs in, values out)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from policy.config import Config
+
+# Keys read once at start-up (listen socket, handler package, the container pool's identity, stats tables).
+RESTART_KEYS = (
+    "server.host",
+    "server.port",
+    "handlers_package",
+    "docker.enabled",
+    "docker.host",
+    "docker.pool_name",
+    "stats",
+    "risk.history_window",
+)
+
+
+def _get(obj: Any, path: str) -> Any:
+    for part in path.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def _replace(obj: Any, path: str, value: Any) -> Any:
+    head, _, rest = path.partition(".")
+    inner = _replace(getattr(obj, head), rest, value) if rest else value
+    return dataclasses.replace(obj, **{head: inner})
+
+
+def keep_running_values(old: Config, new: Config) -> tuple[Config, list[str]]:
+    """`new` with every restart-only key set back to its running value, and the keys that differed."""
+    pending = [key for key in RESTART_KEYS if _get(old, key) != _get(new, key)]
+    for key in pending:
+        new = _replace(new, key, _get(old, key))
+    return new, pending
+
+
+def describe(old: Config, new: Config) -> dict[str, Any]:
+    """Sections that changed, routes added and removed, and the IP lists' sizes after the change."""
+    sections = [f.name for f in dataclasses.fields(Config) if getattr(old, f.name) != getattr(new, f.name)]
+    old_routes = {(r.path, r.methods) for r in old.routes}
+    new_routes = {(r.path, r.methods) for r in new.routes}
+    lists = new.ip_lists
+    return {
+        "sections": sections,
+        "routes_added": sorted(path for path, methods in new_routes - old_routes),
+        "routes_removed": sorted(path for path, methods in old_routes - new_routes),
+        "ip_lists": {name: len(getattr(lists, f"{name}_set")) for name in ("deny", "flagged", "trusted")},
+    }

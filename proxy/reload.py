@@ -1,0 +1,86 @@
+"""Live policy: re-read config.yaml (and its list files) when they change, on SIGHUP, or on
+`POST /admin/reload`; validate off the event loop; swap the whole config in one step.
+
+A bad edit changes nothing: the running config keeps serving and `/stats` shows the error until a good
+edit clears it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from policy.errors import ConfigError
+from proxy.gateway import Gateway
+from proxy.loader import ConfigSource, Loaded, load, load_plugins
+
+log = logging.getLogger("isogate.reload")
+POLL_S = 0.25  # how often the watched files are stat-ed; a change applies within a second
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # applied | unchanged | invalid
+    generation: int
+    detail: dict[str, Any] | str | None = None
+
+
+def _stamps(files: tuple[Path, ...]) -> dict[Path, tuple[int, int] | None]:
+    """(mtime, size) of each watched file, None for a missing one."""
+    stamps: dict[Path, tuple[int, int] | None] = {}
+    for path in files:
+        try:
+            info = os.stat(path)
+        except OSError:
+            stamps[path] = None
+            continue
+        stamps[path] = (info.st_mtime_ns, info.st_size)
+    return stamps
+
+
+class Reloader:
+    def __init__(self, gateway: Gateway, source: ConfigSource, loaded: Loaded) -> None:
+        """`loaded` is what the running config was built from."""
+        self._gateway = gateway
+        self._source = source
+        self._files = loaded.files
+        self._lock = asyncio.Lock()
+        gateway.source_sha256 = loaded.sha256
+
+    async def reload(self, trigger: str) -> Outcome:
+        """Load, validate and apply; an invalid source is recorded and changes nothing."""
+        gw = self._gateway
+        async with self._lock:
+            try:
+                loaded = await asyncio.to_thread(load, self._source)  # parsing large lists stays off the loop
+                self._files = loaded.files
+                if loaded.sha256 == gw.source_sha256:
+                    gw.config_error(None)
+                    return Outcome("unchanged", gw.generation)
+                plugins = load_plugins(loaded.config)
+                gw.check_handlers(loaded.config)
+            except ConfigError as exc:
+                gw.config_error(str(exc))
+                return Outcome("invalid", gw.generation, str(exc))
+            changes = gw.apply(loaded.config, plugins, loaded.sha256, trigger)
+            return Outcome("applied", gw.generation, changes)
+
+    async def watch(self) -> None:
+        """Poll the watched files; stamps are taken before reading, so a write during a read is not lost."""
+        seen = _stamps(self._files)
+        while True:
+            await asyncio.sleep(POLL_S)
+            now = _stamps(self._files)
+            if now != seen:
+                seen = now
+                await self.reload("file changed")
+
+
+SOURCE = web.AppKey("source", Loaded)
+RELOADER = web.AppKey("reloader", Reloader)
