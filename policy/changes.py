@@ -11,6 +11,7 @@ from policy.config import Config
 RESTART_KEYS = (
     "server.host",
     "server.port",
+    "server.watch_config",
     "handlers_package",
     "docker.enabled",
     "docker.host",

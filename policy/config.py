@@ -46,6 +46,9 @@ class ServerConfig:
     max_body_bytes: int = 1024 * 1024
     trusted_proxies: tuple[str, ...] = ()
     debug_headers: bool = False
+    watch_config: bool = (
+        True  # reload when config.yaml or a list file changes (SIGHUP and the API always work)
+    )
     proxies: IpSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -99,7 +99,10 @@ async def live_reload(app: web.Application) -> AsyncIterator[None]:
     """Reload on file changes and on SIGHUP; `POST /admin/reload` uses the same reloader."""
     source = app[SOURCE]
     reloader = app[RELOADER] = Reloader(app[GATEWAY], source.source, source)
-    watcher = asyncio.create_task(reloader.watch(), name="isogate-config-watch")
+    watch = app[GATEWAY].config.server.watch_config
+    watcher = asyncio.create_task(
+        reloader.watch() if watch else asyncio.sleep(0), name="isogate-config-watch"
+    )
     loop = asyncio.get_running_loop()
     hangup = False
     if threading.current_thread() is threading.main_thread():

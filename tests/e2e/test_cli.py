@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,11 +11,12 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import yaml
 
 from conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+pytestmark = pytest.mark.e2e
 
 
 def free_port() -> int:
@@ -63,6 +65,7 @@ def mint(*args: str) -> str:
     ).stdout.strip()
 
 
+@pytest.mark.docker
 async def test_the_tour_works_against_the_real_process(
     gateway_process: tuple[int, subprocess.Popen[str]],
 ) -> None:
@@ -120,3 +123,38 @@ def test_a_broken_config_file_is_refused_with_its_line(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode != 0 and f"{bad}: line" in result.stderr
+
+
+async def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config["docker"]["enabled"] = False
+    config["server"]["watch_config"] = False  # only the signal may reload
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    command = [sys.executable, "-m", "proxy", "--config", str(path), "--port", str(port)]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        await wait_ready(port)
+        url = f"http://127.0.0.1:{port}"
+        config["routes"].append({"path": "/after-hup", "handler": "echo"})
+        path.write_text(yaml.safe_dump(config))
+        async with aiohttp.ClientSession() as session:
+            await asyncio.sleep(0.5)
+            async with session.get(f"{url}/after-hup") as response:
+                assert response.status == 404
+            process.send_signal(signal.SIGHUP)
+            for _ in range(50):
+                async with session.get(f"{url}/after-hup") as response:
+                    if response.status == 200:
+                        break
+                await asyncio.sleep(0.1)
+            assert response.status == 200
+            admin = {"Authorization": f"Bearer {mint('--sub', 'ops', '--role', 'admin')}"}
+            async with session.get(f"{url}/stats", headers=admin) as response:
+                assert (await response.json())["config"]["reloads"][-1]["trigger"] == "SIGHUP"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -134,6 +134,28 @@ def test_secret_is_never_in_repr() -> None:
             "routes[0].mode: is docker but docker.enabled is false",
         ),
         ({"auth": {"algorithms": ["none"]}}, {}, "auth.algorithms: unsupported: none"),
+        (
+            {"routes": [{"path": "/a", "handler": "echo", "weights": {"nope": 1}}]},
+            {},
+            "routes[0].weights.nope: no such factor",
+        ),
+        ({"routes": [{"path": "/a", "handler": "echo", "auth": "maybe"}]}, {}, "routes[0].auth"),
+        (
+            {"routes": [{"path": "/a", "handler": "echo", "max_body_bytes": -1}]},
+            {},
+            "routes[0].max_body_bytes",
+        ),
+        (
+            {"routes": [{"path": "/a", "handler": "echo", "block_threshold": 0}]},
+            {},
+            "routes[0].block_threshold",
+        ),
+        (
+            {"routes": [{"path": "/a", "handler": "echo", "risk_thresholds": {"low": 50, "medium": 40}}]},
+            {},
+            "routes[0].risk_thresholds.low",
+        ),
+        ({"ip_lists": {"deny": ["file:x.txt"]}}, {}, "ip_lists.deny[0]: list file x.txt was not read"),
         ({"auth": {"algorithms": ["HS256", "RS256"]}}, {}, "auth.algorithms: cannot mix"),
         ({"auth": {"algorithms": ["RS256"]}}, {}, "auth.public_key: required"),
         ({"auth": {"secret_key": "short"}}, {}, "auth.secret_key: is 5 bytes; 32+ needed"),
@@ -169,3 +191,14 @@ def test_routes_parse_with_pins_and_methods() -> None:
     route = config.routes[0]
     assert (route.methods, route.mode) == (("GET",), Mode.DOCKER)
     assert route.matches_path("/a/b") and route.matches_path("/a") and not route.matches_path("/ab")
+
+
+def test_list_files_are_parsed_with_comments_and_blank_lines() -> None:
+    from policy.parse import list_files
+
+    mapping = {**OK, "ip_lists": {"deny": ["10.0.0.1", "file:a.txt"], "trusted": ["file:b.txt"]}}
+    assert list_files(mapping) == ["a.txt", "b.txt"]
+    text = "# header\n192.0.2.0/24  # office\n\n2001:db8::1\n"
+    config = parse_config(mapping, files={"a.txt": text, "b.txt": "198.51.100.9\n"})
+    assert len(config.ip_lists.deny_set) == 3
+    assert "192.0.2.77" in config.ip_lists.deny_set and "198.51.100.9" in config.ip_lists.trusted_set

@@ -113,3 +113,15 @@ def test_hybrid_degrades_to_thread_when_docker_is_disabled() -> None:
     decision = decide(risk(100), ANONYMOUS, PLAIN, config)
     assert decision.action is Action.THREAD and "docker disabled" in decision.reason
     assert decision.band is Band.CRITICAL
+
+
+def test_route_thresholds_and_block_threshold_override_the_gateway() -> None:
+    from policy.rules import RiskThresholds
+
+    tight = RouteConfig("/a", "echo", risk_thresholds=RiskThresholds(10, 20, 25))
+    assert decide(risk(25), TRUSTED, tight, HYBRID).band is Band.CRITICAL
+    assert decide(risk(25), TRUSTED, PLAIN, HYBRID).band is Band.LOW
+    strict = RouteConfig("/a", "echo", block_threshold=40)
+    assert decide(risk(40), TRUSTED, strict, HYBRID).action is Action.BLOCK
+    lenient = RouteConfig("/a", "echo", block_threshold=100)
+    assert decide(risk(95), TRUSTED, lenient, hybrid(hybrid={"block_threshold": 90})).action is Action.DOCKER

@@ -149,3 +149,12 @@ def test_plugins_are_factors_weighted_by_config() -> None:
     assert [(hit.name, hit.points, hit.reason) for hit in result.hits] == [
         ("geo", 12, "from a watched range")
     ]
+
+
+def test_route_weights_and_keywords() -> None:
+    route = RouteConfig(
+        "/echo", "echo", weights={"new_entity": 5, "custom-header": 0}, keywords=("drop table",)
+    )
+    req = incoming("/echo?q=DROP%20TABLE%20x", headers=(("x-custom-risk", "1"),))
+    result = score(RiskInput(req, Identity("u", True), History(), route), CONFIG)
+    assert result.summary() == "new_entity=5,suspicious=20"
