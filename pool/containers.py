@@ -19,7 +19,6 @@ from typing import Any
 
 import aiodocker
 import aiohttp
-from aiodocker.execs import Exec
 
 from handlers import Response
 from policy.config import DockerConfig
@@ -34,14 +33,13 @@ from pool.base import (
     SandboxCrashed,
 )
 from pool.metrics import percentiles
+from pool.oom import OomWatch
 from pool.sandbox import LABEL, Sandbox, SandboxDied, container_config, to_response
 
 log = logging.getLogger("isogate.pool")
 
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied)
 SUPERVISE_INTERVAL_S = 1.0
-OOM_EVENT_WAIT_S = 0.5  # the engine's oom event arrives with the exec's end; allow for scheduling
-SIGKILL_EXIT = 137
 
 
 class ContainerPool:
@@ -59,7 +57,7 @@ class ContainerPool:
         self._tasks: set[asyncio.Task[Any]] = set()  # creations and destructions in the background
         self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
         self._closing = False
-        self._oom_ids: set[str] = set()
+        self._oom = OomWatch(f"{LABEL}={config.pool_name}")
         self._spec = container_config(config, config.pool_name)  # what new containers are made from
         self._acquire_ms: deque[float] = deque(maxlen=2048)
         self.counts = dict.fromkeys(
@@ -110,7 +108,7 @@ class ContainerPool:
         if self._client is not None:
             await self._client.close()
         self._client = client
-        self._watchers.append(asyncio.create_task(self._watch_oom(client)))
+        self._watchers.append(asyncio.create_task(self._oom.run(client)))
         await asyncio.gather(*self._fill())
         if not self._idle and self._config.warm_pool_size:
             raise SandboxDied("no sandbox could be started (see the log)")
@@ -173,7 +171,7 @@ class ContainerPool:
 
     async def _died(self, sandbox: Sandbox, exc: BaseException) -> ExecutorError:
         """Classify a sandbox that stopped answering; it is replaced either way."""
-        oom = await self._oom_killed(sandbox)
+        oom = self._client is not None and await self._oom.killed(self._client, sandbox.id, sandbox.exec_id)
         self._discard(sandbox, replaced=True)
         if oom:
             self.counts["oom_kills"] += 1
@@ -183,21 +181,6 @@ class ContainerPool:
         self.counts["crashes"] += 1
         log.warning("sandbox %s died: %s", sandbox.id[:12], exc)
         return SandboxCrashed("the sandbox died while handling the request")
-
-    async def _oom_killed(self, sandbox: Sandbox) -> bool:
-        """True when the engine reported an OOM kill in this sandbox's container."""
-        if self._client is None:
-            return False
-        try:
-            code = (await Exec(self._client, sandbox.exec_id).inspect()).get("ExitCode")
-        except ENGINE_ERRORS:
-            return False
-        if code != SIGKILL_EXIT:
-            return False
-        deadline = time.monotonic() + OOM_EVENT_WAIT_S
-        while sandbox.id not in self._oom_ids and time.monotonic() < deadline:
-            await asyncio.sleep(0.02)
-        return sandbox.id in self._oom_ids
 
     # acquiring and returning sandboxes
 
@@ -268,7 +251,7 @@ class ContainerPool:
 
     async def _destroy(self, sandbox: Sandbox) -> None:
         await sandbox.destroy()
-        self._oom_ids.discard(sandbox.id)
+        self._oom.forget(sandbox.id)
         self.counts["destroyed"] += 1
         self._notify()
 
@@ -310,7 +293,7 @@ class ContainerPool:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    # supervision: engine health, idle expiry, OOM events
+    # supervision: engine health and idle expiry
 
     async def _supervise(self) -> None:
         while True:
@@ -339,17 +322,6 @@ class ContainerPool:
         for sandbox in list(self._idle):  # their streams died with the engine; leftovers go at reconnect
             self._idle.remove(sandbox)
             self._spawn_task(sandbox.destroy())
-
-    async def _watch_oom(self, client: aiodocker.Docker) -> None:
-        subscriber = client.events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
-        filters = {"event": ["oom"], "label": [f"{LABEL}={self._config.pool_name}"]}
-        stream = asyncio.create_task(client.events.run(filters=json.dumps(filters)))
-        try:
-            while (event := await subscriber.get()) is not None:
-                self._oom_ids.add(str(event.get("id", "")))
-        finally:
-            stream.cancel()
-            await asyncio.gather(stream, return_exceptions=True)
 
     def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro)

@@ -25,6 +25,7 @@ BASE: dict[str, Any] = {
     "docker": {"enabled": False},
     "server": {"debug_headers": True, "trusted_proxies": ["127.0.0.1"]},
     "thread_pool": {"min_workers": 1, "max_workers": 4},
+    "limits": {"memory_limit_mb": 100_000},
     "routes": [{"path": "/echo", "handler": "echo"}],
 }
 

@@ -1,0 +1,53 @@
+"""OOM kills in a pool's containers, as the engine reports them.
+
+Docker's `State.OOMKilled` stays false while a container's main process lives (measured: the agent is an
+exec, not the main process), so the engine's `oom` events are the signal, together with the agent's exit
+code 137 (SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import aiodocker
+import aiohttp
+from aiodocker.execs import Exec
+
+EVENT_WAIT_S = 0.5  # the oom event arrives with the exec's end; allow for scheduling
+SIGKILL_EXIT = 137
+
+
+class OomWatch:
+    def __init__(self, label: str) -> None:
+        self._label = label  # `isogate.pool=<name>`: only this pool's containers
+        self._killed: set[str] = set()
+
+    async def run(self, client: aiodocker.Docker) -> None:
+        """Collect the ids of containers that had an OOM kill, until the event stream ends."""
+        subscriber = client.events.subscribe(create_task=False)  # type: ignore[no-untyped-call]
+        filters = {"event": ["oom"], "label": [self._label]}
+        stream = asyncio.create_task(client.events.run(filters=json.dumps(filters)))
+        try:
+            while (event := await subscriber.get()) is not None:
+                self._killed.add(str(event.get("id", "")))
+        finally:
+            stream.cancel()
+            await asyncio.gather(stream, return_exceptions=True)
+
+    async def killed(self, client: aiodocker.Docker, container_id: str, exec_id: str) -> bool:
+        """True when the agent died of SIGKILL and the engine reported an OOM kill in its container."""
+        try:
+            code = (await Exec(client, exec_id).inspect()).get("ExitCode")
+        except (aiodocker.DockerError, aiohttp.ClientError, OSError):
+            return False
+        if code != SIGKILL_EXIT:
+            return False
+        deadline = time.monotonic() + EVENT_WAIT_S
+        while container_id not in self._killed and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        return container_id in self._killed
+
+    def forget(self, container_id: str) -> None:
+        self._killed.discard(container_id)
