@@ -57,6 +57,7 @@ class ContainerPool:
         self._tasks: set[asyncio.Task[Any]] = set()  # creations and destructions in the background
         self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
         self._closing = False
+        self._draining = False  # after a reload shrank the pool: released containers go until it fits
         self._oom = OomWatch(f"{LABEL}={config.pool_name}")
         self._spec = container_config(config, config.pool_name)  # what new containers are made from
         self._acquire_ms: deque[float] = deque(maxlen=2048)
@@ -223,21 +224,29 @@ class ContainerPool:
                 self._discard(sandbox)
         while self._idle and (len(self._idle) > config.warm_pool_size or self.size > config.max_containers):
             self._discard(self._idle[0])
+        self._draining = self.size > config.warm_pool_size
         self._fill()
 
     def _release(self, sandbox: Sandbox) -> None:
         self._busy.discard(sandbox)
-        stale = sandbox.spec != self._spec or self.size > self._config.max_containers
-        if (
-            stale
-            or sandbox.broken
-            or not self._config.reuse_containers
-            or sandbox.uses >= self._config.max_uses
-        ):
+        if self._retire(sandbox):
             self._discard(sandbox)
             return
         self._idle.append(sandbox)
         self._notify()
+
+    def _retire(self, sandbox: Sandbox) -> bool:
+        """Whether a sandbox back from a clean request is destroyed rather than kept idle."""
+        config = self._config
+        self._draining = self._draining and self.size >= config.warm_pool_size
+        return (
+            sandbox.broken
+            or not config.reuse_containers
+            or sandbox.uses >= config.max_uses
+            or sandbox.spec != self._spec  # made before a reload changed the container spec
+            or self.size >= config.max_containers  # a reload lowered the maximum
+            or (self._draining and len(self._idle) >= config.warm_pool_size)  # ...or the warm size
+        )
 
     def _discard(self, sandbox: Sandbox, *, replaced: bool = False) -> None:
         """Destroy in the background and top the pool back up to its warm size."""

@@ -219,3 +219,47 @@ async def test_start_removes_leftovers_and_close_removes_its_own(docker_settings
     await successor.aclose()
     assert labelled(docker_settings["pool_name"]) == []
     await crashed.aclose()
+
+
+async def test_reconfigure_grows_and_drains_without_killing_busy_containers(
+    docker_settings: dict[str, Any],
+) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=3)
+    try:
+        bigger = make_config({"docker": {**docker_settings, "warm_pool_size": 3, "max_containers": 3}}).docker
+        pool.reconfigure(bigger)
+        await until(lambda: pool.status()["idle"] == 3)
+        busy = asyncio.create_task(pool.run(job("sleep", s="1")))
+        await asyncio.sleep(0.3)
+        smaller = make_config(
+            {"docker": {**docker_settings, "warm_pool_size": 0, "max_containers": 1}}
+        ).docker
+        pool.reconfigure(smaller)
+        assert (await busy).status == 200  # the busy container finished its request
+        await until(lambda: pool.status()["size"] == 0)  # then it and the idle ones were drained
+        assert labelled(docker_settings["pool_name"]) == [] or await_removal(docker_settings["pool_name"])
+    finally:
+        await pool.aclose()
+
+
+def await_removal(pool_name: str) -> bool:
+    for _ in range(50):
+        if not labelled(pool_name):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+async def test_a_changed_container_spec_replaces_idle_containers(docker_settings: dict[str, Any]) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1)
+    try:
+        before = labelled(docker_settings["pool_name"])
+        pool.reconfigure(make_config({"docker": {**docker_settings, "memory_limit": "128m"}}).docker)
+        await until(lambda: pool.counts["destroyed"] == 1 and pool.status()["idle"] == 1)
+        after = labelled(docker_settings["pool_name"])
+        assert len(after) == 1 and after != before
+        async with aiodocker.Docker() as client:
+            info = await client.containers.get(after[0])
+        assert info["HostConfig"]["Memory"] == 128 << 20
+    finally:
+        await pool.aclose()
