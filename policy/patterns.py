@@ -1,4 +1,4 @@
-"""Suspicious-content matching: normalise text the way an attacker would encode it, then search once.
+"""Suspicious-content matching: the configured keywords and patterns as one regex over normalised text.
 
 Keywords and patterns are config data; this module only compiles and applies them.
 """
@@ -7,39 +7,32 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from urllib.parse import unquote_plus
 
-MAX_DECODE_ROUNDS = 3  # double and triple URL-encoding are common evasions; more rounds buy nothing
-
-
-def normalise(text: str) -> str:
-    """URL-decode (with `+` as space) until stable or MAX_DECODE_ROUNDS, then lower-case."""
-    for _ in range(MAX_DECODE_ROUNDS):
-        if "%" not in text and "+" not in text:
-            break
-        decoded = unquote_plus(text)
-        if decoded == text:
-            break
-        text = decoded
-    return text.lower()
+from policy.normalise import normalise
 
 
 class Matcher:
-    """One compiled alternation of literal keywords and regex patterns, matched case-insensitively."""
+    """Literal keywords (substring tests on normalised, lower-case text) and regex patterns (one
+    case-insensitive alternation). `find` takes one text: callers join a request's values to pay once."""
 
-    __slots__ = ("_regex",)
+    __slots__ = ("_keywords", "_regex")
 
     def __init__(self, keywords: Iterable[str], patterns: Iterable[str]) -> None:
-        alternatives = [re.escape(k.lower()) for k in keywords if k] + [p for p in patterns if p]
-        source = "|".join(f"(?:{a})" for a in alternatives)
+        self._keywords = tuple(dict.fromkeys(k.lower() for k in keywords if k))
+        source = "|".join(f"(?:{p})" for p in patterns if p)
         self._regex = re.compile(source, re.IGNORECASE) if source else None
 
     def search(self, text: str) -> str | None:
         """The first suspicious fragment in `text` after normalising, or None."""
-        if self._regex is None or not text:
-            return None
-        found = self._regex.search(normalise(text))
-        return found.group(0)[:40] if found else None
+        found = self.find(normalise(text)) if text else None
+        return found[1] if found else None
+
+    def find(self, normalised: str) -> tuple[int, str] | None:
+        """(position, fragment) of the earliest keyword or pattern match in normalised text, or None."""
+        hits = [(at, k) for k in self._keywords if (at := normalised.find(k)) >= 0]
+        if self._regex is not None and (found := self._regex.search(normalised)):
+            hits.append((found.start(), found.group(0)))
+        return min(hits) if hits else None
 
 
 def compile_pattern(pattern: str) -> re.Pattern[str]:

@@ -5,12 +5,17 @@ Factors are a registry (name -> function); their points are config (`risk.weight
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
+from policy import detectors
 from policy.config import Config, RouteConfig
+from policy.fields import MAX_FIELDS, Fields, extract
 from policy.identity import Identity
-from policy.incoming import CREDENTIAL_HEADERS, Incoming
+from policy.incoming import Incoming
+from policy.profile import Profile
 
 MAX_SCORE = 100
 
@@ -32,12 +37,17 @@ class History:
         return self.recent_failures / self.recent if self.recent else 0.0
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RiskInput:
     incoming: Incoming
     identity: Identity
     history: History
     route: RouteConfig
+
+    @cached_property
+    def fields(self) -> Fields:
+        """The request's values, extracted and normalised once for every factor that looks at content."""
+        return extract(self.incoming)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +99,58 @@ def large_payload(inp: RiskInput, config: Config) -> str | None:
 
 
 def suspicious(inp: RiskInput, config: Config) -> str | None:
-    req = inp.incoming
-    matchers = [config.risk.matcher] + ([inp.route.matcher] if inp.route.matcher else [])
-    places = [("target", req.target)]
-    places += [(f"header {n}", v) for n, v in req.headers if n not in CREDENTIAL_HEADERS]
-    places.append(("body", req.body.decode("latin-1")))  # latin-1 maps every byte, never fails
-    for where, text in places:
-        for matcher in matchers:
-            found = matcher.search(text)
-            if found is not None:
-                return f"{where} contains {found!r}"
+    """The configured keywords and patterns (global, plus the route's own), in every value."""
+    text = inp.fields.joined()
+    for matcher in [config.risk.matcher] + ([inp.route.matcher] if inp.route.matcher else []):
+        if (found := matcher.find(text)) is not None:
+            return f"{inp.fields.at(found[0]).where} contains {found[1][:40]!r}"
     return None
+
+
+def _detector(name: str, what: str) -> Factor:
+    def factor(inp: RiskInput, config: Config) -> str | None:
+        found = inp.fields.findings().get(name)
+        return f"{found[0].where}: {what} ({found[1]!r})" if found else None
+
+    factor.__name__ = name
+    return factor
+
+
+def crlf_injection(inp: RiskInput, config: Config) -> str | None:
+    for value in inp.fields.suspects:
+        if found := detectors.crlf_injection(value.raw):
+            return f"{value.where}: line break before {found.strip()!r}"
+    return None
+
+
+def file_probe(inp: RiskInput, config: Config) -> str | None:
+    found = detectors.file_probe(inp.fields.path.lower())
+    return f"path asks for a hidden or backup file ({found!r})" if found else None
+
+
+def abnormal_input(inp: RiskInput, config: Config) -> str | None:
+    """Buffer-overflow-sized values, control characters, more parameters than are inspected."""
+    fields, limit = inp.fields, config.risk.max_value_length
+    if fields.truncated:
+        return f"more than {MAX_FIELDS} parameters"
+    for value in fields.values:
+        if len(value.raw) > limit and value.where != "body":
+            return f"{value.where} is {len(value.raw)} characters, over {limit}"
+    found = fields.search(_CONTROL)
+    return f"{found[0].where} carries control characters" if found else None
+
+
+_CONTROL = re.compile(r"[\x00\x02-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \x01 separates joined values
+
+
+def profile_factor(profile: Profile) -> Factor:
+    """The `profile` factor for a fitted profile (registered like a plugin when one is configured)."""
+
+    def deviates(inp: RiskInput, config: Config) -> str | None:
+        params = ((name, value) for _, name, value in inp.fields.params)
+        return profile.deviation(inp.incoming.method, inp.fields.path, params)
+
+    return deviates
 
 
 def ip_flagged(inp: RiskInput, config: Config) -> str | None:
@@ -113,6 +164,14 @@ FACTORS: dict[str, Factor] = {
     "large_payload": large_payload,
     "suspicious": suspicious,
     "ip_flagged": ip_flagged,
+    "sql_injection": _detector("sql_injection", "sql injection"),
+    "xss": _detector("xss", "cross-site scripting"),
+    "path_traversal": _detector("path_traversal", "path traversal"),
+    "file_probe": file_probe,
+    "command_injection": _detector("command_injection", "command injection"),
+    "template_injection": _detector("template_injection", "template or JNDI injection"),
+    "crlf_injection": crlf_injection,
+    "abnormal_input": abnormal_input,
 }
 
 

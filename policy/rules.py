@@ -18,6 +18,15 @@ BUILTIN_WEIGHTS = {
     "large_payload": 15,
     "suspicious": 20,
     "ip_flagged": 25,
+    "sql_injection": 40,
+    "xss": 40,
+    "path_traversal": 40,
+    "file_probe": 30,
+    "command_injection": 40,
+    "template_injection": 40,
+    "crlf_injection": 35,
+    "abnormal_input": 20,
+    "profile": 35,  # only when risk.profile is configured
 }
 
 
@@ -116,6 +125,28 @@ class CustomFactor:
 
 
 @dataclass(frozen=True, slots=True)
+class ProfileConfig:
+    """The learned profile factor: off unless `file` or `corpus` is set.
+
+    `corpus`: JSON lines of normal requests to fit at load. `file`: a fitted profile (JSON); when it does
+    not exist yet and `learn_requests` > 0, the gateway learns from that many live requests that no other
+    factor flagged, then writes it (and the file watcher loads it).
+    """
+
+    file: str = ""
+    corpus: str = ""
+    learn_requests: int = 0
+
+    def __post_init__(self) -> None:
+        require(self.learn_requests >= 0, "learn_requests", "must be >= 0")
+        require(not (self.learn_requests and not self.file), "learn_requests", "needs risk.profile.file")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.file or self.corpus)
+
+
+@dataclass(frozen=True, slots=True)
 class RiskConfig:
     weights: dict[str, int] = field(default_factory=dict)
     new_entity_requests: int = 10
@@ -123,10 +154,12 @@ class RiskConfig:
     failure_min_sample: int = 5
     history_window: int = 50
     large_payload_bytes: int = 100 * 1024
+    max_value_length: int = 4096  # a parameter value longer than this is abnormal input
     keywords: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
     custom_factors: tuple[CustomFactor, ...] = ()
     plugins: tuple[str, ...] = ()
+    profile: ProfileConfig = field(default_factory=lambda: ProfileConfig())
     matcher: Matcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -155,6 +188,7 @@ class RiskConfig:
             "must be >= failure_min_sample",
         )
         require(self.large_payload_bytes >= 0, "large_payload_bytes", "must be >= 0")
+        require(self.max_value_length >= 1, "max_value_length", "must be >= 1")
         for i, pattern in enumerate(self.patterns):
             try:
                 compile_pattern(pattern)

@@ -133,9 +133,9 @@ def test_total_is_capped_at_100_and_the_breakdown_kept() -> None:
         History(3, 5, 5),
     )
     assert result.total == 100
-    assert sum(hit.points for hit in result.hits) == 30 + 20 + 15 + 20 + 25 + 15
+    assert sum(hit.points for hit in result.hits) == 30 + 20 + 15 + 20 + 25 + 40 + 15
     assert result.summary() == (
-        "new_entity=30,failure_rate=20,large_payload=15,suspicious=20,ip_flagged=25,custom-header=15"
+        "new_entity=30,failure_rate=20,large_payload=15,suspicious=20,ip_flagged=25,sql_injection=40,custom-header=15"
     )
 
 
@@ -157,4 +157,4 @@ def test_route_weights_and_keywords() -> None:
     )
     req = incoming("/echo?q=DROP%20TABLE%20x", headers=(("x-custom-risk", "1"),))
     result = score(RiskInput(req, Identity("u", True), History(), route), CONFIG)
-    assert result.summary() == "new_entity=5,suspicious=20"
+    assert result.summary() == "new_entity=5,suspicious=20,sql_injection=40"

@@ -57,7 +57,7 @@ async def test_stats_shape(gateway: Gateway) -> None:
     body = await (await client.get("/stats", headers=bearer("ops", role="admin"))).json()
     assert body["requests"]["total"] == 3
     assert body["requests"]["by_mode"] == {"thread": 2, "rejected": 1}
-    assert body["requests"]["by_risk_band"] == {"medium": 2}
+    assert body["requests"]["by_risk_band"] == {"medium": 1, "critical": 1}  # 30 (new) and 90 (new + sql)
     assert body["requests"]["by_status"] == {"2xx": 2, "4xx": 1}
     assert body["latency_ms"]["thread"]["count"] == 2
     assert {"p50", "p90", "p99"} <= set(body["latency_ms"]["thread"])

@@ -118,7 +118,7 @@ async def test_hybrid_sends_a_suspicious_new_caller_to_docker_and_a_trusted_one_
     suspicious = await client.get("/echo?q=1%20UNION%20SELECT%20password")
     assert suspicious.status == 200
     assert suspicious.headers["X-Isogate-Mode"] == "docker"
-    assert suspicious.headers["X-Isogate-Factors"] == "new_entity=30,suspicious=20"
+    assert suspicious.headers["X-Isogate-Factors"] == "new_entity=30,suspicious=20,sql_injection=40"
     trusted = bearer("partner", trust="trusted")
     for _ in range(2):
         await client.get("/echo", headers=trusted)

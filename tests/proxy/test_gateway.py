@@ -72,9 +72,9 @@ async def test_every_response_carries_a_request_id(gateway: Gateway) -> None:
 async def test_debug_headers_show_score_mode_and_factors(gateway: Gateway) -> None:
     client = await gateway({"routes": ROUTES})
     response = await client.get("/echo?q=1%20UNION%20SELECT%201")
-    assert response.headers["X-Isogate-Risk"] == "50"
+    assert response.headers["X-Isogate-Risk"] == "90"
     assert response.headers["X-Isogate-Mode"] == "thread"
-    assert response.headers["X-Isogate-Factors"] == "new_entity=30,suspicious=20"
+    assert response.headers["X-Isogate-Factors"] == "new_entity=30,suspicious=20,sql_injection=40"
 
 
 async def test_debug_headers_are_off_unless_configured(gateway: Gateway) -> None:
@@ -115,7 +115,7 @@ async def test_block_threshold_answers_403(gateway: Gateway) -> None:
     client = await gateway({"execution_mode": "hybrid", "routes": ROUTES, "hybrid": {"block_threshold": 50}})
     response = await client.get("/echo?q=<script>")
     assert (response.status, (await response.json())["error"]) == (403, "risk_blocked")
-    assert response.headers["X-Isogate-Risk"] == "50"
+    assert response.headers["X-Isogate-Risk"] == "90"  # new_entity 30, suspicious 20, xss 40
 
 
 async def test_each_decision_is_one_structured_log_line_without_credentials(

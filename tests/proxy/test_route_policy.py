@@ -8,7 +8,7 @@ ROUTES: list[dict[str, Any]] = [
     {"path": "/open", "handler": "echo", "methods": ["GET", "POST"]},
     {"path": "/private", "handler": "boom", "auth": "required"},
     {"path": "/small", "handler": "echo", "methods": ["POST"], "max_body_bytes": 10},
-    {"path": "/lenient", "handler": "echo", "weights": {"new_entity": 0, "suspicious": 5}},
+    {"path": "/lenient", "handler": "echo", "weights": {"new_entity": 0, "suspicious": 5, "xss": 0}},
     {"path": "/strict", "handler": "echo", "block_threshold": 30},
     {"path": "/db", "handler": "echo", "keywords": ["drop database"]},
     {"path": "/tight", "handler": "echo", "risk_thresholds": {"low": 10, "medium": 20, "high": 25}},
@@ -33,7 +33,7 @@ async def test_route_weights_override_the_gateway_weights(gateway: Gateway) -> N
     lenient = await client.get("/lenient?q=<script>")
     assert lenient.headers["X-Isogate-Factors"] == "suspicious=5"
     regular = await client.get("/open?q=<script>")
-    assert regular.headers["X-Isogate-Factors"] == "new_entity=30,suspicious=20"
+    assert regular.headers["X-Isogate-Factors"] == "new_entity=30,suspicious=20,xss=40"
 
 
 async def test_a_route_block_threshold(gateway: Gateway) -> None:
