@@ -26,7 +26,7 @@ from policy.config import Config, RouteConfig  # noqa: E402
 from policy.corpus import to_incoming  # noqa: E402
 from policy.identity import Identity, Trust  # noqa: E402
 from policy.incoming import Incoming  # noqa: E402
-from policy.profile import ProfileBuilder  # noqa: E402
+from policy.profile import fit  # noqa: E402
 from policy.risk import Factor, History, RiskInput, RiskScore, profile_factor, score  # noqa: E402
 from proxy.loader import create_config  # noqa: E402
 
@@ -42,12 +42,8 @@ def read(path: Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in lines if line.strip()]
 
 
-def fit(records: list[dict[str, Any]]) -> Factor:
-    builder = ProfileBuilder()
-    for record in records:
-        inp = RiskInput(to_incoming(record), CALLER, HISTORY, ROUTE)
-        builder.add(inp.incoming.method, inp.fields.path, ((n, v) for _, n, v in inp.fields.params))
-    return profile_factor(builder.build())
+def fit_profile(records: list[dict[str, Any]]) -> Factor:
+    return profile_factor(fit(to_incoming(r) for r in records))
 
 
 def run(incoming: Incoming, config: Config, plugins: dict[str, Factor]) -> tuple[RiskScore, float]:
@@ -76,9 +72,8 @@ def measure(
     )
     print("| factor | fires on anomalous | fires on normal |\n|---|---|---|")
     for factor in sorted(set(rows["attacks"]) | set(rows["normal"]), key=lambda f: -rows["attacks"][f]):
-        print(
-            f"| {factor} | {rows['attacks'][factor] / len(attacks):.1%} | {rows['normal'][factor] / len(normal):.2%} |"
-        )
+        on_attacks, on_normal = rows["attacks"][factor] / len(attacks), rows["normal"][factor] / len(normal)
+        print(f"| {factor} | {on_attacks:.1%} | {on_normal:.2%} |")
     return costs
 
 
@@ -102,6 +97,11 @@ def pathological(config: Config, plugins: dict[str, Factor]) -> None:
         print(f"| {name} | {result.total} ({result.summary() or '-'}) | {cost / 1000:.2f} |")
 
 
+def size(incoming: Incoming) -> int:
+    """Bytes on the wire, roughly: target, headers and body."""
+    return len(incoming.target) + len(incoming.body) + sum(len(k) + len(v) + 4 for k, v in incoming.headers)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -120,17 +120,15 @@ def main() -> None:
         f" ({len(train)} fit the profile, {len(held_out)} measured)"
     )
     measure("content factors only (no profile)", config, {}, held_out, attacks)
-    profile = {"profile": fit(train)}
+    profile = {"profile": fit_profile(train)}
     costs = measure("with the learned profile", config, profile, held_out, attacks)
-    typical = [
-        c
-        for c, r in zip(costs, attacks + held_out, strict=True)
-        if 600 <= len(r.target) + len(r.body) + sum(len(k) + len(v) for k, v in r.headers) <= 1400
-    ]
+    requests = attacks + held_out
+    typical = [cost for cost, r in zip(costs, requests, strict=True) if 600 <= size(r) <= 1400]
     ordered = sorted(costs)
     print(
-        f"\nscoring cost per request: median {statistics.median(costs):.1f} us, p99 {ordered[int(len(ordered) * 0.99)]:.1f} us,"
-        f" max {ordered[-1]:.1f} us; typical ~1 KB requests ({len(typical)}): median {statistics.median(typical):.1f} us"
+        f"\nscoring cost per request: median {statistics.median(costs):.1f} us,"
+        f" p99 {ordered[int(len(ordered) * 0.99)]:.1f} us, max {ordered[-1]:.1f} us;"
+        f" typical ~1 KB requests ({len(typical)}): median {statistics.median(typical):.1f} us"
     )
     pathological(config, profile)
 

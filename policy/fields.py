@@ -65,7 +65,7 @@ class Fields:
     params: tuple[tuple[str, str, str], ...]  # (source, name, once-decoded value) of query and form fields
     values: tuple[Field, ...]
     suspects: tuple[Field, ...]
-    truncated: bool  # more parameters than are inspected
+    anomaly: str | None  # what is abnormal in the request's shape (too many parameters, JSON too deep)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_joined", {})
@@ -134,9 +134,14 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
+MAX_JSON_DEPTH = 64
+
+
 def _json_strings(node: object, path: str, out: list[tuple[str, str]], depth: int = 0) -> None:
-    if len(out) >= MAX_FIELDS or depth > 64:
+    if len(out) >= MAX_FIELDS:
         return
+    if depth > MAX_JSON_DEPTH:
+        raise RecursionError
     if isinstance(node, str):
         out.append((path, node))
     elif isinstance(node, dict):
@@ -148,31 +153,34 @@ def _json_strings(node: object, path: str, out: list[tuple[str, str]], depth: in
             _json_strings(value, f"{path}[{i}]", out, depth + 1)
 
 
-def _body(incoming: Incoming) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
-    """(form parameters, other values) of the body."""
+def _body(incoming: Incoming) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]], str | None]:
+    """(form parameters, other values, anomaly) of the body."""
     body = incoming.body[:MAX_SCAN_BYTES].decode("latin-1")
     if not body:
-        return [], []
+        return [], [], None
     ctype = incoming.header("content-type") or ""
     if "json" in ctype:
         strings: list[tuple[str, str]] = []
         try:
             _json_strings(json.loads(body), "$", strings)
-        except (ValueError, RecursionError):
-            return [], [("body", body)]
-        return [], [(f"json {where}", text) for where, text in strings]
+        except RecursionError:
+            return [], [("body", body)], f"JSON nested deeper than {MAX_JSON_DEPTH}"
+        except ValueError:
+            return [], [("body", body)], None
+        return [], [(f"json {where}", text) for where, text in strings], None
     if "urlencoded" in ctype or (not ctype and "=" in body and " " not in body[:200]):
-        return [("body", name, value) for name, value in _pairs(body)], []
-    return [], [("body", body)]
+        return [("body", name, value) for name, value in _pairs(body)], [], None
+    return [], [("body", body)], None
 
 
 def extract(incoming: Incoming) -> Fields:
     """Every value worth inspecting, at most MAX_FIELDS parameters of them."""
     path_raw, _, query = incoming.target[:MAX_SCAN_BYTES].partition("?")
     query = query.partition("#")[0]
-    form, others = _body(incoming)
+    form, others, anomaly = _body(incoming)
     params = [("query", name, value) for name, value in _pairs(query)] + form
-    truncated = len(params) > MAX_FIELDS
+    if len(params) > MAX_FIELDS:
+        anomaly = f"more than {MAX_FIELDS} parameters"
     params = params[:MAX_FIELDS]
     found = [(f"{source} {name}", name, value) for source, name, value in params]
     found += [(f"{source} name", name, name) for source, name, _ in params if not name.isalnum()]
@@ -190,4 +198,4 @@ def extract(incoming: Incoming) -> Fields:
         values.append(Field(where, name, raw, decoded))
         if suspect:
             suspects.append(values[-1])
-    return Fields(url_decode(path_raw, plus=False), tuple(params), tuple(values), tuple(suspects), truncated)
+    return Fields(url_decode(path_raw, plus=False), tuple(params), tuple(values), tuple(suspects), anomaly)

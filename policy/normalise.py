@@ -19,6 +19,7 @@ _OVERLONG = re.compile(r"%c0%ae|%c0%af|%c1%9c|%c0%2e|%c0%2f|%e0%80%ae|%e0%80%af"
 _OVERLONG_CHARS = {"%c0%ae": ".", "%c0%2e": ".", "%e0%80%ae": ".", "%c0%af": "/", "%c0%2f": "/"}
 _ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})")
 _SQL_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
+_MYSQL_VERSIONED = re.compile(r"/\*!\d*(.*?)\*/", re.DOTALL)  # /*!50000SELECT*/ runs its content
 _SPACE = re.compile(r"\s+")
 
 
@@ -51,6 +52,7 @@ def normalise(text: str) -> str:
         text = html.unescape(text)
     if "\\" in text:
         text = _ESCAPE.sub(_escape, text)
-    if "/*" in text:
-        text = _SQL_COMMENT.sub(" ", text)  # SEL/**/ECT and UNION/**/SELECT
-    return _SPACE.sub(" ", text).lower()
+    if "/*" in text:  # a comment may separate words (UNION/**/SELECT) or split one (SEL/**/ECT): keep both
+        text = _MYSQL_VERSIONED.sub(r" \1 ", text)
+        text = f"{_SQL_COMMENT.sub(' ', text)} {_SQL_COMMENT.sub('', text)}"
+    return _SPACE.sub(" ", text).strip().lower()

@@ -11,6 +11,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from policy.fields import Fields, extract
+from policy.incoming import Incoming
+
 # Digits fold to "9", ASCII letters to "a", other letters to "Ñ"; every other character is its own class.
 _CLASSES = {
     c: ("9" if chr(c).isdigit() else "a" if chr(c).isascii() else "Ñ") for c in range(256) if chr(c).isalnum()
@@ -127,3 +130,16 @@ class ProfileBuilder:
                 for path, methods in self._methods.items()
             }
         )
+
+
+def observe(builder: ProfileBuilder, method: str, fields: Fields) -> None:
+    """Add one normal request, as `policy.fields.extract` saw it, to a profile being built."""
+    builder.add(method, fields.path, ((name, value) for _, name, value in fields.params))
+
+
+def fit(requests: Iterable[Incoming]) -> Profile:
+    """The profile of these (normal) requests."""
+    builder = ProfileBuilder()
+    for incoming in requests:
+        observe(builder, incoming.method, extract(incoming))
+    return builder.build()

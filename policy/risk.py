@@ -12,7 +12,7 @@ from functools import cached_property
 
 from policy import detectors
 from policy.config import Config, RouteConfig
-from policy.fields import MAX_FIELDS, Fields, extract
+from policy.fields import Fields, extract
 from policy.identity import Identity
 from policy.incoming import Incoming
 from policy.profile import Profile
@@ -129,10 +129,10 @@ def file_probe(inp: RiskInput, config: Config) -> str | None:
 
 
 def abnormal_input(inp: RiskInput, config: Config) -> str | None:
-    """Buffer-overflow-sized values, control characters, more parameters than are inspected."""
+    """Buffer-overflow-sized values, control characters, too many parameters, JSON nested too deep."""
     fields, limit = inp.fields, config.risk.max_value_length
-    if fields.truncated:
-        return f"more than {MAX_FIELDS} parameters"
+    if fields.anomaly is not None:
+        return fields.anomaly
     for value in fields.values:
         if len(value.raw) > limit and value.where != "body":
             return f"{value.where} is {len(value.raw)} characters, over {limit}"

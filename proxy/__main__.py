@@ -13,7 +13,7 @@ from aiohttp import web
 
 from policy.errors import ConfigError
 from proxy.app import create_app
-from proxy.loader import ConfigSource, load, load_plugins
+from proxy.loader import ConfigSource, load, load_factors
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
             ConfigSource(Path(args.config), dict(os.environ), {"server": server} if server else None)
         )
         config = loaded.config
-        app = create_app(config, load_plugins(config), source=loaded)
+        app = create_app(config, load_factors(loaded), source=loaded)
     except ConfigError as exc:
         sys.exit(f"isogate: refusing to start: {exc}")
     web.run_app(

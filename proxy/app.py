@@ -55,8 +55,9 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
         raise MissingToken(f"route {route.path} needs Authorization: Bearer <token>")
     max_body = config.server.max_body_bytes if route.max_body_bytes is None else route.max_body_bytes
     incoming = await read_incoming(request, ip, max_body)
-    history = gw.stats.history(identity.entity_id)
-    trace.risk = score(RiskInput(incoming, identity, history, route), config, gw.plugins)
+    inp = RiskInput(incoming, identity, gw.stats.history(identity.entity_id), route)
+    trace.risk = score(inp, config, gw.plugins)
+    gw.observe(inp, trace.risk)  # feeds a profile being learned, if one is
     trace.decision = decide(trace.risk, identity, route, config, memory_pressure=gw.memory_pressure)
     if trace.decision.action is Action.BLOCK:
         raise RiskBlocked(f"risk score {trace.risk.total} is at or above hybrid.block_threshold")
@@ -90,6 +91,7 @@ def create_app(
     if source is not None:
         app[SOURCE] = source
         app.cleanup_ctx.append(live_reload)
+        gateway.learn_profile(source)
     admin.add_routes(app.router)
     app.router.add_route("*", "/{tail:.*}", gateway_view)
     return app

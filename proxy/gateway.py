@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+import os
 import time
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -15,15 +19,18 @@ from policy.changes import describe, keep_running_values
 from policy.config import Config, Mode
 from policy.decision import Decision
 from policy.errors import ConfigError
-from policy.risk import Factor, RiskScore
+from policy.profile import ProfileBuilder, observe
+from policy.risk import Factor, RiskInput, RiskScore
 from pool.base import Executor, Job, MemoryLimitExceeded
 from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry, UnknownHandler
 from pool.thread import ThreadExecutor
+from proxy.loader import Loaded
 from proxy.stats import Stats
 
 log = logging.getLogger("isogate.gateway")
+CALLER_FACTORS = frozenset({"new_entity", "failure_rate"})  # about the caller's history, not the request
 
 
 @dataclass
@@ -40,6 +47,9 @@ class Gateway:
     source_sha256: str | None = None
     last_error: str | None = None
     reloads: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=20))
+    learner: ProfileBuilder | None = None  # learning a profile from live traffic, see learn_profile
+    learn_into: Path | None = None
+    _writes: set[asyncio.Task[None]] = field(default_factory=set)
     inflight_threads: Counter[str] = field(default_factory=Counter)  # entity -> thread jobs running
 
     @property
@@ -107,6 +117,33 @@ class Gateway:
             log.error("config not applied, generation %d keeps serving: %s", self.generation, error)
         self.last_error = error
 
+    def learn_profile(self, loaded: Loaded) -> None:
+        """Learn from live traffic while the config asks for a profile file that does not exist yet."""
+        wanted = loaded.config.risk.profile.learn_requests > 0 and loaded.profile is None
+        if not wanted:
+            self.learner, self.learn_into = None, None
+        elif self.learner is None:
+            self.learner, self.learn_into = ProfileBuilder(), loaded.profile_path
+            log.info(
+                "learning a profile from the next %d unflagged requests",
+                loaded.config.risk.profile.learn_requests,
+            )
+
+    def observe(self, inp: RiskInput, risk: RiskScore) -> None:
+        """Feed a request whose content no factor flagged to the profile being learned; write it when
+        complete. Who sends it does not matter (every caller starts out new), what it carries does."""
+        config = self.config
+        if self.learner is None or any(hit.name not in CALLER_FACTORS for hit in risk.hits):
+            return
+        observe(self.learner, inp.incoming.method, inp.fields)
+        if self.learner.requests >= config.risk.profile.learn_requests and self.learn_into is not None:
+            profile, path = self.learner.build(), self.learn_into
+            self.learner = None
+            task = asyncio.create_task(asyncio.to_thread(_write_json, path, profile.to_json()))
+            self._writes.add(task)
+            task.add_done_callback(self._writes.discard)
+            log.info("profile learned from %d requests: writing %s", config.risk.profile.learn_requests, path)
+
     def check_memory(self) -> None:
         """Sample RSS; over the limit, charge a violation to every entity with a thread job running."""
         if not self.memory.check():
@@ -133,3 +170,10 @@ class Trace:
 GATEWAY = web.AppKey("gateway", Gateway)
 
 TRACE = web.RequestKey("trace", Trace)
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Write atomically: the config watcher must never read half a profile."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    os.replace(partial, path)

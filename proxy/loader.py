@@ -3,8 +3,10 @@ and risk plugins by dotted path. Blocking I/O: the reload path runs `load` in a 
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import importlib
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -15,9 +17,11 @@ from typing import Any, cast
 import yaml
 
 from policy.config import Config
+from policy.corpus import to_incoming
 from policy.errors import ConfigError
 from policy.parse import list_files, parse_config
-from policy.risk import Factor
+from policy.profile import Profile, fit
+from policy.risk import Factor, profile_factor
 
 DEFAULT_PATH = Path("config.yaml")
 
@@ -35,8 +39,10 @@ class ConfigSource:
 class Loaded:
     source: ConfigSource
     config: Config
-    sha256: str  # of the config file and every list file, in order
-    files: tuple[Path, ...]  # what a watcher should stat
+    sha256: str  # of the config file, every list file and the profile, in order
+    files: tuple[Path, ...]  # what a watcher should stat (a profile file still to be learned included)
+    profile: Profile | None = None
+    profile_path: Path | None = None  # where a profile learned live is written
 
 
 def load(source: ConfigSource) -> Loaded:
@@ -56,10 +62,45 @@ def load(source: ConfigSource) -> Loaded:
         line = line_of(text, exc.path)
         if line is None:
             raise
-        raise ConfigError(
-            exc.path, f"{exc.detail.split(': ', 1)[-1]} ({source.path.name} line {line})"
-        ) from None
-    return Loaded(source, config, digest.hexdigest(), tuple(files))
+        raise ConfigError(exc.path, f"{exc.message} ({source.path.name} line {line})") from None
+    settings, base = config.risk.profile, source.path.parent
+    profile, profile_path = None, base / settings.file if settings.file else None
+    if profile_path is not None:
+        files.append(profile_path)
+        if profile_path.exists() or not settings.learn_requests:
+            profile_text = _read(profile_path, "risk.profile.file")
+            digest.update(profile_text.encode())
+            profile = _profile(profile_text)
+    elif settings.corpus:
+        files.append(base / settings.corpus)
+        normal = (to_incoming(r) for r in read_corpus(base / settings.corpus) if not r.get("expect_attack"))
+        profile = fit(normal)
+    return Loaded(source, config, digest.hexdigest(), tuple(files), profile, profile_path)
+
+
+def _profile(text: str) -> Profile:
+    try:
+        return Profile.from_json(json.loads(text))
+    except ValueError as exc:  # JSONDecodeError included
+        raise ConfigError("risk.profile.file", f"not a profile: {exc}") from None
+
+
+def read_corpus(path: Path) -> list[dict[str, Any]]:
+    """JSON lines (gzip when the name ends in .gz): one request object a line."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rt", encoding="utf-8") as lines:
+            return [json.loads(line) for line in lines if line.strip()]
+    except (OSError, ValueError) as exc:
+        raise ConfigError("risk.profile.corpus", f"cannot read {path.name}: {exc}") from None
+
+
+def load_factors(loaded: Loaded) -> dict[str, Factor]:
+    """Plugins by dotted path, plus the profile factor when a profile is loaded."""
+    factors = load_plugins(loaded.config)
+    if loaded.profile is not None:
+        factors["profile"] = profile_factor(loaded.profile)
+    return factors
 
 
 def _read(path: Path, what: str) -> str:

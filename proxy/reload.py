@@ -18,7 +18,7 @@ from aiohttp import web
 
 from policy.errors import ConfigError
 from proxy.gateway import Gateway
-from proxy.loader import ConfigSource, Loaded, load, load_plugins
+from proxy.loader import ConfigSource, Loaded, load, load_factors
 
 log = logging.getLogger("isogate.reload")
 POLL_S = 0.1  # how often the watched files are stat-ed (a few stat calls): a change applies well within 1 s
@@ -63,12 +63,13 @@ class Reloader:
                 if loaded.sha256 == gw.source_sha256:
                     gw.config_error(None)
                     return Outcome("unchanged", gw.generation)
-                plugins = load_plugins(loaded.config)
+                plugins = load_factors(loaded)
                 gw.check_handlers(loaded.config)
             except ConfigError as exc:
                 gw.config_error(str(exc))
                 return Outcome("invalid", gw.generation, str(exc))
             changes = gw.apply(loaded.config, plugins, loaded.sha256, trigger)
+            gw.learn_profile(loaded)
             return Outcome("applied", gw.generation, changes)
 
     async def watch(self) -> None:

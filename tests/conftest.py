@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
@@ -16,6 +18,7 @@ from policy.config import Config
 from policy.parse import parse_config
 from policy.schema import merge
 from proxy.app import create_app
+from proxy.loader import ConfigSource, load, load_factors
 
 SECRET = "test-secret-0123456789abcdef0123456789abcdef"
 BASE: dict[str, Any] = {
@@ -88,3 +91,38 @@ def docker_settings(docker_ready: None) -> dict[str, Any]:
         "memory_limit": "96m",
         "timeout_ms": 5000,
     }
+
+
+Client = TestClient[web.Request, web.Application]
+
+
+class LiveConfig:
+    """A config.yaml in a temporary folder, rewritten by the test."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.path = folder / "config.yaml"
+
+    def write(self, data: dict[str, Any] | str) -> None:
+        self.path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+
+    def write_file(self, name: str, text: str) -> None:
+        (self.folder / name).write_text(text)
+
+
+@pytest.fixture
+def live(tmp_path: Path, aiohttp_client: Any) -> Callable[..., Awaitable[tuple[Client, LiveConfig]]]:
+    """`await live({...})`: a gateway whose config.yaml (in tmp_path) reloads live, and that file."""
+
+    async def start(
+        data: dict[str, Any], files_first: dict[str, str] | None = None
+    ) -> tuple[Client, LiveConfig]:
+        files = LiveConfig(tmp_path)
+        for name, text in (files_first or {}).items():
+            files.write_file(name, text)
+        files.write(data)
+        loaded = load(ConfigSource(files.path, env={}))
+        client: Client = await aiohttp_client(create_app(loaded.config, load_factors(loaded), source=loaded))
+        return client, files
+
+    return start

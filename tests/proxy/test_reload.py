@@ -4,19 +4,13 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from aiohttp import web
-from aiohttp.test_utils import TestClient
 
-from conftest import SECRET, bearer
-from proxy.app import create_app
-from proxy.loader import ConfigSource, load
+from conftest import SECRET, Client, bearer
 
-Client = TestClient[web.Request, web.Application]
 ADMIN = bearer("ops", role="admin")
 BASE: dict[str, Any] = {
     "execution_mode": "thread",
@@ -28,32 +22,6 @@ BASE: dict[str, Any] = {
     "limits": {"memory_limit_mb": 100_000},
     "routes": [{"path": "/echo", "handler": "echo"}],
 }
-
-
-class LiveConfig:
-    """A config.yaml in a temporary folder, rewritten by the test."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.path = folder / "config.yaml"
-
-    def write(self, data: dict[str, Any] | str) -> None:
-        self.path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
-
-    def write_file(self, name: str, text: str) -> None:
-        (self.folder / name).write_text(text)
-
-
-@pytest.fixture
-def live(tmp_path: Path, aiohttp_client: Any) -> Callable[..., Awaitable[tuple[Client, LiveConfig]]]:
-    async def start(data: dict[str, Any] = BASE) -> tuple[Client, LiveConfig]:
-        files = LiveConfig(tmp_path)
-        files.write(data)
-        loaded = load(ConfigSource(files.path, env={}))
-        client: Client = await aiohttp_client(create_app(loaded.config, source=loaded))
-        return client, files
-
-    return start
 
 
 async def stats(client: Client) -> dict[str, Any]:
@@ -77,7 +45,7 @@ def with_routes(*paths: str, **extra: Any) -> dict[str, Any]:
 
 
 async def test_an_edit_on_disk_applies_within_a_second(live: Any) -> None:
-    client, files = await live()
+    client, files = await live(BASE)
     assert (await client.get("/new")).status == 404
     files.write(with_routes("/new"))
     took = await until(lambda: status_is(client, "/new", 200))
@@ -106,7 +74,7 @@ async def status_is(client: Client, path: str, status: int, **kwargs: Any) -> bo
 async def test_a_bad_edit_changes_nothing_and_is_reported_once_until_fixed(
     live: Any, broken: dict[str, Any] | str, error: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client, files = await live()
+    client, files = await live(BASE)
     with caplog.at_level(logging.ERROR, logger="isogate.reload"):
         files.write(broken)
         await until(lambda: last_error_contains(client, error))
@@ -125,7 +93,7 @@ async def last_error_contains(client: Client, text: str) -> bool:
 
 
 async def test_errors_name_the_key_path_and_its_line(live: Any) -> None:
-    client, files = await live()
+    client, files = await live(BASE)
     files.write(yaml.safe_dump({**BASE, "risk": {"weights": {"suspicious": 400}}}))
     await until(lambda: last_error_contains(client, "risk.weights.suspicious: must be within 0..100"))
     error = (await stats(client))["config"]["last_error"]
@@ -161,7 +129,7 @@ async def test_admin_reload_without_a_config_file_is_409(gateway: Any) -> None:
 
 
 async def test_ip_list_files_deny_and_reload_when_the_list_changes(live: Any) -> None:
-    client, files = await live()
+    client, files = await live(BASE)
     files.write_file("deny.txt", "# published blocklist\n203.0.113.0/24\n\n198.51.100.7  # one host\n")
     files.write({**BASE, "ip_lists": {"deny": ["192.0.2.1", "file:deny.txt"]}})
     forwarded = {"X-Forwarded-For": "198.51.100.7"}
@@ -174,7 +142,7 @@ async def test_ip_list_files_deny_and_reload_when_the_list_changes(live: Any) ->
 
 
 async def test_a_bad_line_in_a_list_file_is_named_by_file_and_line(live: Any) -> None:
-    client, files = await live()
+    client, files = await live(BASE)
     files.write_file("flagged.txt", "10.0.0.1\n10.0.0.0/8\nnot-an-ip\n")
     files.write({**BASE, "ip_lists": {"flagged": ["file:flagged.txt"]}})
     await until(lambda: last_error_contains(client, "ip_lists.flagged[0] (flagged.txt line 3)"))
@@ -196,7 +164,7 @@ async def test_trusted_addresses_do_not_trip_the_untrusted_trigger(live: Any) ->
 
 
 async def test_restart_only_keys_keep_their_running_value(live: Any) -> None:
-    client, files = await live()
+    client, files = await live(BASE)
     files.write({**BASE, "server": {**BASE["server"], "port": 9999}, "routes": with_routes("/x")["routes"]})
     await until(lambda: status_is(client, "/x", 200))
     last = (await stats(client))["config"]["reloads"][-1]
@@ -208,7 +176,7 @@ async def test_restart_only_keys_keep_their_running_value(live: Any) -> None:
 
 
 async def test_thread_pool_size_and_limits_apply_live(live: Any) -> None:
-    client, files = await live()
+    client, files = await live(BASE)
     files.write(
         {**BASE, "thread_pool": {"min_workers": 1, "max_workers": 2}, "limits": {"memory_limit_mb": 77}}
     )
