@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint image token clean
+.PHONY: run test lint image bench token clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ lint: $(VENV)/.installed
 test: lint
 	-scripts/runner-image.sh
 	$(BIN)/pytest
+
+# The product's benchmark table, with baselines measured in the same run (a few minutes; loopback only).
+bench: $(VENV)/.installed
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
+	scripts/runner-image.sh
+	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	$(BIN)/python bench/scenarios.py
 
 # make token SUB=ops ROLE=admin: a bearer token for the running gateway (1 hour)
 token: $(VENV)/.installed .env

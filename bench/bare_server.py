@@ -1,22 +1,26 @@
-"""Baseline: a bare aiohttp server on uvloop. `hello` answers a fixed body; `echo` calls the echo handler
-directly (no identity, scoring, decision or thread pool): the floor the gateway is compared with."""
+"""The floor: a bare aiohttp server on uvloop calling each example handler directly, in the event loop
+(no identity, scoring, decision, thread pool or container). `/hello` answers a fixed body."""
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 import uvloop
 from aiohttp import web
 
-from handlers import Request, to_response
-from handlers.echo import handle
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from handlers import Request, compute, echo, json_transform, to_response  # noqa: E402
+
+HANDLERS = {"/echo": echo.handle, "/json": json_transform.handle, "/compute": compute.handle}
 
 
 async def hello(request: web.Request) -> web.Response:
     return web.Response(body=b'{"hello":"world"}', content_type="application/json")
 
 
-async def echo(request: web.Request) -> web.Response:
+async def direct(request: web.Request) -> web.Response:
     req = Request(
         request.method,
         request.path,
@@ -24,7 +28,7 @@ async def echo(request: web.Request) -> web.Response:
         tuple((k.lower(), v) for k, v in request.headers.items()),
         await request.read(),
     )
-    response = to_response(handle(req))
+    response = to_response(HANDLERS[request.path](req))
     return web.Response(status=response.status, headers=dict(response.headers), body=response.body)
 
 
@@ -34,7 +38,9 @@ def main() -> None:
     args = parser.parse_args()
     app = web.Application()
     app.router.add_get("/hello", hello)
-    app.router.add_get("/echo", echo)
+    app.router.add_get("/healthz", hello)
+    for path in HANDLERS:
+        app.router.add_route("*", path, direct)
     web.run_app(
         app, host="127.0.0.1", port=args.port, access_log=None, print=None, loop=uvloop.new_event_loop()
     )
