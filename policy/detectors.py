@@ -10,11 +10,8 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
 
 from policy.normalise import url_decode
-
-Detector = Callable[[str], "str | None"]
 
 
 def _first(regex: re.Pattern[str], text: str) -> str | None:
@@ -122,29 +119,9 @@ def scan(text: str) -> tuple[tuple[str, str], ...]:
     return _scan_cached(text) if len(text) <= CACHED_LENGTH else _scan(text)
 
 
-def sql_injection(text: str) -> str | None:
-    return _first(SQL, text)
-
-
-def xss(text: str) -> str | None:
-    return _first(XSS, text)
-
-
-def path_traversal(text: str) -> str | None:
-    return _first(TRAVERSAL, text)
-
-
 def file_probe(path: str) -> str | None:
     """Hidden, backup and admin files asked for by path."""
     return _first(PROBE, path)
-
-
-def command_injection(text: str) -> str | None:
-    return _first(COMMAND, text)
-
-
-def template_injection(text: str) -> str | None:
-    return _first(TEMPLATE, text)
 
 
 def crlf_injection(raw: str) -> str | None:

@@ -80,7 +80,7 @@ async def test_timeout_answers_at_once_kills_the_container_and_a_spare_serves_ne
     started = time.perf_counter()
     with pytest.raises(ExecutionTimeout, match="its container was killed"):
         await pool.run(job("sleep", timeout_s=0.3, s="5"))
-    assert time.perf_counter() - started < 1.5
+    assert time.perf_counter() - started < 3.0  # at the limit, not when the handler would end
     assert (await pool.run(job("echo"))).status == 200  # served by the spare
     await until(lambda: pool.counts["destroyed"] == 1 and pool.status()["idle"] == 2)
     assert pool.counts["timeouts"] == 1 and pool.counts["replaced"] == 1
@@ -134,12 +134,12 @@ async def test_beyond_max_containers_a_request_waits_then_gets_pool_exhausted(
 ) -> None:
     pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=1, timeout_ms=300)
     try:
-        busy = asyncio.create_task(pool.run(job("sleep", s="1.5")))
+        busy = asyncio.create_task(pool.run(job("sleep", s="3")))
         await asyncio.sleep(0.2)
         started = time.perf_counter()
         with pytest.raises(PoolExhausted, match="docker.timeout_ms"):
             await pool.run(job("echo"))
-        assert 0.25 < time.perf_counter() - started < 1.0
+        assert 0.25 < time.perf_counter() - started < 2.5  # waited timeout_ms, not for the busy one
         assert (await busy).status == 200
     finally:
         await pool.aclose()

@@ -19,8 +19,8 @@ ROUTES = [
 async def test_handler_past_the_time_limit_gets_504_at_once_and_a_failure(gateway: Gateway) -> None:
     client = await gateway({"routes": ROUTES, "limits": {"execution": {"max_time_ms": 200}}})
     started = time.perf_counter()
-    response = await client.get("/sleep?s=1.0", headers=bearer("slow"))
-    assert time.perf_counter() - started < 0.8
+    response = await client.get("/sleep?s=3.0", headers=bearer("slow"))
+    assert time.perf_counter() - started < 2.0  # at the limit, not when the handler ended
     body = await response.json()
     assert (response.status, body["error"]) == (504, "execution_timeout")
     assert "limits.execution.max_time_ms" in body["detail"]
