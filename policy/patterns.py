@@ -1,4 +1,5 @@
-"""Suspicious-content matching: the configured keywords and patterns as one regex over normalised text.
+"""Suspicious-content matching: the configured keywords (substring tests) and patterns (one regex), over
+normalised text.
 
 Keywords and patterns are config data; this module only compiles and applies them.
 """
@@ -7,8 +8,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-
-from policy.normalise import normalise
 
 
 class Matcher:
@@ -21,11 +20,6 @@ class Matcher:
         self._keywords = tuple(dict.fromkeys(k.lower() for k in keywords if k))
         source = "|".join(f"(?:{p})" for p in patterns if p)
         self._regex = re.compile(source, re.IGNORECASE) if source else None
-
-    def search(self, text: str) -> str | None:
-        """The first suspicious fragment in `text` after normalising, or None."""
-        found = self.find(normalise(text)) if text else None
-        return found[1] if found else None
 
     def find(self, normalised: str) -> tuple[int, str] | None:
         """(position, fragment) of the earliest keyword or pattern match in normalised text, or None."""

@@ -6,15 +6,11 @@ import json
 import time
 from typing import Any
 
-from conftest import SECRET, Client, bearer
+from conftest import BASE as SHARED
+from conftest import Client, bearer
 
 BASE: dict[str, Any] = {
-    "execution_mode": "thread",
-    "handlers_package": "probe_handlers",
-    "auth": {"secret_key": SECRET},
-    "docker": {"enabled": False},
-    "server": {"debug_headers": True},
-    "limits": {"memory_limit_mb": 100_000},
+    **SHARED,
     "routes": [{"path": "/shop/*", "handler": "echo", "methods": ["GET", "POST"]}],
 }
 TRUSTED = bearer("buyer", trust="trusted")

@@ -9,17 +9,13 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import SECRET, Client, bearer
+from conftest import BASE as SHARED
+from conftest import Client, bearer
 
 ADMIN = bearer("ops", role="admin")
 BASE: dict[str, Any] = {
-    "execution_mode": "thread",
-    "handlers_package": "probe_handlers",
-    "auth": {"secret_key": SECRET},
-    "docker": {"enabled": False},
+    **SHARED,
     "server": {"debug_headers": True, "trusted_proxies": ["127.0.0.1"]},
-    "thread_pool": {"min_workers": 1, "max_workers": 4},
-    "limits": {"memory_limit_mb": 100_000},
     "routes": [{"path": "/echo", "handler": "echo"}],
 }
 
