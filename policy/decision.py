@@ -53,7 +53,7 @@ def triggers(risk: RiskScore, identity: Identity, route: RouteConfig, config: Co
     found = {
         "untrusted": enabled.untrusted and identity.untrusted,
         "high_resource": enabled.high_resource and (risk.fired("large_payload") or route.heavy),
-        "suspicious": enabled.suspicious and risk.fired("suspicious"),
+        "suspicious": enabled.suspicious and risk.suspicious_content,
         "new": enabled.new and risk.fired("new_entity"),
     }
     return [name for name, applies in found.items() if applies]

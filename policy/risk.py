@@ -18,6 +18,9 @@ from policy.incoming import Incoming
 from policy.profile import Profile
 
 MAX_SCORE = 100
+# Factors about the caller, its address or the request's size (which has its own trigger, high_resource);
+# every other factor (built-in, custom, plugin) is about suspicious content.
+NOT_CONTENT = frozenset({"new_entity", "failure_rate", "ip_flagged", "large_payload"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,11 @@ class RiskScore:
 
     def fired(self, name: str) -> bool:
         return any(hit.name == name for hit in self.hits)
+
+    @property
+    def suspicious_content(self) -> bool:
+        """Whether a factor about the request's content fired (not one about the caller or its address)."""
+        return any(hit.name not in NOT_CONTENT for hit in self.hits)
 
     def summary(self) -> str:
         """`name=points,...`: the form of the X-Isogate-Factors header and the decision log."""

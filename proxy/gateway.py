@@ -30,7 +30,6 @@ from proxy.loader import Loaded
 from proxy.stats import Stats
 
 log = logging.getLogger("isogate.gateway")
-CALLER_FACTORS = frozenset({"new_entity", "failure_rate"})  # about the caller's history, not the request
 
 
 @dataclass
@@ -133,7 +132,7 @@ class Gateway:
         """Feed a request whose content no factor flagged to the profile being learned; write it when
         complete. Who sends it does not matter (every caller starts out new), what it carries does."""
         config = self.config
-        if self.learner is None or any(hit.name not in CALLER_FACTORS for hit in risk.hits):
+        if self.learner is None or risk.suspicious_content:
             return
         observe(self.learner, inp.incoming.method, inp.fields)
         if self.learner.requests >= config.risk.profile.learn_requests and self.learn_into is not None:

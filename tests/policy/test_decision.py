@@ -51,6 +51,8 @@ def test_band_boundaries(total: int, band: Band, action: Action) -> None:
         (TRUSTED, HEAVY, (), "high_resource"),
         (TRUSTED, PLAIN, ("large_payload",), "high_resource"),
         (TRUSTED, PLAIN, ("suspicious",), "suspicious"),
+        (TRUSTED, PLAIN, ("xss",), "suspicious"),  # any content factor, not only the keyword one
+        (TRUSTED, PLAIN, ("profile",), "suspicious"),
         (TRUSTED, PLAIN, ("new_entity",), "new"),
     ],
 )
@@ -125,3 +127,9 @@ def test_route_thresholds_and_block_threshold_override_the_gateway() -> None:
     assert decide(risk(40), TRUSTED, strict, HYBRID).action is Action.BLOCK
     lenient = RouteConfig("/a", "echo", block_threshold=100)
     assert decide(risk(95), TRUSTED, lenient, hybrid(hybrid={"block_threshold": 90})).action is Action.DOCKER
+
+
+def test_caller_factors_alone_are_not_suspicious_content() -> None:
+    quiet = hybrid(hybrid={"docker_for": {"new": False}})
+    decision = decide(risk(55, "new_entity", "ip_flagged"), TRUSTED, PLAIN, quiet)
+    assert decision.action is Action.THREAD and decision.band is Band.MEDIUM
