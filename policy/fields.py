@@ -12,6 +12,7 @@ import functools
 import json
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
@@ -64,52 +65,39 @@ class Fields:
     path: str  # the decoded path
     params: tuple[tuple[str, str, str], ...]  # (source, name, once-decoded value) of query and form fields
     values: tuple[Field, ...]
-    suspects: tuple[Field, ...]
+    suspects: tuple[Field, ...]  # the values a detector could fire on (see _SUSPECT)
     anomaly: str | None  # what is abnormal in the request's shape (too many parameters, JSON too deep)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_joined", {})
-        object.__setattr__(self, "_findings", None)
-
+    @cached_property
     def findings(self) -> dict[str, tuple[Field, str]]:
         """Detector name -> (the first value it fired on, what it recognised), over the suspect values."""
-        found: dict[str, tuple[Field, str]] | None = self._findings  # type: ignore[attr-defined]
-        if found is None:
-            found = {}
-            for value in self.suspects:
-                for name, match in scan(value.decoded):
-                    found.setdefault(name, (value, match))
-            object.__setattr__(self, "_findings", found)
+        found: dict[str, tuple[Field, str]] = {}
+        for value in self.suspects:
+            for name, match in scan(value.decoded):
+                found.setdefault(name, (value, match))
         return found
 
-    def _join(self, key: str, fields: tuple[Field, ...]) -> tuple[str, list[int]]:
-        joined: dict[str, tuple[str, list[int]]] = self._joined  # type: ignore[attr-defined]
-        if key not in joined:
-            starts, position = [], 0
-            for value in fields:
-                starts.append(position)
-                position += len(value.decoded) + 1
-            joined[key] = (SEPARATOR.join(v.decoded for v in fields), starts)
-        return joined[key]
-
-    def search(self, regex: re.Pattern[str], suspects_only: bool = True) -> tuple[Field, str] | None:
-        """The first value `regex` matches (in suspect values only, unless told otherwise), and the match."""
-        fields = self.suspects if suspects_only else self.values
-        if not fields:
-            return None
-        text, starts = self._join("suspects" if suspects_only else "all", fields)
-        found = regex.search(text)
-        return (self.at(found.start(), suspects_only), found.group(0)) if found else None
-
+    @cached_property
     def joined(self) -> str:
-        """Every normalised value in one text, separated by SEPARATOR (see `at`)."""
-        return self._join("all", self.values)[0]
+        """Every normalised value in one text, separated by SEPARATOR: one search serves them all."""
+        return SEPARATOR.join(value.decoded for value in self.values)
 
-    def at(self, position: int, suspects_only: bool = False) -> Field:
-        """The value a position of the joined text falls in."""
-        fields = self.suspects if suspects_only else self.values
-        starts = self._join("suspects" if suspects_only else "all", fields)[1]
-        return fields[bisect.bisect_right(starts, position) - 1]
+    @cached_property
+    def _starts(self) -> list[int]:
+        starts, position = [], 0
+        for value in self.values:
+            starts.append(position)
+            position += len(value.decoded) + len(SEPARATOR)
+        return starts
+
+    def at(self, position: int) -> Field:
+        """The value a position of `joined` falls in."""
+        return self.values[bisect.bisect_right(self._starts, position) - 1]
+
+    def search(self, regex: re.Pattern[str]) -> tuple[Field, str] | None:
+        """The first value `regex` matches, and the match."""
+        found = regex.search(self.joined)
+        return (self.at(found.start()), found.group(0)) if found else None
 
 
 @functools.lru_cache(maxsize=16384)  # form values and parameter names repeat across requests

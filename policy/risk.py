@@ -108,7 +108,7 @@ def large_payload(inp: RiskInput, config: Config) -> str | None:
 
 def suspicious(inp: RiskInput, config: Config) -> str | None:
     """The configured keywords and patterns (global, plus the route's own), in every value."""
-    text = inp.fields.joined()
+    text = inp.fields.joined
     for matcher in [config.risk.matcher] + ([inp.route.matcher] if inp.route.matcher else []):
         if (found := matcher.find(text)) is not None:
             return f"{inp.fields.at(found[0]).where} contains {found[1][:40]!r}"
@@ -117,7 +117,7 @@ def suspicious(inp: RiskInput, config: Config) -> str | None:
 
 def _detector(name: str, what: str) -> Factor:
     def factor(inp: RiskInput, config: Config) -> str | None:
-        found = inp.fields.findings().get(name)
+        found = inp.fields.findings.get(name)
         return f"{found[0].where}: {what} ({found[1]!r})" if found else None
 
     factor.__name__ = name

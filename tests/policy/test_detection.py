@@ -146,6 +146,11 @@ def test_normalise(raw: str, expected: str) -> None:
     assert normalise(raw) == expected
 
 
+@pytest.mark.parametrize("uri", ["/p?a=bell%07ring", "/p?a=x%1by", "/p?a=x%7F"])
+def test_control_characters_are_abnormal_even_in_values_no_detector_looks_at(uri: str) -> None:
+    assert "abnormal_input" in run({"method": "GET", "uri": uri}, {}).summary()
+
+
 def test_normalise_is_bounded() -> None:
     assert len(normalise("a" * (MAX_SCAN * 10))) == MAX_SCAN
 
