@@ -1,8 +1,8 @@
 """The values a request carries, found once per request: path, query and form parameters, JSON strings,
 and the headers an attacker controls. Each is kept raw and normalised.
 
-Values are joined into one text per purpose so that each detector runs one regex search per request,
-not one per value: `suspect_text` holds only values with a character or word some detector needs.
+Values are joined into one text so that a keyword or pattern costs one search per request, not one per
+value; the detectors run only over `suspects`, the values with a character or word a detector needs.
 """
 
 from __future__ import annotations
