@@ -48,7 +48,7 @@ def fit_profile(records: list[dict[str, Any]]) -> Factor:
 
 def run(incoming: Incoming, config: Config, plugins: dict[str, Factor]) -> tuple[RiskScore, float]:
     started = time.perf_counter_ns()
-    result = score(RiskInput(incoming, CALLER, HISTORY, ROUTE), config, plugins)
+    result = score(RiskInput(incoming, CALLER, HISTORY, ROUTE, config.risk.max_scan_bytes), config, plugins)
     return result, (time.perf_counter_ns() - started) / 1000
 
 

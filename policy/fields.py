@@ -3,6 +3,10 @@ and the headers an attacker controls. Each is kept raw and normalised.
 
 Values are joined into one text so that a keyword or pattern costs one search per request, not one per
 value; the detectors run only over `suspects`, the values with a character or word a detector needs.
+
+At most `risk.max_scan_bytes` characters of a request are inspected. What could not be inspected (past
+that budget, past MAX_FIELDS parameters, a structured body that does not parse) is named in
+`Fields.uninspected`, and the `uninspected` factor makes it count: unread content never scores as safe.
 """
 
 from __future__ import annotations
@@ -18,10 +22,11 @@ from urllib.parse import unquote_plus
 
 from policy.detectors import scan
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
+from policy.linear import bounded
 from policy.normalise import normalise, url_decode
 
 MAX_FIELDS = 512  # a request with more parameters than this is abnormal in itself
-MAX_SCAN_BYTES = 65536  # bytes of a query or body that are parsed into fields
+MAX_SCAN_BYTES = 65536  # default of risk.max_scan_bytes: characters of a request that are inspected
 SEPARATOR = "\x01"  # between values in a joined text: not whitespace, matched by no detector
 # Headers every client sends with machine-made values: matching them only adds false flags.
 ROUTINE_HEADERS = frozenset(
@@ -32,11 +37,10 @@ ROUTINE_HEADERS = frozenset(
     }
 )  # fmt: skip
 # At least one of these appears in anything a detector in `policy.detectors` recognises.
-_SUSPECT = re.compile(
-    r"""['"`<>;|&$(){}\\=\x00\r\n]|\.\.|@@|/etc/|/proc/|/bin/|\.ini\b
-    |\b(?:union|select|waitfor|information_schema|xp_cmdshell|sysobjects|insert|delete|drop|into
-        |javascript|vbscript|livescript|data|expression|document|cmd)\b""",
-    re.VERBOSE,
+_SUSPECT = bounded(
+    r"""['"`<>;|&$(){}\\=\x00\r\n]|\.\.|@@|/etc/|/proc/|/bin/|\.ini\b"""
+    r"|\b(?:union|select|waitfor|information_schema|xp_cmdshell|sysobjects|insert|delete|drop|into"
+    r"|javascript|vbscript|livescript|data|expression|document|cmd)\b"
 )
 
 
@@ -56,8 +60,9 @@ def inspect(raw: str) -> tuple[str, bool]:
 class Field(NamedTuple):  # a tuple: built ~15 times a request, so it must be cheap
     where: str  # "query id", "body login", "header user-agent", "path", "json $.a.b"
     name: str
-    raw: str
+    raw: str  # as inspected: cut short when the request's scan budget ran out
     decoded: str  # normalised: what detectors match
+    size: int  # characters of the whole raw value
 
 
 @dataclass(frozen=True)
@@ -67,6 +72,7 @@ class Fields:
     values: tuple[Field, ...]
     suspects: tuple[Field, ...]  # the values a detector could fire on (see _SUSPECT)
     anomaly: str | None  # what is abnormal in the request's shape (too many parameters, JSON too deep)
+    uninspected: str | None = None  # what of the request's content was not inspected, and why
 
     @cached_property
     def findings(self) -> dict[str, tuple[Field, str]]:
@@ -141,49 +147,71 @@ def _json_strings(node: object, path: str, out: list[tuple[str, str]], depth: in
             _json_strings(value, f"{path}[{i}]", out, depth + 1)
 
 
-def _body(incoming: Incoming) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]], str | None]:
-    """(form parameters, other values, anomaly) of the body."""
-    body = incoming.body[:MAX_SCAN_BYTES].decode("latin-1")
+def _body(
+    incoming: Incoming, budget: int
+) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]], str | None, str | None]:
+    """(form parameters, other values, anomaly, what was not inspected) of the body's first `budget` bytes."""
+    body = incoming.body[:budget].decode("latin-1")
     if not body:
-        return [], [], None
+        return [], [], None, None
+    cut = f"body bytes past {budget} (risk.max_scan_bytes)" if len(incoming.body) > budget else None
     ctype = incoming.header("content-type") or ""
     if "json" in ctype:
         strings: list[tuple[str, str]] = []
         try:
             _json_strings(json.loads(body), "$", strings)
         except RecursionError:
-            return [], [("body", body)], f"JSON nested deeper than {MAX_JSON_DEPTH}"
+            return [], [("body", body)], f"JSON nested deeper than {MAX_JSON_DEPTH}", cut
         except ValueError:
-            return [], [("body", body)], None
-        return [], [(f"json {where}", text) for where, text in strings], None
+            return [], [("body", body)], None, cut or "a JSON body that does not parse"
+        if len(strings) >= MAX_FIELDS:
+            cut = cut or f"JSON strings past the first {MAX_FIELDS}"
+        return [], [(f"json {where}", text) for where, text in strings], None, cut
     if "urlencoded" in ctype or (not ctype and "=" in body and " " not in body[:200]):
-        return [("body", name, value) for name, value in _pairs(body)], [], None
-    return [], [("body", body)], None
+        return [("body", name, value) for name, value in _pairs(body)], [], None, cut
+    return [], [("body", body)], None, cut
 
 
-def extract(incoming: Incoming) -> Fields:
-    """Every value worth inspecting, at most MAX_FIELDS parameters of them."""
-    path_raw, _, query = incoming.target[:MAX_SCAN_BYTES].partition("?")
+def extract(incoming: Incoming, budget: int = MAX_SCAN_BYTES) -> Fields:
+    """Every value worth inspecting: at most MAX_FIELDS parameters, at most `budget` characters in all
+    (path, query and headers first, then the body); the rest is named in `uninspected`."""
+    path_raw, _, query = incoming.target[:budget].partition("?")
     query = query.partition("#")[0]
-    form, others, anomaly = _body(incoming)
-    params = [("query", name, value) for name, value in _pairs(query)] + form
+    form, others, anomaly, uninspected = _body(incoming, budget)
+    if len(incoming.target) > budget:
+        uninspected = f"target characters past {budget} (risk.max_scan_bytes)"
+    query_params = [("query", name, value) for name, value in _pairs(query)]
+    params = query_params + form
     if len(params) > MAX_FIELDS:
         anomaly = f"more than {MAX_FIELDS} parameters"
-    params = params[:MAX_FIELDS]
-    found = [(f"{source} {name}", name, value) for source, name, value in params]
-    found += [(f"{source} name", name, name) for source, name, _ in params if not name.isalnum()]
-    found += [(where, where, text) for where, text in others]
+        uninspected = uninspected or f"parameters past the first {MAX_FIELDS}"
+        params = params[:MAX_FIELDS]
+    found = [("path", "path", path_raw)]
+    found += [(f"query {name}", name, value) for _, name, value in query_params[:MAX_FIELDS]]
     for name, value in incoming.headers:
         if name == "cookie":  # each cookie on its own: an opaque session id is not suspect, a payload is
-            cookies = (c.strip().partition("=") for c in value.split(";")[:MAX_FIELDS])
+            cookies = (c.strip().partition("=") for c in value.split(";", MAX_FIELDS)[:MAX_FIELDS])
             found += [(f"cookie {c_name}", c_name, c_value) for c_name, _, c_value in cookies]
+            if value.count(";") >= MAX_FIELDS:
+                uninspected = uninspected or f"cookies past the first {MAX_FIELDS}"
         elif name not in ROUTINE_HEADERS and name not in CREDENTIAL_HEADERS:
             found.append((f"header {name}", name, value))
-    found.append(("path", "path", path_raw))
-    values, suspects = [], []
+    found += [(f"body {name}", name, value) for _, name, value in params[len(query_params) :]]
+    found += [(f"{source} name", name, name) for source, name, _ in params if not name.isalnum()]
+    found += [(where, where, text) for where, text in others]
+    values: list[Field] = []
+    suspects: list[Field] = []
+    left = budget
     for where, name, raw in found:
+        size = len(raw)
+        if size > left:
+            uninspected = uninspected or f"{where}: characters past risk.max_scan_bytes ({budget})"
+            raw = raw[:left]
         decoded, suspect = inspect(raw)
-        values.append(Field(where, name, raw, decoded))
+        field = Field(where, name, raw, decoded, size)
+        values.append(field)
+        left -= len(raw)
         if suspect:
-            suspects.append(values[-1])
-    return Fields(url_decode(path_raw, plus=False), tuple(params), tuple(values), tuple(suspects), anomaly)
+            suspects.append(field)
+    path = url_decode(path_raw, plus=False)
+    return Fields(path, tuple(params), tuple(values), tuple(suspects), anomaly, uninspected)

@@ -1,8 +1,9 @@
-"""Normalisation before matching: undo the encodings attackers use to slip past filters, within a budget.
+"""Normalisation before matching: undo the encodings attackers use to slip past filters, in linear time.
 
 Repeated URL decoding (`%XX`, `%uXXXX`, `+`), overlong UTF-8 for `.` and `/`, HTML entities, `\\uXXXX` and
-`\\xXX` escapes, SQL comments and whitespace tricks, case. Bounded: at most MAX_SCAN characters of any one
-value are decoded, so no input can make scoring slow (longer values are flagged as abnormal instead).
+`\\xXX` escapes, SQL comments and whitespace tricks, case. Every step is one pass over the text: token
+patterns have a bounded width (`policy.linear.bounded`), comments are found with `str.find`. How much of a
+request is normalised at all is the caller's budget (`risk.max_scan_bytes`, see `policy.fields`).
 """
 
 from __future__ import annotations
@@ -11,16 +12,17 @@ import html
 import re
 from urllib.parse import unquote, unquote_plus
 
-MAX_SCAN = 8192  # characters of one value that are decoded and matched
+from policy.linear import bounded
+
 MAX_ROUNDS = 3  # double and triple encoding are common evasions; more rounds buy nothing
 
-_PERCENT_U = re.compile(r"%u([0-9a-fA-F]{4})")
-_OVERLONG = re.compile(r"%c0%ae|%c0%af|%c1%9c|%c0%2e|%c0%2f|%e0%80%ae|%e0%80%af", re.IGNORECASE)
+_PERCENT_U = bounded(r"%u([0-9a-fA-F]{4})")
+_OVERLONG = bounded(r"%c0%ae|%c0%af|%c1%9c|%c0%2e|%c0%2f|%e0%80%ae|%e0%80%af", ignore_case=True)
 _OVERLONG_CHARS = {"%c0%ae": ".", "%c0%2e": ".", "%e0%80%ae": ".", "%c0%af": "/", "%c0%2f": "/"}
-_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})")
-_SQL_COMMENT = re.compile(r"/\*.*?\*/", re.DOTALL)
-_MYSQL_VERSIONED = re.compile(r"/\*!\d*(.*?)\*/", re.DOTALL)  # /*!50000SELECT*/ runs its content
-_SPACE = re.compile(r"\s+")
+_ESCAPE = bounded(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})")
+_DIGITS = {False: "0123456789", True: "0123456789abcdefABCDEF"}
+_MAX_REF_DIGITS = 8  # more digits than this is past U+10FFFF whatever they are: html gives U+FFFD
+_ODD_CHARREF = bounded(r"&#[xX]?(?:0|[0-9a-fA-F]{9})")  # leading zeros, or more digits than any code point
 
 
 def _overlong(match: re.Match[str]) -> str:
@@ -45,14 +47,48 @@ def url_decode(text: str, plus: bool = True) -> str:
     return text
 
 
+def _short_charrefs(text: str) -> str:
+    """Numeric character references with leading zeros dropped and at most _MAX_REF_DIGITS digits, so
+    `html.unescape` never converts a huge number (`&#` + 5,000 digits raised ValueError: a 500) while
+    `&#0000060;` still decodes to `<`."""
+    head, *refs = text.split("&#")
+    parts = [head]
+    for ref in refs:
+        hexa = ref[:1] in ("x", "X")
+        prefix, digits = ref[: int(hexa)], ref[int(hexa) :].lstrip("0")
+        run = len(digits) - len(digits.lstrip(_DIGITS[hexa]))
+        if run > _MAX_REF_DIGITS:
+            digits = digits[:_MAX_REF_DIGITS] + digits[run:]
+        elif run == 0 and len(digits) < len(ref) - len(prefix):
+            digits = "0" + digits  # `&#0;` stays a (null) reference
+        parts.append(prefix + digits)
+    return "&#".join(parts)
+
+
+def _comments(text: str) -> str:
+    """SQL comments read both ways, since a comment may separate words (UNION/**/SELECT) or split one
+    (SEL/**/ECT): the text with each comment as a space, then with each removed. A MySQL versioned comment
+    `/*!50000SELECT*/` runs its content, so that is kept. An unclosed comment is left as it is."""
+    spaced, joined, position = [], [], 0
+    while (start := text.find("/*", position)) >= 0 and (end := text.find("*/", start + 2)) >= 0:
+        inner = text[start + 2 : end]
+        kept = f" {inner[1:].lstrip('0123456789')} " if inner.startswith("!") else None
+        spaced += [text[position:start], kept or " "]
+        joined += [text[position:start], kept or ""]
+        position = end + 2
+    if not spaced:
+        return text
+    rest = text[position:]
+    return f"{''.join(spaced)}{rest} {''.join(joined)}{rest}"
+
+
 def normalise(text: str) -> str:
     """The form matchers look at: decoded, unescaped, comment-free, single-spaced, lower-case."""
-    text = url_decode(text[:MAX_SCAN])
+    text = url_decode(text)
     if "&" in text:
-        text = html.unescape(text)
+        text = html.unescape(_short_charrefs(text) if _ODD_CHARREF.search(text) else text)
     if "\\" in text:
         text = _ESCAPE.sub(_escape, text)
-    if "/*" in text:  # a comment may separate words (UNION/**/SELECT) or split one (SEL/**/ECT): keep both
-        text = _MYSQL_VERSIONED.sub(r" \1 ", text)
-        text = f"{_SQL_COMMENT.sub(' ', text)} {_SQL_COMMENT.sub('', text)}"
-    return _SPACE.sub(" ", text).strip().lower()
+    if "/*" in text:
+        text = _comments(text)
+    return " ".join(text.split()).lower()

@@ -1,13 +1,16 @@
 """Suspicious-content matching: the configured keywords (substring tests) and patterns (one regex), over
 normalised text.
 
-Keywords and patterns are config data; this module only compiles and applies them.
+Keywords and patterns are config data; this module only compiles and applies them. Operators' patterns
+run on RE2 (`policy.linear`): a pattern written with catastrophic backtracking in mind still matches in
+linear time, and one that needs backtracking (backreferences, lookaround) is refused at load.
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
+
+from policy import linear
 
 
 class Matcher:
@@ -19,7 +22,7 @@ class Matcher:
     def __init__(self, keywords: Iterable[str], patterns: Iterable[str]) -> None:
         self._keywords = tuple(dict.fromkeys(k.lower() for k in keywords if k))
         source = "|".join(f"(?:{p})" for p in patterns if p)
-        self._regex = re.compile(source, re.IGNORECASE) if source else None
+        self._regex = linear.compile(source, ignore_case=True) if source else None
 
     def find(self, normalised: str) -> tuple[int, str] | None:
         """(position, fragment) of the earliest keyword or pattern match in normalised text, or None."""
@@ -29,9 +32,6 @@ class Matcher:
         return min(hits) if hits else None
 
 
-def compile_pattern(pattern: str) -> re.Pattern[str]:
-    """Compile a config regex; raises ValueError with the regex error's message."""
-    try:
-        return re.compile(pattern, re.IGNORECASE)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression: {exc}") from None
+def compile_pattern(pattern: str) -> linear.Regex:
+    """Compile a config regex (case-insensitive, RE2); raises ValueError naming the problem."""
+    return linear.compile(pattern, ignore_case=True)

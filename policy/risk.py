@@ -5,16 +5,16 @@ Factors are a registry (name -> function); their points are config (`risk.weight
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 
 from policy import detectors
 from policy.config import Config, RouteConfig
-from policy.fields import Fields, extract
+from policy.fields import MAX_SCAN_BYTES, Fields, extract
 from policy.identity import Identity
 from policy.incoming import Incoming
+from policy.linear import bounded
 from policy.profile import Profile
 
 MAX_SCORE = 100
@@ -46,11 +46,12 @@ class RiskInput:
     identity: Identity
     history: History
     route: RouteConfig
+    scan_bytes: int = MAX_SCAN_BYTES  # risk.max_scan_bytes
 
     @cached_property
     def fields(self) -> Fields:
         """The request's values, extracted and normalised once for every factor that looks at content."""
-        return extract(self.incoming)
+        return extract(self.incoming, self.scan_bytes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +143,19 @@ def abnormal_input(inp: RiskInput, config: Config) -> str | None:
     if fields.anomaly is not None:
         return fields.anomaly
     for value in fields.values:
-        if len(value.raw) > limit and value.where != "body":
-            return f"{value.where} is {len(value.raw)} characters, over {limit}"
+        if value.size > limit and value.where != "body":
+            return f"{value.where} is {value.size} characters, over {limit}"
     found = fields.search(_CONTROL)
     return f"{found[0].where} carries control characters" if found else None
 
 
-_CONTROL = re.compile(r"[\x00\x02-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \x01 separates joined values
+_CONTROL = bounded(r"[\x00\x02-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \x01 separates joined values
+
+
+def uninspected(inp: RiskInput, config: Config) -> str | None:
+    """Content the gateway could not inspect is never scored as safe: it counts as suspicious content."""
+    found = inp.fields.uninspected
+    return f"not inspected: {found}" if found else None
 
 
 def profile_factor(profile: Profile) -> Factor:
@@ -180,6 +187,7 @@ FACTORS: dict[str, Factor] = {
     "template_injection": _detector("template_injection", "template or JNDI injection"),
     "crlf_injection": crlf_injection,
     "abnormal_input": abnormal_input,
+    "uninspected": uninspected,
 }
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from policy.errors import Invalid
 from policy.iplist import IpSet
+from policy.linear import Regex
 from policy.patterns import Matcher, compile_pattern
 from policy.schema import derive, require
 
@@ -26,6 +27,7 @@ BUILTIN_WEIGHTS = {
     "template_injection": 40,
     "crlf_injection": 35,
     "abnormal_input": 20,
+    "uninspected": 30,  # alone it reaches the low threshold, and counts as suspicious content
     "profile": 35,  # only when risk.profile is configured
 }
 
@@ -111,7 +113,7 @@ class CustomFactor:
     header: str
     points: int
     pattern: str | None = None
-    regex: re.Pattern[str] | None = field(init=False, repr=False, compare=False)
+    regex: Regex | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require(bool(FACTOR_NAME.fullmatch(self.name)), "name", "expected a lower-case name")
@@ -155,6 +157,7 @@ class RiskConfig:
     history_window: int = 50
     large_payload_bytes: int = 100 * 1024
     max_value_length: int = 4096  # a parameter value longer than this is abnormal input
+    max_scan_bytes: int = 65536  # characters of a request inspected; the rest fires `uninspected`
     keywords: tuple[str, ...] = ()
     patterns: tuple[str, ...] = ()
     custom_factors: tuple[CustomFactor, ...] = ()
@@ -189,6 +192,7 @@ class RiskConfig:
         )
         require(self.large_payload_bytes >= 0, "large_payload_bytes", "must be >= 0")
         require(self.max_value_length >= 1, "max_value_length", "must be >= 1")
+        require(1024 <= self.max_scan_bytes <= 16 << 20, "max_scan_bytes", "must be within 1024..16777216")
         for i, pattern in enumerate(self.patterns):
             try:
                 compile_pattern(pattern)

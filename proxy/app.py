@@ -55,7 +55,8 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
         raise MissingToken(f"route {route.path} needs Authorization: Bearer <token>")
     max_body = config.server.max_body_bytes if route.max_body_bytes is None else route.max_body_bytes
     incoming = await read_incoming(request, ip, max_body)
-    inp = RiskInput(incoming, identity, gw.stats.history(identity.entity_id), route)
+    history = gw.stats.history(identity.entity_id)
+    inp = RiskInput(incoming, identity, history, route, config.risk.max_scan_bytes)
     trace.risk = score(inp, config, gw.plugins)
     gw.observe(inp, trace.risk)  # feeds a profile being learned, if one is
     trace.decision = decide(trace.risk, identity, route, config, memory_pressure=gw.memory_pressure)

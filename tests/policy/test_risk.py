@@ -16,6 +16,7 @@ CONFIG = make_config(
     {
         "ip_lists": {"flagged": ["203.0.113.0/24"]},
         "risk": {
+            "max_scan_bytes": 1 << 20,  # the large bodies below are inspected whole
             "keywords": ["union select", "<script", "../", "${jndi:"],
             "patterns": [r"\bor\s+\d+\s*=\s*\d+"],
             "custom_factors": [
@@ -38,7 +39,8 @@ def incoming(
 
 
 def run(req: Incoming, history: History = ESTABLISHED, config: Config = CONFIG, **plugins: Any) -> RiskScore:
-    return score(RiskInput(req, Identity("u", True), history, ROUTE), config, plugins)
+    inp = RiskInput(req, Identity("u", True), history, ROUTE, config.risk.max_scan_bytes)
+    return score(inp, config, plugins)
 
 
 def test_a_plain_request_from_an_established_entity_scores_zero() -> None:
@@ -122,7 +124,8 @@ def test_custom_header_factors(headers: tuple[tuple[str, str], ...], hits: list[
 
 
 def test_weights_come_from_config_and_zero_disables_a_factor() -> None:
-    config = make_config({"risk": {"weights": {"new_entity": 45, "large_payload": 0}}})
+    weights = {"new_entity": 45, "large_payload": 0, "uninspected": 0}
+    config = make_config({"risk": {"weights": weights}})
     result = run(incoming(body=b"x" * 200_000), History(), config)
     assert [(hit.name, hit.points) for hit in result.hits] == [("new_entity", 45)]
 
