@@ -4,9 +4,8 @@ ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS runner
 WORKDIR /app
-# policy/ and pool/ are copied whole for the agent's imports (frames, registry, the handler-name rule);
-# the agent imports only standard-library modules from them.
-COPY policy/ /app/policy/
+# The agent needs only pool/ (agent, frames, registry: standard library only, see
+# tests/pool/test_contract.py) and the handlers; the gateway's policy code stays out of the sandbox.
 COPY pool/ /app/pool/
 COPY handlers/ /app/handlers/
 ENV PYTHONPATH=/app PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1

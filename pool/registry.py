@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
 
 from handlers import Request
-from policy.config import HANDLER_NAME
+
+# A module name, never a path (policy.config.HANDLER_NAME checks the same at load; this module runs in the
+# container too, where only the agent, the handler contract and user code exist).
+HANDLER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 Handle = Callable[[Request], object]
 

@@ -1,8 +1,15 @@
 """The handler contract: Request helpers, Response validation, return-value normalisation."""
 
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from handlers import Request, Response, to_response
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_request_helpers() -> None:
@@ -49,3 +56,14 @@ def test_invalid_responses_are_refused(kwargs: dict[str, object]) -> None:
 def test_other_return_types_are_refused() -> None:
     with pytest.raises(TypeError, match="int"):
         to_response(42)
+
+
+def test_the_agent_imports_only_the_standard_library_pool_and_handlers(tmp_path: Path) -> None:
+    """What the runner image holds (pool/ and handlers/, no venv) is enough to start the agent."""
+    for package in ("pool", "handlers"):
+        shutil.copytree(ROOT / package, tmp_path / package)
+    probe = "import sys, pool.agent; print(sorted(m for m in sys.modules if m.split('.')[0] == 'policy'))"
+    command = [sys.executable, "-S", "-E", "-c", probe]  # no site-packages, no PYTHONPATH
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
