@@ -8,10 +8,13 @@ class IsogateError(Exception):
 
     status = 500
     code = "internal_error"
+    retry_after: int | None = None  # seconds, sent as Retry-After: the refusal is about load, not the request
 
-    def __init__(self, detail: str = "") -> None:
+    def __init__(self, detail: str = "", *, retry_after: int | None = None) -> None:
         super().__init__(detail or self.code)
         self.detail = detail or self.code
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class ConfigError(IsogateError):

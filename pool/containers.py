@@ -32,14 +32,21 @@ from pool.base import (
     PoolExhausted,
     SandboxCrashed,
 )
+from pool.engine import EngineTimeout, deadline
 from pool.metrics import percentiles
 from pool.oom import OomWatch
-from pool.sandbox import LABEL, Sandbox, SandboxDied, container_config, to_response
+from pool.sandbox import LABEL, NotDelivered, Sandbox, SandboxDied, container_config, to_response
 
 log = logging.getLogger("isogate.pool")
 
-ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied)
+ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
 SUPERVISE_INTERVAL_S = 1.0
+RETRY_AFTER_S = 1  # what a refused request is told to wait
+ATTEMPTS = 3  # sandboxes tried for one request when the first ones turn out dead before it was written
+
+
+class _Undelivered(SandboxCrashed):
+    """The sandbox died idle; the request was never written to it."""
 
 
 class ContainerPool:
@@ -52,17 +59,30 @@ class ContainerPool:
         self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
         self._busy: set[Sandbox] = set()
         self._creating = 0
-        self._waiting = 0  # requests waiting for a sandbox
-        self._changed = asyncio.Event()
+        self._warming = 0  # of those, creations for the warm pool (the rest are a request's own)
+        # Requests waiting for a sandbox, oldest first: a freed sandbox goes to the oldest (a future's
+        # result is the sandbox, or None for "capacity freed: try again"), never to a newer arrival.
+        self._waiters: deque[asyncio.Future[Sandbox | None]] = deque()
         self._tasks: set[asyncio.Task[Any]] = set()  # creations and destructions in the background
         self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
         self._closing = False
         self._draining = False  # after a reload shrank the pool: released containers go until it fits
-        self._oom = OomWatch(f"{LABEL}={config.pool_name}")
+        self._oom = OomWatch(f"{LABEL}={config.pool_name}", on_die=self._died_idle)
         self._spec = container_config(config, config.pool_name)  # what new containers are made from
         self._acquire_ms: deque[float] = deque(maxlen=2048)
         self.counts = dict.fromkeys(
-            ("created", "destroyed", "replaced", "cold_starts", "timeouts", "oom_kills", "crashes"), 0
+            (
+                "created",
+                "destroyed",
+                "replaced",
+                "cold_starts",
+                "timeouts",
+                "oom_kills",
+                "crashes",
+                "died_idle",
+                "refused",
+            ),
+            0,  # fmt: skip
         )
         self.available = False
         self.reason: str | None = "not started"
@@ -101,7 +121,7 @@ class ContainerPool:
     async def _connect(self) -> None:
         client = aiodocker.Docker(url=self._config.host or None)
         try:
-            await client.version()
+            await deadline(client.version())
             await self._remove_leftovers(client)
         except BaseException:
             await client.close()
@@ -119,9 +139,9 @@ class ContainerPool:
     async def _remove_leftovers(self, client: aiodocker.Docker) -> None:
         """Containers of this pool from an earlier run (crashed gateway, restarted engine) are removed."""
         label = f"{LABEL}={self._config.pool_name}"
-        leftovers = await client.containers.list(all=True, filters=json.dumps({"label": [label]}))
+        leftovers = await deadline(client.containers.list(all=True, filters=json.dumps({"label": [label]})))
         for container in leftovers:
-            await container.delete(force=True)
+            await deadline(container.delete(force=True))
         if leftovers:
             log.info("removed %d containers left by an earlier run", len(leftovers))
 
@@ -130,6 +150,14 @@ class ContainerPool:
     async def run(self, job: Job) -> Response:
         if not self.available:
             raise DockerUnavailable(self.reason or "docker engine unavailable")
+        for _ in range(ATTEMPTS - 1):
+            try:
+                return await self._run_once(job)
+            except _Undelivered:
+                continue  # a sandbox that died idle: no handler saw the request, another serves it
+        return await self._run_once(job)
+
+    async def _run_once(self, job: Job) -> Response:
         sandbox = await self._acquire()
         self._busy.add(sandbox)
         try:
@@ -142,21 +170,31 @@ class ContainerPool:
                 f"handler {job.handler} ran past limits.execution.max_time_ms"
                 f" ({job.timeout_s * 1000:.0f} ms); its container was killed"
             ) from None
-        except ENGINE_ERRORS as exc:
-            raise await self._died(sandbox, exc) from None
         except asyncio.CancelledError:
             self._discard(sandbox)  # the stream may hold half an answer: never reuse it
             raise
+        except NotDelivered as exc:
+            self._discard(sandbox, replaced=True)
+            self.counts["died_idle"] += 1
+            raise _Undelivered(str(exc)) from None
+        except Exception as exc:  # any failure of the call (engine, stream, frames): never reuse it
+            raise await self._died(sandbox, exc) from None
         return self._answer(job, sandbox, header, body)
 
     def _answer(self, job: Job, sandbox: Sandbox, header: dict[str, Any], body: bytes) -> Response:
         error = header.get("error")
         if error is None:
-            self._release(sandbox)
             try:
-                return to_response(header, body)
-            except (KeyError, TypeError, ValueError) as exc:
+                response = to_response(header, body)
+            except (
+                KeyError,
+                TypeError,
+                ValueError,
+            ) as exc:  # an agent that breaks the protocol is not reused
+                self._discard(sandbox, replaced=True)
                 raise HandlerFailed(f"handler {job.handler} returned an invalid response: {exc}") from None
+            self._release(sandbox)
+            return response
         if error == "handler":
             self._release(sandbox)  # an exception in the handler leaves the sandbox sound
             raise HandlerFailed(f"handler {job.handler} raised {header.get('type', 'an exception')}")
@@ -172,8 +210,8 @@ class ContainerPool:
 
     async def _died(self, sandbox: Sandbox, exc: BaseException) -> ExecutorError:
         """Classify a sandbox that stopped answering; it is replaced either way."""
+        self._discard(sandbox, replaced=True)  # first: nothing below may leave it counted busy
         oom = self._client is not None and await self._oom.killed(self._client, sandbox.id, sandbox.exec_id)
-        self._discard(sandbox, replaced=True)
         if oom:
             self.counts["oom_kills"] += 1
             return MemoryLimitExceeded(
@@ -189,28 +227,73 @@ class ContainerPool:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._config.timeout_ms / 1000):
-                while True:
-                    if self._idle:
-                        return self._idle.pop()
-                    # A sandbox already being created for the warm pool is ready sooner than a new one.
-                    if self._creating <= self._waiting and self.size < self._config.max_containers:
-                        self.counts["cold_starts"] += 1
-                        self._creating += 1
-                        return await self._create_reserved()
-                    self._waiting += 1
-                    try:
-                        await self._changed.wait()
-                    finally:
-                        self._waiting -= 1
+                return await self._take()
         except TimeoutError:
             raise PoolExhausted(
                 f"all {self._config.max_containers} containers stayed busy for docker.timeout_ms"
-                f" ({self._config.timeout_ms} ms)"
+                f" ({self._config.timeout_ms} ms)",
+                retry_after=RETRY_AFTER_S,
             ) from None
         except ENGINE_ERRORS as exc:
             raise DockerUnavailable(f"could not start a container: {exc}") from None
         finally:
             self._acquire_ms.append((time.perf_counter() - started) * 1000)
+
+    async def _take(self) -> Sandbox:
+        """An idle sandbox, a new one, or the next one freed; waiters are served oldest first."""
+        retry = False
+        while True:
+            if self._idle and not self._waiters:
+                return self._idle.pop()
+            # A sandbox already being created for the warm pool is ready sooner than a new one.
+            if self._warming <= len(self._waiters) and self.size < self._config.max_containers:
+                self.counts["cold_starts"] += 1
+                self._creating += 1
+                return await self._create_reserved()
+            if not retry and len(self._waiters) >= self._config.max_waiting:
+                self.counts["refused"] += 1
+                raise PoolExhausted(
+                    f"{len(self._waiters)} requests already wait for a container (docker.max_waiting)",
+                    retry_after=RETRY_AFTER_S,
+                )
+            waiter: asyncio.Future[Sandbox | None] = asyncio.get_running_loop().create_future()
+            (self._waiters.appendleft if retry else self._waiters.append)(waiter)  # a retry keeps its place
+            try:
+                sandbox = await waiter
+            except BaseException:
+                self._abandon(waiter)
+                raise
+            if sandbox is not None:
+                return sandbox
+            retry = True
+
+    def _abandon(self, waiter: asyncio.Future[Sandbox | None]) -> None:
+        """A waiter gave up (timeout, client gone): what was handed to it goes to the next one."""
+        if waiter in self._waiters:
+            self._waiters.remove(waiter)
+        if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
+            return
+        if (sandbox := waiter.result()) is not None:
+            self._offer(sandbox)
+        else:
+            self._wake_one()
+
+    def _offer(self, sandbox: Sandbox) -> None:
+        """Hand a ready sandbox to the oldest waiter, or keep it idle."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(sandbox)
+                return
+        self._idle.append(sandbox)
+
+    def _wake_one(self) -> None:
+        """Capacity freed (a sandbox destroyed, a creation failed): the oldest waiter tries again."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
     def reconfigure(self, config: DockerConfig) -> None:
         """Apply a reloaded docker section: grow or drain to the new sizes without touching busy
@@ -226,14 +309,15 @@ class ContainerPool:
             self._discard(self._idle[0])
         self._draining = self.size > config.warm_pool_size
         self._fill()
+        for _ in range(max(0, config.max_containers - self.size)):  # a higher maximum serves waiters now
+            self._wake_one()
 
     def _release(self, sandbox: Sandbox) -> None:
         self._busy.discard(sandbox)
         if self._retire(sandbox):
             self._discard(sandbox)
             return
-        self._idle.append(sandbox)
-        self._notify()
+        self._offer(sandbox)
 
     def _retire(self, sandbox: Sandbox) -> bool:
         """Whether a sandbox back from a clean request is destroyed rather than kept idle."""
@@ -256,13 +340,12 @@ class ContainerPool:
         self.counts["replaced"] += replaced
         self._spawn_task(self._destroy(sandbox))
         self._fill()
-        self._notify()
 
     async def _destroy(self, sandbox: Sandbox) -> None:
         await sandbox.destroy()
         self._oom.forget(sandbox.id)
         self.counts["destroyed"] += 1
-        self._notify()
+        self._wake_one()
 
     def _fill(self) -> list[asyncio.Task[Any]]:
         """Start creating sandboxes until idle + creating reaches the warm size (within the maximum)."""
@@ -271,6 +354,7 @@ class ContainerPool:
         missing = self._config.warm_pool_size - len(self._idle) - self._creating
         missing = min(missing, self._config.max_containers - self.size)
         self._creating += max(missing, 0)
+        self._warming += max(missing, 0)
         return [self._spawn_task(self._add_idle()) for _ in range(missing)]
 
     async def _add_idle(self) -> None:
@@ -279,11 +363,12 @@ class ContainerPool:
         except ENGINE_ERRORS as exc:
             log.warning("could not start a warm container: %s", exc)
             return
+        finally:
+            self._warming -= 1
         if self._closing:
             await sandbox.destroy()
             return
-        self._idle.append(sandbox)
-        self._notify()
+        self._offer(sandbox)
 
     async def _create_reserved(self) -> Sandbox:
         """Create one sandbox; the caller has already counted it in `_creating`."""
@@ -292,15 +377,13 @@ class ContainerPool:
             spec = self._spec
             sandbox = await Sandbox.create(self._client, self._config, self._config.pool_name, self._package)
             sandbox.spec = spec
+        except BaseException:
+            self._wake_one()  # the slot it held is free again
+            raise
         finally:
             self._creating -= 1
-            self._notify()
         self.counts["created"] += 1
         return sandbox
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
 
     # supervision: engine health and idle expiry
 
@@ -312,12 +395,30 @@ class ContainerPool:
                     await self._connect()
                     log.warning("docker engine is back: container pool rebuilt")
                     continue
-                assert self._client is not None
-                await self._client.version()
+                await self._reconcile()
             except ENGINE_ERRORS as exc:
                 self._unavailable(exc)
                 continue
             self._expire_idle()
+            self._fill()  # creations that failed while the engine was busy are retried here
+
+    async def _reconcile(self) -> None:
+        """Idle sandboxes whose container is no longer running (a `die` event missed) are replaced."""
+        assert self._client is not None
+        label = f"{LABEL}={self._config.pool_name}"
+        filters = json.dumps({"label": [label], "status": ["running"]})
+        running = {c.id for c in await deadline(self._client.containers.list(filters=filters))}
+        for sandbox in [s for s in self._idle if s.id not in running]:
+            self._died_idle(sandbox.id)
+
+    def _died_idle(self, container_id: str) -> None:
+        """The engine says a container died: if it was idle here, replace it now."""
+        for sandbox in self._idle:
+            if sandbox.id == container_id:
+                log.warning("idle sandbox %s died: replacing it", container_id[:12])
+                self.counts["died_idle"] += 1
+                self._discard(sandbox, replaced=True)
+                return
 
     def _expire_idle(self) -> None:
         cutoff = time.monotonic() - self._config.idle_ttl_s
@@ -328,6 +429,9 @@ class ContainerPool:
         if self.available or self.reason == "not started":
             log.warning("docker engine unreachable (%s): docker decisions get 503 until it returns", exc)
         self.available, self.reason = False, f"docker engine unreachable: {exc}"[:300]
+        while self._waiters:  # fail closed now rather than at docker.timeout_ms
+            if not (waiter := self._waiters.popleft()).done():
+                waiter.set_exception(DockerUnavailable(self.reason))
         for sandbox in list(self._idle):  # their streams died with the engine; leftovers go at reconnect
             self._idle.remove(sandbox)
             self._spawn_task(sandbox.destroy())
@@ -347,6 +451,7 @@ class ContainerPool:
             "idle": len(self._idle),
             "busy": len(self._busy),
             "creating": self._creating,
+            "waiting": len(self._waiters),
             "warm_pool_size": self._config.warm_pool_size,
             "max_containers": self._config.max_containers,
             **self.counts,

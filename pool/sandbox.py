@@ -12,12 +12,14 @@ import time
 from typing import Any
 
 import aiodocker
+import aiohttp
 from aiodocker.containers import DockerContainer
 from aiodocker.stream import Stream
 
 from handlers import Request, Response
 from policy.config import DockerConfig
-from pool.frames import FrameError, decode, encode
+from pool.engine import CREATE_S, EngineTimeout, deadline
+from pool.frames import decode, encode
 
 log = logging.getLogger("isogate.pool.sandbox")
 
@@ -28,6 +30,10 @@ STDERR_LIMIT = 4096  # bytes of a sandbox's stderr kept for the log
 
 class SandboxDied(Exception):
     """The agent's stream ended: the agent or its container is gone."""
+
+
+class NotDelivered(SandboxDied):
+    """The request could not even be written: no handler saw it, so another sandbox may serve it."""
 
 
 def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
@@ -69,9 +75,18 @@ class Sandbox:
 
     @classmethod
     async def create(cls, client: aiodocker.Docker, docker: DockerConfig, pool: str, package: str) -> Sandbox:
-        """Create and start a container, exec the agent once, and wait for its ready frame."""
+        """Create and start a container, exec the agent once, and wait for its ready frame (within
+        engine.CREATE_S: a hung engine raises EngineTimeout rather than hanging the pool)."""
         name = f"isogate-{pool}-{secrets.token_hex(4)}"
-        container = await client.containers.create(container_config(docker, pool), name=name)
+        container = await deadline(client.containers.create(container_config(docker, pool), name=name))
+        try:
+            return await deadline(cls._start(container, package), CREATE_S)
+        except BaseException:
+            await _remove(container)
+            raise
+
+    @classmethod
+    async def _start(cls, container: DockerContainer, package: str) -> Sandbox:
         stream: Stream | None = None
         try:
             await container.start()
@@ -92,7 +107,6 @@ class Sandbox:
         except BaseException:
             if stream is not None:
                 await stream.close()
-            await _remove(container)
             raise
         return sandbox
 
@@ -108,7 +122,10 @@ class Sandbox:
             "entity_id": request.entity_id,
         }
         self.broken = True  # until a whole answer is back: an interrupted call leaves the stream unusable
-        await self._stream.write_in(encode(header, request.body))
+        try:
+            await self._stream.write_in(encode(header, request.body))
+        except Exception as exc:  # the agent died while idle: aiodocker asserts on a closed transport
+            raise NotDelivered(f"the agent's stream is closed ({type(exc).__name__})") from None
         answer = await self._read_frame()
         self.broken = False
         self.idle_since = time.monotonic()
@@ -118,8 +135,8 @@ class Sandbox:
         while True:
             try:
                 frame = decode(self._buffer)
-            except (FrameError, ValueError) as exc:
-                raise SandboxDied(f"corrupt frame stream: {exc}") from None
+            except Exception as exc:  # a bad length, bad JSON, a header nested past the recursion limit
+                raise SandboxDied(f"corrupt frame stream: {type(exc).__name__}") from None
             if frame is not None:
                 return frame
             message = await self._stream.read_out()
@@ -140,21 +157,24 @@ class Sandbox:
             self._stderr.clear()
 
     async def destroy(self) -> None:
-        """Kill and remove the container (its exec stream ends with it)."""
+        """Kill and remove the container (its exec stream ends with it). Never raises."""
         self.broken = True
         try:
-            await self._stream.close()
+            await deadline(self._stream.close())
+        except Exception as exc:  # a stream already broken: the container goes anyway
+            log.debug("sandbox %s stream close: %s", self.id[:12], exc)
         finally:
             await _remove(self.container)
 
 
 async def _remove(container: DockerContainer) -> None:
+    """Force-remove; failures are logged (leftovers of this pool are removed at the next start)."""
     try:
-        await container.delete(force=True)
+        await deadline(container.delete(force=True))
     except aiodocker.DockerError as exc:
         if exc.status != 404:
             log.warning("could not remove container %s: %s", container.id[:12], exc)
-    except OSError as exc:  # the engine went away: the container goes with it, or is cleaned at start-up
+    except (OSError, aiohttp.ClientError, EngineTimeout) as exc:  # the engine went away or hangs
         log.warning("could not remove container %s: %s", container.id[:12], exc)
 
 

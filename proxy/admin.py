@@ -53,7 +53,15 @@ def _executors(gw: Gateway) -> dict[str, object]:
 
 
 async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok", **_executors(request.app[GATEWAY])})
+    """200 ok, or 503 degraded naming why (a load balancer takes this gateway out of rotation)."""
+    gw = request.app[GATEWAY]
+    containers = gw.containers
+    problems = []
+    if gw.config.docker.enabled and (containers is None or not containers.available):
+        reason = containers.reason if containers else "no container pool"
+        problems.append(f"docker decisions cannot run: {reason}")
+    status = {"status": "degraded", "problems": problems} if problems else {"status": "ok"}
+    return json_response({**status, **_executors(gw)}, 503 if problems else 200)
 
 
 async def entity_stats(request: web.Request) -> web.Response:

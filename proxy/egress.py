@@ -39,6 +39,8 @@ def error_response(error: IsogateError) -> web.Response:
     response = json_response({"error": error.code, "detail": error.detail}, error.status)
     if isinstance(error, MethodNotAllowed):
         response.headers["Allow"] = ", ".join(error.allowed)
+    if error.retry_after is not None:
+        response.headers["Retry-After"] = str(error.retry_after)
     if error.status == 413:
         response.force_close()  # the unread body stays unread: the connection cannot be reused
     return response

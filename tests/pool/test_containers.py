@@ -1,6 +1,8 @@
 """The container pool against the real Docker engine: lifecycle, lock-down, faults and recycling."""
 
 import asyncio
+import os
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -8,6 +10,7 @@ from typing import Any
 
 import aiodocker
 import pytest
+from aiodocker.execs import Exec
 
 from conftest import make_config
 from handlers import Request
@@ -211,6 +214,8 @@ async def test_idle_containers_are_recycled_after_idle_ttl(docker_settings: dict
 
 async def test_start_removes_leftovers_and_close_removes_its_own(docker_settings: dict[str, Any]) -> None:
     crashed = await open_pool(docker_settings, warm_pool_size=2)
+    for task in crashed._watchers:  # a crashed gateway no longer supervises (or replaces) anything
+        task.cancel()
     leftovers = labelled(docker_settings["pool_name"])
     assert len(leftovers) == 2  # the "crashed" gateway never closes its pool
     successor = await open_pool(docker_settings, warm_pool_size=1)
@@ -261,5 +266,99 @@ async def test_a_changed_container_spec_replaces_idle_containers(docker_settings
         async with aiodocker.Docker() as client:
             info = await client.containers.get(after[0])
         assert info["HostConfig"]["Memory"] == 128 << 20
+    finally:
+        await pool.aclose()
+
+
+# Deaths and leaks: whatever happens to a sandbox, its slot is released or destroyed, never leaked.
+
+
+def settled(pool: ContainerPool, size: int) -> bool:
+    status = pool.status()
+    return status["busy"] == 0 and status["idle"] == size and status["creating"] == 0
+
+
+async def agent_pid(sandbox_id: str, pool: ContainerPool) -> int:
+    sandbox = next(s for s in pool._idle if s.id == sandbox_id)
+    async with aiodocker.Docker() as client:
+        pid = (await Exec(client, sandbox.exec_id).inspect())["Pid"]
+    assert pid > 1  # never signal a pid that is not the agent's
+    return int(pid)
+
+
+async def test_an_idle_container_killed_from_outside_is_replaced_before_a_request_finds_it(
+    docker_settings: dict[str, Any],
+) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1)
+    try:
+        victim = pool._idle[0].id
+        subprocess.run(["docker", "kill", victim], capture_output=True, check=True)
+        await until(lambda: pool.counts["died_idle"] == 1 and settled(pool, 1))
+        assert pool._idle[0].id != victim
+        assert (await pool.run(job("echo"))).status == 200
+    finally:
+        await pool.aclose()
+
+
+async def test_an_idle_agent_killed_costs_no_request_and_leaks_no_slot(
+    docker_settings: dict[str, Any],
+) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=2)
+    try:
+        for _ in range(10):  # ten deaths used to leave every slot busy for good
+            await until(lambda: settled(pool, 1))
+            os.kill(await agent_pid(pool._idle[0].id, pool), signal.SIGKILL)
+            await asyncio.sleep(0.2)  # let the engine close the exec stream
+            assert (await pool.run(job("echo"))).status == 200  # served by another sandbox
+        await until(lambda: settled(pool, 1))
+        assert pool.counts["died_idle"] == 10 and pool.status()["size"] == 1
+    finally:
+        await pool.aclose()
+
+
+async def test_a_frame_nested_past_the_recursion_limit_destroys_the_sandbox(pool: ContainerPool) -> None:
+    with pytest.raises(SandboxCrashed):
+        await pool.run(job("nested_frame"))
+    await until(lambda: settled(pool, 2))
+    assert pool.counts["crashes"] == 1
+    assert (await pool.run(job("echo"))).status == 200
+
+
+# Waiting for a container: oldest first, bounded, refused fast past the bound.
+
+
+async def test_a_freed_container_goes_to_the_oldest_waiter(docker_settings: dict[str, Any]) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=1)
+    finished: list[int] = []
+
+    async def request(number: int) -> None:
+        await pool.run(job("sleep", s="0.15"))
+        finished.append(number)
+
+    try:
+        tasks = []
+        for number in range(6):
+            tasks.append(asyncio.create_task(request(number)))
+            await asyncio.sleep(0.03)  # arrivals spaced apart: each joins the queue after the last
+        await asyncio.gather(*tasks)
+        assert finished == list(range(6))
+    finally:
+        await pool.aclose()
+
+
+async def test_past_max_waiting_a_request_is_refused_at_once_with_retry_after(
+    docker_settings: dict[str, Any],
+) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=1, max_waiting=1)
+    try:
+        busy = asyncio.create_task(pool.run(job("sleep", s="1")))
+        await until(lambda: pool.status()["busy"] == 1)
+        waiting = asyncio.create_task(pool.run(job("echo")))
+        await until(lambda: pool.status()["waiting"] == 1)
+        with pytest.raises(PoolExhausted, match="docker.max_waiting") as refused:
+            await pool.run(job("echo"))
+        assert refused.value.retry_after == 1 and not busy.done()
+        assert (await busy).status == 200 and (await waiting).status == 200
+        assert pool.counts["refused"] == 1
     finally:
         await pool.aclose()

@@ -86,8 +86,11 @@ async def test_docker_decisions_fail_closed_when_the_engine_is_unreachable(gatew
     assert anonymous.headers["X-Isogate-Mode"] == "docker"
     trusted = await client.get("/echo", headers=bearer("known", trust="trusted"))
     assert trusted.status == 200 and trusted.headers["X-Isogate-Mode"] == "thread"
-    health = await (await client.get("/healthz")).json()
+    answer = await client.get("/healthz")
+    health = await answer.json()
+    assert (answer.status, health["status"]) == (503, "degraded")
     assert health["docker"]["available"] is False and "unreachable" in health["docker"]["reason"]
+    assert "docker decisions cannot run" in health["problems"][0]
 
 
 async def test_hybrid_with_docker_disabled_runs_threads_and_warns_once(

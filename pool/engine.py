@@ -1,0 +1,27 @@
+"""Deadlines on Docker engine calls. aiodocker's client has no total timeout, so a hung engine would freeze
+whatever awaits it (the supervisor, refills, the crash path, shutdown); every call the pool makes goes
+through `deadline` instead."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+CALL_S = 10.0  # one API call: list, inspect, kill, delete, version
+CREATE_S = 30.0  # create + start + exec + the agent's ready frame
+
+
+class EngineTimeout(Exception):
+    """The engine did not answer within the deadline."""
+
+
+async def deadline(call: Awaitable[T], seconds: float = CALL_S) -> T:
+    """Await one engine call; EngineTimeout when it takes longer than `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            return await call
+    except TimeoutError:
+        raise EngineTimeout(f"the docker engine did not answer within {seconds:.0f} s") from None
