@@ -155,11 +155,18 @@ class LimitsConfig:
 
 @dataclass(frozen=True, slots=True)
 class ThreadPoolConfig:
+    """Threads share the gateway's process and cannot be killed: each caller gets a share of the workers
+    (`max_per_entity`, past it 429) and the queue in front of them is bounded (`max_queue`, past it 503)."""
+
     min_workers: int = 2
     max_workers: int = 8
+    max_per_entity: int = 2
+    max_queue: int = 64
 
     def __post_init__(self) -> None:
         require(self.max_workers >= 1, "max_workers", "must be >= 1")
+        require(self.max_per_entity >= 1, "max_per_entity", "must be >= 1")
+        require(self.max_queue >= 0, "max_queue", "must be >= 0")
         require(
             0 <= self.min_workers <= self.max_workers,
             "min_workers",

@@ -77,6 +77,8 @@ def decide(
     if config.execution_mode is not ExecutionMode.HYBRID:
         return Decision(Action(config.execution_mode.value), level, f"execution_mode {config.execution_mode}")
     action, reason = _hybrid(level, triggers(risk, identity, route, config))
+    if route.heavy and identity.untrusted:  # CPU-heavy work from a stranger would starve the shared pool
+        action, reason = Action.DOCKER, "heavy route, untrusted caller"
     if action is Action.THREAD and memory_pressure:
         action, reason = Action.DOCKER, "gateway over its memory limit"
     if action is Action.DOCKER and not config.docker.enabled:

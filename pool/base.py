@@ -61,6 +61,20 @@ class PoolExhausted(ExecutorError):
     code = "pool_exhausted"
 
 
+class ThreadPoolFull(ExecutorError):
+    """Every worker is busy and `thread_pool.max_queue` jobs already wait: refused rather than queued."""
+
+    status = 503
+    code = "thread_pool_full"
+
+
+class EntityBusy(ExecutorError):
+    """This caller already holds `thread_pool.max_per_entity` workers."""
+
+    status = 429
+    code = "too_many_concurrent_requests"
+
+
 class SandboxCrashed(ExecutorError):
     """The container or its agent died mid-request; the container is replaced."""
 

@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from handlers import Request, Response, to_response
-from pool.base import ExecutionTimeout, HandlerFailed, Job
+from pool.base import ExecutionTimeout, HandlerFailed, Job, ThreadPoolFull
 from pool.registry import Handle, HandlerRegistry
 
 log = logging.getLogger("isogate.pool.thread")
@@ -23,8 +23,11 @@ def _call(handle: Handle, request: Request) -> Response:
 
 
 class ThreadExecutor:
-    def __init__(self, registry: HandlerRegistry, min_workers: int, max_workers: int) -> None:
+    def __init__(
+        self, registry: HandlerRegistry, min_workers: int, max_workers: int, max_queue: int = 64
+    ) -> None:
         self._registry = registry
+        self.max_queue = max_queue
         self._pool = ThreadPoolExecutor(max_workers, thread_name_prefix="isogate-handler")
         self._lock = threading.Lock()
         self.size = max_workers
@@ -38,8 +41,9 @@ class ThreadExecutor:
             for _ in range(count):
                 self._pool.submit(barrier.wait, 5.0)
 
-    def resize(self, min_workers: int, max_workers: int) -> None:
+    def resize(self, min_workers: int, max_workers: int, max_queue: int) -> None:
         """A new pool for new jobs; jobs already running finish in the old one, which then goes away."""
+        self.max_queue = max_queue
         if max_workers == self.size:
             return
         old, self._pool = self._pool, ThreadPoolExecutor(max_workers, thread_name_prefix="isogate-handler")
@@ -54,6 +58,11 @@ class ThreadExecutor:
     async def run(self, job: Job) -> Response:
         handle = self._registry.get(job.handler)
         with self._lock:
+            if self.busy >= self.size + self.max_queue:  # workers busy, queue full: refuse at once
+                raise ThreadPoolFull(
+                    f"all {self.size} workers are busy and {self.max_queue} jobs wait (thread_pool.max_queue)",
+                    retry_after=1,
+                )
             self.busy += 1
         future = self._pool.submit(_call, handle, job.request)
         future.add_done_callback(self._finished)

@@ -65,7 +65,8 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     job = Job(route.handler, handler_request(incoming, identity), config.limits.execution.max_time_ms / 1000)
     started = time.perf_counter()
     try:
-        response = await gw.execute(Mode(trace.decision.action.value), job, identity.entity_id)
+        mode = Mode(trace.decision.action.value)
+        response = await gw.execute(mode, job, identity.entity_id, identity.untrusted)
     finally:
         trace.exec_ms = (time.perf_counter() - started) * 1000
     return to_web_response(response)
@@ -121,7 +122,7 @@ async def live_reload(app: web.Application) -> AsyncIterator[None]:
 async def thread_executor(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     pool = gw.config.thread_pool
-    executor = ThreadExecutor(gw.registry, pool.min_workers, pool.max_workers)
+    executor = ThreadExecutor(gw.registry, pool.min_workers, pool.max_workers, pool.max_queue)
     gw.executors[Mode.THREAD] = executor
     yield
     await executor.aclose()

@@ -21,7 +21,7 @@ from policy.decision import Decision
 from policy.errors import ConfigError
 from policy.profile import ProfileBuilder, observe
 from policy.risk import Factor, RiskInput, RiskScore
-from pool.base import Executor, Job, MemoryLimitExceeded
+from pool.base import EntityBusy, Executor, Job, MemoryLimitExceeded
 from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry, UnknownHandler
@@ -65,14 +65,22 @@ class Gateway:
     def memory_pressure(self) -> bool:
         return self.memory.over
 
-    async def execute(self, mode: Mode, job: Job, entity: str) -> Response:
-        """Run `job` on the executor for `mode`, tracking thread jobs per entity for the memory monitor."""
+    async def execute(self, mode: Mode, job: Job, entity: str, untrusted: bool = True) -> Response:
+        """Run `job` on the executor for `mode`, tracking thread jobs per entity for the memory monitor.
+        An untrusted caller holds at most `thread_pool.max_per_entity` workers; trusted tokens are vouched
+        for by the operator and bounded only by the pool's queue."""
         if mode is not Mode.THREAD:
             try:
                 return await self.executors[mode].run(job)
             except MemoryLimitExceeded:
                 self.stats.violation(entity)
                 raise
+        share = self.config.thread_pool.max_per_entity
+        if untrusted and self.inflight_threads[entity] >= share:
+            raise EntityBusy(
+                f"{share} of your requests already run in the thread pool (thread_pool.max_per_entity)",
+                retry_after=1,
+            )
         self.inflight_threads[entity] += 1
         try:
             return await self.executors[mode].run(job)
@@ -98,7 +106,8 @@ class Gateway:
         self.generation += 1
         self.loaded_at, self.source_sha256, self.last_error = time.time(), sha256, None
         if self.thread is not None:
-            self.thread.resize(config.thread_pool.min_workers, config.thread_pool.max_workers)
+            pool = config.thread_pool
+            self.thread.resize(pool.min_workers, pool.max_workers, pool.max_queue)
         if self.containers is not None:
             self.containers.reconfigure(config.docker)
         self.memory.limit_mb = config.limits.memory_limit_mb

@@ -133,3 +133,13 @@ def test_caller_factors_alone_are_not_suspicious_content() -> None:
     quiet = hybrid(hybrid={"docker_for": {"new": False}})
     decision = decide(risk(55, "new_entity", "ip_flagged"), TRUSTED, PLAIN, quiet)
     assert decision.action is Action.THREAD and decision.band is Band.MEDIUM
+
+
+@pytest.mark.parametrize("triggers_on", [True, False])
+def test_a_heavy_route_never_runs_in_a_thread_for_an_untrusted_caller(triggers_on: bool) -> None:
+    config = hybrid(
+        hybrid={"docker_for": dict.fromkeys(("untrusted", "high_resource", "suspicious", "new"), triggers_on)}
+    )
+    assert decide(risk(0), ANONYMOUS, HEAVY, config).action is Action.DOCKER  # even at score 0
+    assert decide(risk(0), TRUSTED, HEAVY, config).action is Action.THREAD
+    assert decide(risk(0), ANONYMOUS, PLAIN, config).action is Action.THREAD

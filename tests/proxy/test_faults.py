@@ -103,3 +103,35 @@ async def test_hybrid_with_docker_disabled_runs_threads_and_warns_once(
             assert response.status == 200 and response.headers["X-Isogate-Mode"] == "thread"
     warnings = [r for r in caplog.records if "docker.enabled is false" in r.getMessage()]
     assert len(warnings) == 1
+
+
+# The thread pool is shared: one caller gets a share of it, and a full pool refuses instead of queueing.
+
+
+async def test_an_untrusted_caller_holds_at_most_its_share_and_others_keep_being_served(
+    gateway: Gateway,
+) -> None:
+    client = await gateway({"routes": ROUTES, "thread_pool": {"max_workers": 4, "max_per_entity": 2}})
+    greedy = [asyncio.create_task(client.get("/sleep?s=1.0")) for _ in range(8)]  # one anonymous caller
+    await asyncio.sleep(0.3)
+    trusted = await client.get("/echo", headers=bearer("other", trust="trusted"))
+    assert trusted.status == 200
+    answers = [await task for task in greedy]
+    statuses = sorted(answer.status for answer in answers)
+    assert statuses == [200, 200] + [429] * 6
+    refused = next(answer for answer in answers if answer.status == 429)
+    assert (await refused.json())["error"] == "too_many_concurrent_requests"
+    assert refused.headers["Retry-After"] == "1"
+
+
+async def test_a_full_thread_pool_refuses_at_once_with_503(gateway: Gateway) -> None:
+    client = await gateway({"routes": ROUTES, "thread_pool": {"max_workers": 1, "max_queue": 1}})
+    held = [
+        asyncio.create_task(client.get("/sleep?s=0.7", headers=bearer(f"caller{i}", trust="trusted")))
+        for i in range(2)
+    ]
+    await asyncio.sleep(0.3)  # one runs, one waits in the queue
+    refused = await client.get("/echo", headers=bearer("late", trust="trusted"))
+    assert (refused.status, (await refused.json())["error"]) == (503, "thread_pool_full")
+    assert refused.headers["Retry-After"] == "1" and not any(task.done() for task in held)
+    assert [(await task).status for task in held] == [200, 200]
