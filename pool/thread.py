@@ -60,7 +60,7 @@ class ThreadExecutor:
         with self._lock:
             if self.busy >= self.size + self.max_queue:  # workers busy, queue full: refuse at once
                 raise ThreadPoolFull(
-                    f"all {self.size} workers are busy and {self.max_queue} jobs wait (thread_pool.max_queue)",
+                    f"all {self.size} workers busy, {self.max_queue} jobs waiting (thread_pool.max_queue)",
                     retry_after=1,
                 )
             self.busy += 1
