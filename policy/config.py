@@ -44,6 +44,9 @@ class ServerConfig:
     host: str = "127.0.0.1"
     port: int = 8080
     max_body_bytes: int = 1024 * 1024
+    body_timeout_s: float = 30.0  # a whole body must arrive within this...
+    body_grace_s: float = 5.0  # ...and, after this, at min_body_rate bytes a second or faster
+    min_body_rate: int = 1024
     trusted_proxies: tuple[str, ...] = ()
     debug_headers: bool = False
     watch_config: bool = (
@@ -54,6 +57,9 @@ class ServerConfig:
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "port", "must be within 0..65535")
         require(self.max_body_bytes >= 0, "max_body_bytes", "must be >= 0")
+        require(self.body_timeout_s > 0, "body_timeout_s", "must be > 0")
+        require(self.body_grace_s >= 0, "body_grace_s", "must be >= 0")
+        require(self.min_body_rate >= 1, "min_body_rate", "must be >= 1")
         derive(self, "proxies", ip_set("trusted_proxies", self.trusted_proxies))
 
 

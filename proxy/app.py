@@ -54,7 +54,7 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     if route.auth is RouteAuth.REQUIRED and not identity.authenticated:
         raise MissingToken(f"route {route.path} needs Authorization: Bearer <token>")
     max_body = config.server.max_body_bytes if route.max_body_bytes is None else route.max_body_bytes
-    incoming = await read_incoming(request, ip, max_body)
+    incoming = await read_incoming(request, ip, max_body, config.server)
     history = gw.stats.history(identity.entity_id)
     inp = RiskInput(incoming, identity, history, route, config.risk.max_scan_bytes)
     trace.risk = score(inp, config, gw.plugins)

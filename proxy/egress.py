@@ -41,6 +41,6 @@ def error_response(error: IsogateError) -> web.Response:
         response.headers["Allow"] = ", ".join(error.allowed)
     if error.retry_after is not None:
         response.headers["Retry-After"] = str(error.retry_after)
-    if error.status == 413:
+    if error.status in (408, 413, 499):
         response.force_close()  # the unread body stays unread: the connection cannot be reused
     return response

@@ -22,3 +22,17 @@ class Forbidden(IsogateError):
 class PayloadTooLarge(IsogateError):
     status = 413
     code = "payload_too_large"
+
+
+class BodyTimeout(IsogateError):
+    """The body did not arrive within `server.body_timeout_s`, or slower than `server.min_body_rate`."""
+
+    status = 408
+    code = "body_timeout"
+
+
+class ClientClosedRequest(IsogateError):
+    """The client went away before its request was read (nginx's 499): counted, never charged as a failure."""
+
+    status = 499
+    code = "client_closed_request"

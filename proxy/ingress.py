@@ -2,37 +2,56 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from handlers import Request
+from policy.config import ServerConfig
 from policy.identity import Identity
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
-from proxy.errors import PayloadTooLarge
-
-CHUNK = 64 * 1024
+from proxy.errors import BodyTimeout, ClientClosedRequest, PayloadTooLarge
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` (never read past it)."""
+async def read_body(request: web.Request, limit: int, server: ServerConfig) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed `limit` (never read past it), with 408
+    when it takes longer than `server.body_timeout_s` or, after `body_grace_s`, arrives slower than
+    `server.min_body_rate` bytes a second (a slow-upload client holds a connection and memory)."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
+    loop = asyncio.get_running_loop()
+    started = loop.time()
     body = bytearray()
-    async for chunk in request.content.iter_chunked(CHUNK):
-        body += chunk
-        if len(body) > limit:
-            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-    return bytes(body)
+    try:
+        while True:
+            rate_deadline = started + server.body_grace_s + len(body) / server.min_body_rate
+            async with asyncio.timeout_at(min(started + server.body_timeout_s, rate_deadline)):
+                chunk = await request.content.readany()
+            if not chunk:
+                return bytes(body)
+            body += chunk
+            if len(body) > limit:
+                raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+    except TimeoutError:
+        raise BodyTimeout(
+            f"body not received in time: {len(body)} bytes after {loop.time() - started:.1f} s"
+            f" (server.body_timeout_s {server.body_timeout_s}, min_body_rate {server.min_body_rate} B/s)"
+        ) from None
+    except ConnectionError:
+        raise ClientClosedRequest("the client closed the connection while sending the body") from None
 
 
-async def read_incoming(request: web.Request, client_ip: str, max_body: int) -> Incoming:
+async def read_incoming(
+    request: web.Request, client_ip: str, max_body: int, server: ServerConfig
+) -> Incoming:
     return Incoming(
         method=request.method,
         path=request.path,
         target=request.raw_path,
         query=tuple(request.query.items()),
         headers=tuple((name.lower(), value) for name, value in request.headers.items()),
-        body=await read_body(request, max_body),
+        body=await read_body(request, max_body, server),
         client_ip=client_ip,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import logging
 import secrets
@@ -13,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from policy.errors import IsogateError
 from proxy.egress import error_response
+from proxy.errors import ClientClosedRequest
 from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
 from proxy.stats import REJECTED, Outcome
 
@@ -36,6 +38,10 @@ async def pipeline_middleware(request: web.Request, handler: Handler) -> web.Str
     request[TRACE] = trace
     try:
         response = await handler(request)
+    except asyncio.CancelledError:  # aiohttp cancels a handler whose client left (handler_cancellation)
+        gone = ClientClosedRequest("the client closed the connection before the answer")
+        finish(request.app[GATEWAY], trace, request.method, error_response(gone))
+        raise
     except IsogateError as exc:
         response = error_response(exc)
     except web.HTTPException as exc:
