@@ -202,6 +202,7 @@ def version(n: int) -> dict[str, Any]:
         "execution_mode": "hybrid",
         "hybrid": {"risk_thresholds": {"low": 10 + n, "medium": 70, "high": 90}},
         "ip_lists": {"deny": [f"198.51.100.{n % 10}"]},
+        "thread_pool": {"max_per_entity": 8},  # the 4 load workers are one anonymous caller
         "routes": routes,
     }
 
