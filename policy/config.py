@@ -47,6 +47,8 @@ class ServerConfig:
     body_timeout_s: float = 30.0  # a whole body must arrive within this...
     body_grace_s: float = 5.0  # ...and, after this, at min_body_rate bytes a second or faster
     min_body_rate: int = 1024
+    max_connections: int = 1024  # open client connections in all; past it 503 and closed
+    max_connections_per_ip: int = 64  # per client address (trusted_proxies exempt)
     trusted_proxies: tuple[str, ...] = ()
     debug_headers: bool = False
     watch_config: bool = (
@@ -60,6 +62,8 @@ class ServerConfig:
         require(self.body_timeout_s > 0, "body_timeout_s", "must be > 0")
         require(self.body_grace_s >= 0, "body_grace_s", "must be >= 0")
         require(self.min_body_rate >= 1, "min_body_rate", "must be >= 1")
+        require(self.max_connections >= 1, "max_connections", "must be >= 1")
+        require(self.max_connections_per_ip >= 1, "max_connections_per_ip", "must be >= 1")
         derive(self, "proxies", ip_set("trusted_proxies", self.trusted_proxies))
 
 

@@ -9,11 +9,11 @@ import sys
 from pathlib import Path
 
 import uvloop
-from aiohttp import web
 
 from policy.errors import ConfigError
 from proxy.app import create_app
 from proxy.loader import ConfigSource, load, load_factors
+from proxy.server import serve
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,19 +32,11 @@ def main(argv: list[str] | None = None) -> None:
         app = create_app(config, load_factors(loaded), source=loaded)
     except ConfigError as exc:
         sys.exit(f"isogate: refusing to start: {exc}")
-    web.run_app(
-        app,
-        host=config.server.host,
-        port=config.server.port,
-        access_log=None,  # every request already gets one structured decision line
-        loop=uvloop.new_event_loop(),
-        print=lambda _: logging.getLogger("isogate").info(
-            "listening on http://%s:%d (mode %s)",
-            config.server.host,
-            config.server.port,
-            config.execution_mode.value,
-        ),
+    host, port = config.server.host, config.server.port
+    ready = lambda: logging.getLogger("isogate").info(  # noqa: E731
+        "listening on http://%s:%d (mode %s)", host, port, config.execution_mode.value
     )
+    uvloop.run(serve(app, host, port, ready))
 
 
 if __name__ == "__main__":

@@ -25,6 +25,10 @@ _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count(1)
 
 
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
+
+
 def _http_error(exc: web.HTTPException) -> IsogateError:
     error = IsogateError(exc.text or exc.reason)
     error.status = exc.status
@@ -34,7 +38,7 @@ def _http_error(exc: web.HTTPException) -> IsogateError:
 
 @web.middleware
 async def pipeline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    trace = Trace(request_id=f"{_ID_PREFIX}{next(_ID_COUNTER):016x}", started=time.perf_counter())
+    trace = Trace(request_id=new_request_id(), started=time.perf_counter())
     request[TRACE] = trace
     try:
         response = await handler(request)

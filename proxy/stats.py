@@ -80,6 +80,7 @@ class Stats:
         self.by_band: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
         self.violations = 0
+        self.malformed = 0  # requests aiohttp's parser refused (counted, no entity charged)
         self._latency: dict[str, deque[float]] = {}
 
     def entity(self, entity: str) -> EntityStats | None:
@@ -109,6 +110,13 @@ class Stats:
         samples = self._latency.setdefault(outcome.mode, deque(maxlen=self._config.latency_samples))
         samples.append(outcome.elapsed_ms)
 
+    def refused(self, status: int) -> None:
+        """A request the HTTP parser refused: counted gateway-wide, charged to no entity."""
+        self.total += 1
+        self.malformed += 1
+        self.by_mode[REJECTED] += 1
+        self.by_status[f"{status // 100}xx"] += 1
+
     def violation(self, entity: str) -> None:
         self._touch(entity).violations += 1
         self.violations += 1
@@ -121,6 +129,7 @@ class Stats:
                 "by_mode": dict(self.by_mode),
                 "by_risk_band": dict(self.by_band),
                 "by_status": dict(self.by_status),
+                "malformed": self.malformed,
             },
             "latency_ms": {mode: percentiles(samples) for mode, samples in self._latency.items()},
             "entities": {

@@ -1,0 +1,182 @@
+"""Serving: aiohttp's server with the gateway's answer to what aiohttp's own HTTP parser refuses, and caps on
+connections per client address and in all.
+
+aiohttp answers a request its parser refuses (a 100 KB request line, 10,000 headers, Content-Length with
+Transfer-Encoding, bad chunking) with a plain-text 400 that echoes the input, logs an ERROR traceback each
+time, and never reaches the middleware. Here those get the gateway's JSON error (400 or 431) naming the
+problem without echoing it, one log line, a request id, and a count in /stats. aiohttp has no hook for the
+connection class, so the runner swaps its server's class for one that makes `GatewayConnection`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, cast
+
+import orjson
+from aiohttp import http_exceptions, web, web_protocol
+
+from policy.errors import IsogateError
+from proxy.egress import error_response
+from proxy.gateway import GATEWAY, Gateway
+from proxy.middleware import new_request_id
+
+log = logging.getLogger("isogate.http")
+
+# (exception type, words in aiohttp's message) -> (status, code, what the client is told). First match wins.
+REFUSALS: list[tuple[type[Exception], str, int, str, str]] = [
+    (http_exceptions.BadHttpMessage, "too many headers", 431, "header_fields_too_large", "too many headers"),
+    (
+        http_exceptions.LineTooLong,
+        "",
+        431,
+        "header_fields_too_large",
+        "the request line or a header field is longer than the gateway accepts (8190 bytes)",
+    ),
+    (
+        http_exceptions.BadHttpMessage,
+        "transfer-encoding can't be present with content-length",
+        400,
+        "malformed_request",
+        "both Content-Length and Transfer-Encoding: ambiguous framing (request smuggling)",
+    ),
+    (http_exceptions.TransferEncodingError, "", 400, "malformed_request", "malformed chunked body"),
+    (http_exceptions.BadHttpMessage, "chunk", 400, "malformed_request", "malformed chunked body"),
+    (http_exceptions.BadStatusLine, "", 400, "malformed_request", "not an HTTP/1.x request line"),
+    (http_exceptions.InvalidHeader, "", 400, "malformed_request", "a malformed header"),
+]
+
+
+def refusal(exc: BaseException | None) -> tuple[int, str, str]:
+    """(status, code, detail) for a request aiohttp's parser refused; never echoes the input."""
+    text = str(exc).lower()
+    for kind, words, status, code, detail in REFUSALS:
+        if isinstance(exc, kind) and words in text:
+            return status, code, detail
+    return 400, "malformed_request", "malformed HTTP request"
+
+
+class TooManyConnections(IsogateError):
+    status = 503
+    code = "too_many_connections"
+
+
+class GatewayConnection(web_protocol.RequestHandler):
+    """One client connection: parser refusals answered as JSON, and the connection caps enforced."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        server = self._server()
+        refused = server.admit(self, transport)
+        if refused is not None:
+            body = orjson.dumps({"error": refused.code, "detail": refused.detail})
+            head = (
+                f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
+            )
+            transport.write(head.encode() + body)  # type: ignore[attr-defined]
+            transport.close()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._server().release(self)
+        super().connection_lost(exc)
+
+    def _server(self) -> GatewayServer:
+        return cast(GatewayServer, self._manager)  # set until connection_lost, which calls this first
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        if request.writer.output_size > 0:  # the answer has begun: the connection is all that can go
+            raise ConnectionError("response already started") from exc
+        if status == 500:  # an error past the middleware (it answers everything else): no details out
+            code, detail = "internal_error", "the gateway failed to process this request"
+            log.error("unhandled error outside the pipeline: %s", type(exc).__name__)
+        else:
+            status, code, detail = refusal(exc)
+        error = IsogateError(detail)
+        error.status, error.code = status, code
+        response = error_response(error)
+        response.force_close()
+        request_id = new_request_id()
+        response.headers["X-Request-Id"] = request_id
+        gateway = self._server().gateway
+        if gateway is not None:
+            gateway.stats.refused(status)
+        remote = request.remote or "unknown"
+        log.info(orjson.dumps({"request_id": request_id, "remote": remote, "status": status, "error": code}))
+        return response
+
+
+class GatewayServer(web.Server):
+    """aiohttp's server, counting connections per client address (see `admit`)."""
+
+    gateway: Gateway | None
+    per_address: Counter[str]
+    addresses: dict[int, str]
+
+    def __call__(self) -> GatewayConnection:
+        return GatewayConnection(self, loop=self._loop, **self._kwargs)
+
+    def admit(
+        self, connection: GatewayConnection, transport: asyncio.BaseTransport
+    ) -> TooManyConnections | None:
+        """Count a new connection; the error to answer with when it is over a cap (it is then closed)."""
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if peer else "unknown"
+        self.addresses[id(connection)] = address
+        self.per_address[address] += 1
+        if self.gateway is None:
+            return None
+        server = self.gateway.config.server
+        total = sum(self.per_address.values())
+        if total > server.max_connections:
+            return TooManyConnections(f"the gateway holds server.max_connections ({server.max_connections})")
+        if address not in server.proxies and self.per_address[address] > server.max_connections_per_ip:
+            return TooManyConnections(
+                f"{address} holds server.max_connections_per_ip ({server.max_connections_per_ip}) connections"
+            )
+        return None
+
+    def release(self, connection: GatewayConnection) -> None:
+        address = self.addresses.pop(id(connection), None)
+        if address is not None:
+            self.per_address[address] -= 1
+            if not self.per_address[address]:
+                del self.per_address[address]
+
+
+class GatewayRunner(web.AppRunner):
+    """An AppRunner whose server is a GatewayServer."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()
+        server.__class__ = GatewayServer  # aiohttp has no hook for its connection class
+        assert isinstance(server, GatewayServer)
+        server.gateway = self.app[GATEWAY]
+        server.per_address, server.addresses = Counter(), {}
+        return server
+
+
+async def serve(app: web.Application, host: str, port: int, ready: Callable[[], Any]) -> None:
+    """Serve `app` on host:port until SIGINT or SIGTERM, then shut down cleanly."""
+    runner = GatewayRunner(app, access_log=None)  # every request already gets one structured line
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await web.TCPSite(runner, host, port).start()
+        ready()
+        await stop.wait()
+    finally:
+        await runner.cleanup()
