@@ -18,6 +18,7 @@ PUBLIC_KEY_ALGORITHMS = frozenset(
 )
 HANDLER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a module name, never a path
 MEMORY_SIZE = re.compile(r"(\d+)([bkmg]?)", re.IGNORECASE)
+ENTITY_BYTES = 320  # one entity's history with its table entry, measured (proxy/stats.py: ~290 B of RSS)
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -254,8 +255,13 @@ class Config:
     ip_lists: IpListsConfig = field(default_factory=IpListsConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     routes: tuple[RouteConfig, ...] = ()
+    entity_capacity: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # The entity table may take at most a quarter of the memory limit, whatever stats.max_entities
+        # says: it grows with every new caller, and must never push the gateway into memory pressure.
+        budget = self.limits.memory_limit_mb * (1 << 20) // 4 // ENTITY_BYTES
+        derive(self, "entity_capacity", max(1, min(self.stats.max_entities, budget)))
         factors = set(self.risk.weights) | {custom.name for custom in self.risk.custom_factors}
         for i, route in enumerate(self.routes):
             for name in route.weights:

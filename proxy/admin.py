@@ -66,7 +66,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 async def entity_stats(request: web.Request) -> web.Response:
     gw, caller = request.app[GATEWAY], _caller(request)
-    figures = (gw.stats.entity(caller.entity_id) or EntityStats(window=1)).as_api()
+    figures = (gw.stats.entity(caller.entity_id) or EntityStats()).as_api()
     return json_response(
         {"entityId": caller.entity_id, "stats": figures, "currentMode": gw.config.execution_mode.value}
     )

@@ -83,7 +83,7 @@ def create_app(
         config=config,
         registry=HandlerRegistry(config.handlers_package),
         plugins=plugins or {},
-        stats=Stats(config.stats, config.risk.history_window),
+        stats=Stats(config.stats, config.risk.history_window, config.entity_capacity),
         memory=MemoryWatch(config.limits.memory_limit_mb),
     )
     gateway.check_handlers(config)

@@ -30,6 +30,8 @@ from proxy.loader import Loaded
 from proxy.stats import Stats
 
 log = logging.getLogger("isogate.gateway")
+GROWTH_MIN_MB = 8.0  # RSS growth between two memory checks that can be charged to callers...
+GROWTH_SHARE = 0.1  # ...or this share of limits.memory_limit_mb, whichever is larger
 
 
 @dataclass
@@ -50,6 +52,7 @@ class Gateway:
     learn_into: Path | None = None
     _writes: set[asyncio.Task[None]] = field(default_factory=set)
     inflight_threads: Counter[str] = field(default_factory=Counter)  # entity -> thread jobs running
+    _ran: set[str] = field(default_factory=set)  # entities with thread jobs since the last memory check
 
     @property
     def thread(self) -> ThreadExecutor | None:
@@ -82,6 +85,7 @@ class Gateway:
                 retry_after=1,
             )
         self.inflight_threads[entity] += 1
+        self._ran.add(entity)
         try:
             return await self.executors[mode].run(job)
         finally:
@@ -153,11 +157,22 @@ class Gateway:
             log.info("profile learned from %d requests: writing %s", config.risk.profile.learn_requests, path)
 
     def check_memory(self) -> None:
-        """Sample RSS; over the limit, charge a violation to every entity with a thread job running."""
-        if not self.memory.check():
+        """Sample RSS. Over the limit, a resource violation is charged only for growth this check saw (at
+        least GROWTH_SHARE of the limit since the last check) and only to entities that ran thread jobs in
+        that interval: memory that was already there, or that grew while no thread job ran (the gateway's
+        own tables, say), is charged to no caller. Threads share one heap, so this is the best attribution
+        a process can make; isolation is what containers are for."""
+        before, ran = self.memory.rss_mb, self._ran
+        over = self.memory.check()
+        self._ran = set(self.inflight_threads)  # jobs still running count for the next interval too
+        if not over:
             return
         log.warning("Memory limit exceeded: %.0fMB / %dMB", self.memory.rss_mb, self.memory.limit_mb)
-        for entity in list(self.inflight_threads):
+        grew = self.memory.rss_mb - before
+        if grew < max(GROWTH_MIN_MB, GROWTH_SHARE * self.memory.limit_mb):
+            return
+        for entity in ran:
+            log.warning("memory grew %.0fMB while %s ran a thread job: resource violation", grew, entity)
             self.stats.violation(entity)
 
 

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import time
 
+import psutil
 import pytest
 
 from conftest import Gateway, bearer
@@ -38,25 +39,40 @@ async def test_handler_exception_is_500_with_the_type_and_no_traceback(gateway: 
     assert "hunter2" not in await response.text() and "Traceback" not in await response.text()
 
 
-async def test_memory_over_the_limit_charges_in_flight_thread_entities(
+async def test_memory_already_over_the_limit_is_logged_but_charged_to_no_caller(
     gateway: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
     limits = {"memory_limit_mb": 1, "memory_check_interval_ms": 50}
     client = await gateway({"routes": ROUTES, "limits": limits})
     with caplog.at_level(logging.WARNING, logger="isogate.gateway"):
-        slow = asyncio.create_task(client.get("/sleep?s=0.4", headers=bearer("hog")))
-        await asyncio.sleep(0.3)
+        slow = asyncio.create_task(client.get("/sleep?s=0.4", headers=bearer("sleeper")))
         assert (await slow).status == 200
     assert any(
         "Memory limit exceeded:" in r.getMessage() and r.getMessage().endswith("MB / 1MB")
         for r in caplog.records
     )
-    own = await (await client.get("/api/stats", headers=bearer("hog"))).json()
-    assert own["stats"]["resourceViolations"] >= 1
-    idle = await (await client.get("/api/stats", headers=bearer("idle"))).json()
-    assert idle["stats"]["resourceViolations"] == 0
+    own = await (await client.get("/api/stats", headers=bearer("sleeper"))).json()
+    assert own["stats"]["resourceViolations"] == 0  # its job did not grow the process
     admin = await (await client.get("/stats", headers=bearer("ops", role="admin"))).json()
     assert admin["memory"]["over_limit"] is True
+
+
+async def test_a_thread_job_that_grows_memory_past_the_limit_is_charged_and_no_one_else(
+    gateway: Gateway,
+) -> None:
+    rss_mb = psutil.Process().memory_info().rss / 2**20
+    limits = {"memory_limit_mb": int(rss_mb) + 40, "memory_check_interval_ms": 50}
+    client = await gateway(
+        {"routes": [*ROUTES, {"path": "/hold", "handler": "memory_hold"}], "limits": limits}
+    )
+    assert (await client.get("/echo", headers=bearer("bystander"))).status == 200
+    await asyncio.sleep(0.3)  # a few memory checks: the bystander's job is in an earlier interval
+    hog = await client.get("/hold?mb=200&s=0.5", headers=bearer("hog"))
+    assert hog.status == 200
+    own = await (await client.get("/api/stats", headers=bearer("hog"))).json()
+    assert own["stats"]["resourceViolations"] >= 1
+    other = await (await client.get("/api/stats", headers=bearer("bystander"))).json()
+    assert other["stats"]["resourceViolations"] == 0
 
 
 async def test_memory_pressure_sends_hybrid_thread_work_to_docker(gateway: Gateway) -> None:
