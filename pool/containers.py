@@ -35,7 +35,7 @@ from pool.base import (
 from pool.engine import EngineTimeout, deadline
 from pool.metrics import percentiles
 from pool.oom import OomWatch
-from pool.sandbox import LABEL, NotDelivered, Sandbox, SandboxDied, container_config, to_response
+from pool.sandbox import LABEL, NotDelivered, Sandbox, SandboxDied, container_config, remove, to_response
 
 log = logging.getLogger("isogate.pool")
 
@@ -403,13 +403,20 @@ class ContainerPool:
             self._fill()  # creations that failed while the engine was busy are retried here
 
     async def _reconcile(self) -> None:
-        """Idle sandboxes whose container is no longer running (a `die` event missed) are replaced."""
+        """Idle sandboxes whose container is no longer running (a `die` event missed) are replaced, and
+        stopped containers of this pool that it no longer holds (a removal that failed) are removed."""
         assert self._client is not None
         label = f"{LABEL}={self._config.pool_name}"
-        filters = json.dumps({"label": [label], "status": ["running"]})
-        running = {c.id for c in await deadline(self._client.containers.list(filters=filters))}
+        listed = await deadline(
+            self._client.containers.list(all=True, filters=json.dumps({"label": [label]}))
+        )
+        running = {c.id for c in listed if c["State"] == "running"}
         for sandbox in [s for s in self._idle if s.id not in running]:
             self._died_idle(sandbox.id)
+        held = {s.id for s in (*self._idle, *self._busy)}
+        for container in listed:  # one still being created ("created", "running") is left alone
+            if container["State"] in ("exited", "dead") and container.id not in held:
+                self._spawn_task(remove(container))
 
     def _died_idle(self, container_id: str) -> None:
         """The engine says a container died: if it was idle here, replace it now."""

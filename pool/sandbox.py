@@ -82,7 +82,7 @@ class Sandbox:
         try:
             return await deadline(cls._start(container, package), CREATE_S)
         except BaseException:
-            await _remove(container)
+            await remove(container)
             raise
 
     @classmethod
@@ -164,10 +164,10 @@ class Sandbox:
         except Exception as exc:  # a stream already broken: the container goes anyway
             log.debug("sandbox %s stream close: %s", self.id[:12], exc)
         finally:
-            await _remove(self.container)
+            await remove(self.container)
 
 
-async def _remove(container: DockerContainer) -> None:
+async def remove(container: DockerContainer) -> None:
     """Force-remove; failures are logged (leftovers of this pool are removed at the next start)."""
     try:
         await deadline(container.delete(force=True))

@@ -362,3 +362,17 @@ async def test_past_max_waiting_a_request_is_refused_at_once_with_retry_after(
         assert pool.counts["refused"] == 1
     finally:
         await pool.aclose()
+
+
+async def test_a_stopped_container_of_the_pool_that_it_does_not_hold_is_removed(
+    docker_settings: dict[str, Any],
+) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1)
+    try:
+        label = f"isogate.pool={docker_settings['pool_name']}"
+        run = ["docker", "run", "-d", "--network", "none", "--label", label, docker_settings["image"], "true"]
+        stray = subprocess.run(run, capture_output=True, text=True, check=True).stdout.strip()
+        await until(lambda: stray[:12] not in " ".join(labelled(docker_settings["pool_name"])))
+        assert settled(pool, 1)
+    finally:
+        await pool.aclose()

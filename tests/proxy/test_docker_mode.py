@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from conftest import Gateway, bearer
+from dockerenv import EngineForwarder
 
 pytestmark = pytest.mark.docker
 
@@ -150,42 +151,6 @@ async def test_stats_and_healthz_show_the_pool(gateway: Gateway, docker_settings
     assert stats["requests"]["by_mode"] == {"docker": 1}
     health = await (await client.get("/healthz")).json()
     assert health["docker"]["available"] is True
-
-
-class EngineForwarder:
-    """A Unix socket in front of the real engine's: stopping it makes the engine unreachable for real."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._server: asyncio.AbstractServer | None = None
-        self._writers: list[asyncio.StreamWriter] = []
-
-    async def start(self) -> None:
-        self._server = await asyncio.start_unix_server(self._forward, path=str(self.path))
-
-    async def stop(self) -> None:
-        assert self._server is not None
-        self._server.close()
-        for writer in self._writers:
-            writer.close()
-        self._writers.clear()
-        self.path.unlink(missing_ok=True)
-
-    async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_unix_connection("/var/run/docker.sock")
-        self._writers += [writer, up_writer]
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
 
 
 async def wait_for_health(client: Any, available: bool, timeout_s: float = 15.0) -> None:
