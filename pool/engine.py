@@ -18,8 +18,9 @@ class EngineTimeout(Exception):
     """The engine did not answer within the deadline."""
 
 
-async def deadline(call: Awaitable[T], seconds: float = CALL_S) -> T:
-    """Await one engine call; EngineTimeout when it takes longer than `seconds`."""
+async def deadline(call: Awaitable[T], seconds: float | None = None) -> T:
+    """Await one engine call; EngineTimeout when it takes longer than `seconds` (default CALL_S)."""
+    seconds = CALL_S if seconds is None else seconds
     try:
         async with asyncio.timeout(seconds):
             return await call

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -14,7 +15,16 @@ from aiodocker.execs import Exec
 
 from conftest import make_config
 from handlers import Request
-from pool.base import ExecutionTimeout, HandlerFailed, Job, MemoryLimitExceeded, PoolExhausted, SandboxCrashed
+from pool import engine
+from pool.base import (
+    DockerUnavailable,
+    ExecutionTimeout,
+    HandlerFailed,
+    Job,
+    MemoryLimitExceeded,
+    PoolExhausted,
+    SandboxCrashed,
+)
 from pool.containers import ContainerPool
 
 pytestmark = pytest.mark.docker
@@ -376,3 +386,30 @@ async def test_a_stopped_container_of_the_pool_that_it_does_not_hold_is_removed(
         assert settled(pool, 1)
     finally:
         await pool.aclose()
+
+
+async def test_a_hung_engine_cannot_freeze_the_pool(
+    docker_settings: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An engine socket that accepts and never answers: start-up, the supervisor and close all return."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def black_hole(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)  # read nothing, answer nothing
+
+    socket_path = tmp_path / "hung.sock"
+    server = await asyncio.start_unix_server(black_hole, path=str(socket_path))
+    monkeypatch.setattr(engine, "CALL_S", 0.5)
+    pool = ContainerPool(
+        make_config({"docker": {**docker_settings, "host": f"unix://{socket_path}"}}).docker, "x"
+    )
+    try:
+        await asyncio.wait_for(pool.start(), 5)
+        assert not pool.available and "did not answer within" in (pool.reason or "")
+        with pytest.raises(DockerUnavailable):
+            await pool.run(job("echo"))
+    finally:
+        await asyncio.wait_for(pool.aclose(), 5)
+        for writer in held:
+            writer.close()
+        server.close()
