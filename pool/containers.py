@@ -274,15 +274,18 @@ class ContainerPool:
         if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
             return
         if (sandbox := waiter.result()) is not None:
+            self._busy.discard(sandbox)
             self._offer(sandbox)
         else:
             self._wake_one()
 
     def _offer(self, sandbox: Sandbox) -> None:
-        """Hand a ready sandbox to the oldest waiter, or keep it idle."""
+        """Hand a ready sandbox to the oldest waiter, or keep it idle. A handed sandbox counts as busy at
+        once: until the waiter runs it is in neither list, and the pool would count itself short."""
         while self._waiters:
             waiter = self._waiters.popleft()
             if not waiter.done():
+                self._busy.add(sandbox)
                 waiter.set_result(sandbox)
                 return
         self._idle.append(sandbox)

@@ -413,3 +413,19 @@ async def test_a_hung_engine_cannot_freeze_the_pool(
         for writer in held:
             writer.close()
         server.close()
+
+
+async def test_handing_containers_to_waiters_never_churns_the_pool(docker_settings: dict[str, Any]) -> None:
+    """A container handed to a waiter counts as busy at once: the pool never thinks itself short, so it
+    creates and destroys nothing under a queue."""
+    pool = await open_pool(docker_settings, warm_pool_size=2, max_containers=2)
+    try:
+
+        async def client() -> list[int]:  # asks again as soon as it is answered, as load generators do
+            return [(await pool.run(job("sleep", s="0.02"))).status for _ in range(5)]
+
+        results = await asyncio.gather(*(client() for _ in range(6)))
+        assert all(status == 200 for statuses in results for status in statuses)
+        assert (pool.counts["created"], pool.counts["destroyed"], pool.counts["cold_starts"]) == (2, 0, 0)
+    finally:
+        await pool.aclose()
