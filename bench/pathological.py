@@ -64,6 +64,9 @@ CASES: dict[str, Callable[[int], Incoming]] = {
     "json: many strings": lambda n: request(
         body=json.dumps(["'or 1=1--"] * (n // 12)).encode(), ctype="application/json"
     ),
+    "json: many tiny strings": lambda n: request(
+        body=json.dumps(["a"] * (n // 5)).encode(), ctype="application/json"
+    ),
     "query: many parameters": lambda n: request("&".join(f"p{i}=<a" for i in range(n // 8))),
     "cookies: many": lambda n: request(headers=(("cookie", "; ".join(f"c{i}='x" for i in range(n // 9))),)),
 }

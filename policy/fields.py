@@ -5,8 +5,9 @@ Values are joined into one text so that a keyword or pattern costs one search pe
 value; the detectors run only over `suspects`, the values with a character or word a detector needs.
 
 At most `risk.max_scan_bytes` characters of a request are inspected. What could not be inspected (past
-that budget, past MAX_FIELDS parameters, a structured body that does not parse) is named in
-`Fields.uninspected`, and the `uninspected` factor makes it count: unread content never scores as safe.
+that budget, past MAX_FIELDS parameters or MAX_JSON_STRINGS strings, a structured body that does not
+parse) is named in `Fields.uninspected`, and the `uninspected` factor makes it count: unread content never
+scores as safe.
 """
 
 from __future__ import annotations
@@ -129,10 +130,11 @@ def _pairs(text: str) -> list[tuple[str, str]]:
 
 
 MAX_JSON_DEPTH = 64
+MAX_JSON_STRINGS = 4096  # keys and values: a 10 KB document of orders already has 600
 
 
 def _json_strings(node: object, path: str, out: list[tuple[str, str]], depth: int = 0) -> None:
-    if len(out) >= MAX_FIELDS:
+    if len(out) > MAX_JSON_STRINGS:
         return
     if depth > MAX_JSON_DEPTH:
         raise RecursionError
@@ -164,8 +166,9 @@ def _body(
             return [], [("body", body)], f"JSON nested deeper than {MAX_JSON_DEPTH}", cut
         except ValueError:
             return [], [("body", body)], None, cut or "a JSON body that does not parse"
-        if len(strings) >= MAX_FIELDS:
-            cut = cut or f"JSON strings past the first {MAX_FIELDS}"
+        if len(strings) > MAX_JSON_STRINGS:
+            cut = cut or f"JSON strings past the first {MAX_JSON_STRINGS}"
+            del strings[MAX_JSON_STRINGS:]
         return [], [(f"json {where}", text) for where, text in strings], None, cut
     if "urlencoded" in ctype or (not ctype and "=" in body and " " not in body[:200]):
         return [("body", name, value) for name, value in _pairs(body)], [], None, cut

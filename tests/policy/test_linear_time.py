@@ -29,7 +29,7 @@ ROUTE = RouteConfig("/*", "echo")
 CALLER = Identity("established", authenticated=True, trust=Trust.TRUSTED)
 HISTORY = History(requests=1000, recent=50, recent_failures=0)
 SIZE = 64 * 1024
-# A generous bound: the worst case measured is ~12 ms (bench/pathological.py); a backtracking pattern
+# A generous bound: the worst case measured is ~15 ms (bench/pathological.py); a backtracking pattern
 # costs seconds on these inputs (the CRLF pattern took 3.0 s on 2.4 KB).
 BOUND_S = 0.25
 
