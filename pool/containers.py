@@ -36,6 +36,7 @@ from pool.engine import EngineTimeout, deadline
 from pool.metrics import percentiles
 from pool.oom import OomWatch
 from pool.sandbox import LABEL, NotDelivered, Sandbox, SandboxDied, container_config, remove, to_response
+from pool.waiters import WaitQueue
 
 log = logging.getLogger("isogate.pool")
 
@@ -60,9 +61,7 @@ class ContainerPool:
         self._busy: set[Sandbox] = set()
         self._creating = 0
         self._warming = 0  # of those, creations for the warm pool (the rest are a request's own)
-        # Requests waiting for a sandbox, oldest first: a freed sandbox goes to the oldest (a future's
-        # result is the sandbox, or None for "capacity freed: try again"), never to a newer arrival.
-        self._waiters: deque[asyncio.Future[Sandbox | None]] = deque()
+        self._waiters = WaitQueue[Sandbox](on_returned=self._returned)
         self._tasks: set[asyncio.Task[Any]] = set()  # creations and destructions in the background
         self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
         self._closing = False
@@ -256,47 +255,24 @@ class ContainerPool:
                     f"{len(self._waiters)} requests already wait for a container (docker.max_waiting)",
                     retry_after=RETRY_AFTER_S,
                 )
-            waiter: asyncio.Future[Sandbox | None] = asyncio.get_running_loop().create_future()
-            (self._waiters.appendleft if retry else self._waiters.append)(waiter)  # a retry keeps its place
-            try:
-                sandbox = await waiter
-            except BaseException:
-                self._abandon(waiter)
-                raise
+            sandbox = await self._waiters.wait(front=retry)  # a retry keeps its place
             if sandbox is not None:
                 return sandbox
             retry = True
 
-    def _abandon(self, waiter: asyncio.Future[Sandbox | None]) -> None:
-        """A waiter gave up (timeout, client gone): what was handed to it goes to the next one."""
-        if waiter in self._waiters:
-            self._waiters.remove(waiter)
-        if not waiter.done() or waiter.cancelled() or waiter.exception() is not None:
-            return
-        if (sandbox := waiter.result()) is not None:
-            self._busy.discard(sandbox)
-            self._offer(sandbox)
-        else:
-            self._wake_one()
-
     def _offer(self, sandbox: Sandbox) -> None:
         """Hand a ready sandbox to the oldest waiter, or keep it idle. A handed sandbox counts as busy at
-        once: until the waiter runs it is in neither list, and the pool would count itself short."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                self._busy.add(sandbox)
-                waiter.set_result(sandbox)
-                return
-        self._idle.append(sandbox)
+        once: until its waiter runs it would be in neither list, and the pool would count itself short
+        (and create containers that the release path then destroys)."""
+        self._busy.add(sandbox)
+        if not self._waiters.hand(sandbox):
+            self._busy.discard(sandbox)
+            self._idle.append(sandbox)
 
-    def _wake_one(self) -> None:
-        """Capacity freed (a sandbox destroyed, a creation failed): the oldest waiter tries again."""
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    def _returned(self, sandbox: Sandbox) -> None:
+        """A waiter gave up after being handed `sandbox`: the next one gets it."""
+        self._busy.discard(sandbox)
+        self._offer(sandbox)
 
     def reconfigure(self, config: DockerConfig) -> None:
         """Apply a reloaded docker section: grow or drain to the new sizes without touching busy
@@ -313,7 +289,7 @@ class ContainerPool:
         self._draining = self.size > config.warm_pool_size
         self._fill()
         for _ in range(max(0, config.max_containers - self.size)):  # a higher maximum serves waiters now
-            self._wake_one()
+            self._waiters.wake_one()
 
     def _release(self, sandbox: Sandbox) -> None:
         self._busy.discard(sandbox)
@@ -348,7 +324,7 @@ class ContainerPool:
         await sandbox.destroy()
         self._oom.forget(sandbox.id)
         self.counts["destroyed"] += 1
-        self._wake_one()
+        self._waiters.wake_one()
 
     def _fill(self) -> list[asyncio.Task[Any]]:
         """Start creating sandboxes until idle + creating reaches the warm size (within the maximum)."""
@@ -381,7 +357,7 @@ class ContainerPool:
             sandbox = await Sandbox.create(self._client, self._config, self._config.pool_name, self._package)
             sandbox.spec = spec
         except BaseException:
-            self._wake_one()  # the slot it held is free again
+            self._waiters.wake_one()  # the slot it held is free again
             raise
         finally:
             self._creating -= 1
@@ -439,9 +415,7 @@ class ContainerPool:
         if self.available or self.reason == "not started":
             log.warning("docker engine unreachable (%s): docker decisions get 503 until it returns", exc)
         self.available, self.reason = False, f"docker engine unreachable: {exc}"[:300]
-        while self._waiters:  # fail closed now rather than at docker.timeout_ms
-            if not (waiter := self._waiters.popleft()).done():
-                waiter.set_exception(DockerUnavailable(self.reason))
+        self._waiters.fail_all(DockerUnavailable(self.reason))  # fail closed now, not at docker.timeout_ms
         for sandbox in list(self._idle):  # their streams died with the engine; leftovers go at reconnect
             self._idle.remove(sandbox)
             self._spawn_task(sandbox.destroy())
