@@ -111,6 +111,7 @@ class DockerConfig:
     warm_pool_size: int = 3
     max_containers: int = 10
     max_waiting: int = 64  # requests queued for a container; past it 503 pool_exhausted at once
+    max_response_bytes: int = 16 << 20  # a handler's response body; past it 502 response_too_large
     max_uses: int = 1000
     idle_ttl_s: int = 300
     pids_limit: int = 64
@@ -137,6 +138,7 @@ class DockerConfig:
         )
         require(self.max_uses >= 1, "max_uses", "must be >= 1")
         require(self.max_waiting >= 0, "max_waiting", "must be >= 0")
+        require(self.max_response_bytes >= 1, "max_response_bytes", "must be >= 1")
         require(self.idle_ttl_s >= 1, "idle_ttl_s", "must be >= 1")
         require(self.pids_limit >= 8, "pids_limit", "must be >= 8 (the agent needs a few)")
         require(bool(MEMORY_SIZE.fullmatch(self.tmpfs_size)), "tmpfs_size", "expected a size like 16m")

@@ -75,6 +75,13 @@ class EntityBusy(ExecutorError):
     code = "too_many_concurrent_requests"
 
 
+class ResponseTooLarge(ExecutorError):
+    """The handler's response body is over `docker.max_response_bytes`."""
+
+    status = 502
+    code = "response_too_large"
+
+
 class SandboxCrashed(ExecutorError):
     """The container or its agent died mid-request; the container is replaced."""
 

@@ -30,6 +30,7 @@ from pool.base import (
     Job,
     MemoryLimitExceeded,
     PoolExhausted,
+    ResponseTooLarge,
     SandboxCrashed,
 )
 from pool.engine import EngineTimeout, deadline
@@ -181,21 +182,24 @@ class ContainerPool:
         return self._answer(job, sandbox, header, body)
 
     def _answer(self, job: Job, sandbox: Sandbox, header: dict[str, Any], body: bytes) -> Response:
+        """The handler's response, or the error its frame reports. The agent ran the handler in a child
+        process it has killed and cleaned up after, so the sandbox stays in the pool after a handler's
+        exception or an over-large response; any other failure retires it."""
         error = header.get("error")
         if error is None:
             try:
                 response = to_response(header, body)
-            except (
-                KeyError,
-                TypeError,
-                ValueError,
-            ) as exc:  # an agent that breaks the protocol is not reused
+            except (KeyError, TypeError, ValueError) as exc:  # a protocol breach: never reuse it
                 self._discard(sandbox, replaced=True)
                 raise HandlerFailed(f"handler {job.handler} returned an invalid response: {exc}") from None
             self._release(sandbox)
             return response
-        if error == "handler":
-            self._release(sandbox)  # an exception in the handler leaves the sandbox sound
+        if error in ("handler", "too_large"):
+            self._release(sandbox)
+            if error == "too_large":
+                raise ResponseTooLarge(
+                    f"handler {job.handler}: {header.get('detail')} (docker.max_response_bytes)"
+                )
             raise HandlerFailed(f"handler {job.handler} raised {header.get('type', 'an exception')}")
         self._discard(sandbox, replaced=True)
         if error == "memory":
@@ -203,9 +207,12 @@ class ContainerPool:
             raise MemoryLimitExceeded(
                 f"handler {job.handler} ran out of memory ({self._config.memory_limit})"
             )
-        raise SandboxCrashed(
-            f"runner image cannot serve {job.handler}: {header.get('detail')}; run make image"
-        )
+        if error == "unknown_handler":
+            raise SandboxCrashed(
+                f"runner image cannot serve {job.handler}: {header.get('detail')}; run make image"
+            )
+        self.counts["crashes"] += 1
+        raise SandboxCrashed(f"handler {job.handler}: {header.get('detail', error)}")
 
     async def _died(self, sandbox: Sandbox, exc: BaseException) -> ExecutorError:
         """Classify a sandbox that stopped answering; it is replaced either way."""

@@ -24,13 +24,16 @@ def encode(header: dict[str, Any], body: bytes = b"") -> bytes:
     return PREFIX.pack(len(head), len(body)) + head + body
 
 
-def decode(buffer: bytearray) -> tuple[dict[str, Any], bytes] | None:
-    """Take one complete frame off the front of `buffer`; None until one is complete."""
+def decode(buffer: bytearray, max_body: int = 1 << 32) -> tuple[dict[str, Any], bytes] | None:
+    """Take one complete frame off the front of `buffer`; None until one is complete. A header or body
+    declared larger than allowed is refused as soon as its length is read, before any of it is buffered."""
     if len(buffer) < PREFIX.size:
         return None
     head_len, body_len = PREFIX.unpack_from(buffer)
     if head_len > MAX_HEADER:
         raise FrameError(f"frame header of {head_len} bytes")
+    if body_len > max_body:
+        raise FrameError(f"frame body of {body_len} bytes, over {max_body}")
     end = PREFIX.size + head_len + body_len
     if len(buffer) < end:
         return None

@@ -72,6 +72,7 @@ class Sandbox:
         self.idle_since = time.monotonic()
         self.broken = False
         self.spec: dict[str, Any] = {}  # the container config it was made from (the pool compares on reload)
+        self.max_response = 16 << 20
 
     @classmethod
     async def create(cls, client: aiodocker.Docker, docker: DockerConfig, pool: str, package: str) -> Sandbox:
@@ -80,18 +81,20 @@ class Sandbox:
         name = f"isogate-{pool}-{secrets.token_hex(4)}"
         container = await deadline(client.containers.create(container_config(docker, pool), name=name))
         try:
-            return await deadline(cls._start(container, package), CREATE_S)
+            sandbox = await deadline(cls._start(container, package, docker.max_response_bytes), CREATE_S)
         except BaseException:
             await remove(container)
             raise
+        sandbox.max_response = docker.max_response_bytes
+        return sandbox
 
     @classmethod
-    async def _start(cls, container: DockerContainer, package: str) -> Sandbox:
+    async def _start(cls, container: DockerContainer, package: str, max_response: int) -> Sandbox:
         stream: Stream | None = None
         try:
             await container.start()
             agent = await container.exec(
-                ["python3", "-u", "-m", "pool.agent", package],
+                ["python3", "-u", "-m", "pool.agent", package, str(max_response)],
                 stdin=True,
                 stdout=True,
                 stderr=True,
@@ -134,10 +137,12 @@ class Sandbox:
     async def _read_frame(self) -> tuple[dict[str, Any], bytes]:
         while True:
             try:
-                frame = decode(self._buffer)
+                frame = decode(self._buffer, self.max_response)
             except Exception as exc:  # a bad length, bad JSON, a header nested past the recursion limit
-                raise SandboxDied(f"corrupt frame stream: {type(exc).__name__}") from None
+                raise SandboxDied(f"corrupt frame stream: {type(exc).__name__}: {exc}"[:200]) from None
             if frame is not None:
+                if self._buffer:  # only the agent writes frames, one per request: anything more is hostile
+                    raise SandboxDied(f"{len(self._buffer)} stray bytes after the response frame")
                 return frame
             message = await self._stream.read_out()
             if message is None:

@@ -326,14 +326,6 @@ async def test_an_idle_agent_killed_costs_no_request_and_leaks_no_slot(
         await pool.aclose()
 
 
-async def test_a_frame_nested_past_the_recursion_limit_destroys_the_sandbox(pool: ContainerPool) -> None:
-    with pytest.raises(SandboxCrashed):
-        await pool.run(job("nested_frame"))
-    await until(lambda: settled(pool, 2))
-    assert pool.counts["crashes"] == 1
-    assert (await pool.run(job("echo"))).status == 200
-
-
 # Waiting for a container: oldest first, bounded, refused fast past the bound.
 
 
