@@ -4,23 +4,28 @@ own, writes response frames on stdout.
 Started once per container (`python3 -u -m pool.agent PACKAGE MAX_RESPONSE_BYTES`) through one long-lived
 exec. Standard library only. A container serves many callers, so nothing a handler does may reach the next:
 
-- each request runs in a forked child that never holds the frame stream (stdin is /dev/null, the frame
-  descriptor closed): it answers through a pipe of its own, which the agent reads, bounds and re-frames;
-- the agent is not dumpable, so a child cannot ptrace it or read its memory through /proc;
-- after each request every other process in the container is killed and reaped (the agent is a child
-  subreaper), and /tmp and /dev/shm are emptied: no background process, file or global survives a request.
+- handlers run in a forked child, a session, that never holds the frame stream (stdin is /dev/null, the
+  frame descriptor closed): it gets requests and answers through pipes of its own, and the agent reads each
+  answer by its own lengths, bounds it and re-frames it;
+- a session serves one entity: its consecutive requests reuse it (as fast as a call in the agent), and a
+  request from another entity ends it first: every other process in the container is killed and reaped
+  (the agent is a child subreaper), /tmp and /dev/shm are emptied, and a fresh child is forked. Nothing
+  one caller's handler did (globals, files, daemons, a patched module) survives into another caller's;
+- the agent is not dumpable, so a child cannot ptrace it or read its memory through /proc.
 
 Handler modules are imported in the agent on first use (operator code, run before any caller input reaches
-it), so each fork starts warm. Measured cost of the child per request: see README (Containers).
+it), so sessions fork warm. A switch of entity costs a fork (~1.5 ms here; see README, Containers).
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
+import select
 import shutil
 import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -30,6 +35,7 @@ from pool.registry import Handle, HandlerRegistry, UnknownHandler
 
 PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_PDEATHSIG = 1
 SCRATCH = (Path("/tmp"), Path("/dev/shm"))
 
 
@@ -68,17 +74,73 @@ def answer(handle: Handle, header: dict[str, Any], body: bytes) -> bytes:
     return encode({"status": response.status, "headers": response.headers}, response.body)
 
 
-def run_child(handle: Handle, header: dict[str, Any], body: bytes, keep: int) -> None:
-    """In the forked child: drop every descriptor but stderr and `keep`, answer into `keep`, exit."""
+def session_child(registry: HandlerRegistry, requests: int, answers: int, errors: int, agent: int) -> None:
+    """In a forked session: keep only its own pipes (stdout and stderr go to `errors`: nothing of the exec's
+    stream stays open here, so the agent's death ends it), then answer request frames until the agent
+    closes the request pipe or kills the session."""
     try:
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != agent:  # the agent died before the line above took effect
+            return
         null = os.open(os.devnull, os.O_RDWR)
         os.dup2(null, 0)
-        os.dup2(2, 1)
-        os.closerange(3, keep)
-        os.closerange(keep + 1, 1 << 16)
-        write_all(keep, answer(handle, header, body))
+        os.dup2(errors, 1)
+        os.dup2(errors, 2)
+        os.close(errors)
+        low, high = sorted((requests, answers))
+        os.closerange(3, low)
+        os.closerange(low + 1, high)
+        os.closerange(high + 1, 1 << 16)
+        stream = os.fdopen(requests, "rb")
+        while (frame := read_frame(stream)) is not None:
+            header, body = frame
+            try:
+                handle = registry.get(str(header["handler"]))
+            except Exception as exc:
+                write_all(answers, encode({"error": "handler", "type": type(exc).__name__}))
+                continue
+            write_all(answers, answer(handle, header, body))
     finally:
         os._exit(0)
+
+
+class Session:
+    """A child process serving one entity's consecutive requests."""
+
+    def __init__(self, entity: str, registry: HandlerRegistry) -> None:
+        request_read, self.requests = os.pipe()
+        self.answers, answer_write = os.pipe()
+        error_read, error_write = os.pipe()
+        agent = os.getpid()
+        self.pid = os.fork()
+        if self.pid == 0:
+            for fd in (self.requests, self.answers, error_read):
+                os.close(fd)
+            session_child(registry, request_read, answer_write, error_write, agent)
+        for fd in (request_read, answer_write, error_write):
+            os.close(fd)
+        self.entity = entity
+        threading.Thread(target=_relay, args=(error_read,), daemon=True).start()
+
+    def ask(self, frame: bytes, max_body: int) -> bytes | None:
+        """The session's answer frame (b"" if it died, None if it declared a body over `max_body`);
+        raises BrokenPipeError when the session was gone before the request could be written, or had
+        written more than its last answer (out of step: it is not asked again)."""
+        if select.select([self.answers], [], [], 0)[0]:
+            raise BrokenPipeError("the session wrote more than its answers")
+        write_all(self.requests, frame)
+        return read_answer(self.answers, max_body)
+
+    def end(self) -> int:
+        """Close the pipes, make sure the child is gone, and return its wait status (-1: killed here)."""
+        os.close(self.requests)
+        os.close(self.answers)
+        ended, status = os.waitpid(self.pid, os.WNOHANG)
+        if not ended:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+            status = -1
+        return status
 
 
 def read_exactly(fd: int, size: int) -> bytes:
@@ -104,32 +166,58 @@ def read_answer(fd: int, max_body: int) -> bytes | None:
     return prefix + read_exactly(fd, head_len + body_len)
 
 
-def serve(registry: HandlerRegistry, header: dict[str, Any], body: bytes, max_response: int) -> bytes:
-    """One request in a child process; the frame to send back."""
+class Agent:
+    def __init__(self, registry: HandlerRegistry, max_response: int) -> None:
+        self.registry = registry
+        self.max_response = max_response
+        self.session: Session | None = None
+
+    def serve(self, header: dict[str, Any], body: bytes) -> bytes:
+        """One request, in the caller's session; the frame to send back."""
+        try:
+            self.registry.get(str(header["handler"]))  # imported here, so later sessions fork warm
+        except UnknownHandler as exc:
+            return encode({"error": "unknown_handler", "detail": str(exc)})
+        except Exception as exc:  # the module failed to import
+            print(f"handler {header.get('handler')} failed to import: {exc!r}", file=sys.stderr)
+            return encode({"error": "handler", "type": type(exc).__name__})
+        entity, frame = str(header["entity_id"]), encode(header, body)
+        for _ in range(2):  # a session found dead before the request was written is replaced once
+            if self.session is None or self.session.entity != entity:
+                self.end_session()
+                self.session = Session(entity, self.registry)
+            try:
+                data = self.session.ask(frame, self.max_response)
+                break
+            except BrokenPipeError:
+                self.end_session()
+        else:
+            return encode({"error": "crashed", "detail": "the handler's process could not be started"})
+        if data is not None and data and decodes(data):
+            return data
+        status = self.end_session()
+        return checked(data, status, self.max_response)
+
+    def end_session(self) -> int:
+        """End the current session, if any, and everything it left behind."""
+        status = self.session.end() if self.session is not None else 0
+        self.session = None
+        clean_up()
+        return status
+
+
+def _relay(fd: int) -> None:
+    """Copy a session's stdout and stderr to the agent's stderr (the gateway logs it) until it closes."""
+    with os.fdopen(fd, "rb", buffering=0) as errors:
+        while chunk := errors.read(4096):
+            os.write(2, chunk)
+
+
+def decodes(data: bytes) -> bool:
     try:
-        handle = registry.get(str(header["handler"]))
-    except UnknownHandler as exc:
-        return encode({"error": "unknown_handler", "detail": str(exc)})
-    except Exception as exc:  # the module failed to import
-        print(f"handler {header.get('handler')} failed to import: {exc!r}", file=sys.stderr)
-        return encode({"error": "handler", "type": type(exc).__name__})
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_end)
-        run_child(handle, header, body, write_end)
-    os.close(write_end)
-    try:
-        data = read_answer(read_end, max_response)
-    finally:
-        os.close(read_end)  # whatever else is in the pipe goes with it
-    ended, status = os.waitpid(pid, os.WNOHANG)
-    if not ended:  # it answered and lingers, wrote too much, or closed its answer unwritten
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-        status = -1
-    clean_up()
-    return checked(data, status, max_response)
+        return decode(bytearray(data)) is not None
+    except Exception:
+        return False
 
 
 def checked(data: bytes | None, status: int, max_response: int) -> bytes:
@@ -142,11 +230,7 @@ def checked(data: bytes | None, status: int, max_response: int) -> bytes:
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
             return encode({"error": "memory", "type": "SIGKILL"})  # the cgroup's OOM killer
         return encode({"error": "crashed", "detail": f"the handler's process ended ({_how(status)})"})
-    try:
-        frame = decode(bytearray(data))
-    except Exception:
-        frame = None
-    if frame is None:
+    if not decodes(data):
         return encode({"error": "protocol", "detail": "the handler's process wrote a malformed answer"})
     return data
 
@@ -188,11 +272,11 @@ def main() -> None:
     frames_out = os.dup(1)
     os.dup2(2, 1)  # print() goes to stderr, never into the frame stream
     _harden()
-    registry = HandlerRegistry(package)  # modules are imported here, on first use: each fork starts warm
+    agent = Agent(HandlerRegistry(package), max_response)
     write_all(frames_out, encode({"ready": True, "pid": os.getpid()}))
     stdin = sys.stdin.buffer
     while (frame := read_frame(stdin)) is not None:
-        write_all(frames_out, serve(registry, *frame, max_response))
+        write_all(frames_out, agent.serve(*frame))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,7 @@ class Sandbox:
         self.broken = False
         self.spec: dict[str, Any] = {}  # the container config it was made from (the pool compares on reload)
         self.max_response = 16 << 20
+        self.entity: str | None = None  # whom the agent's session serves (see pool.agent)
 
     @classmethod
     async def create(cls, client: aiodocker.Docker, docker: DockerConfig, pool: str, package: str) -> Sandbox:
@@ -116,6 +117,7 @@ class Sandbox:
     async def call(self, handler: str, request: Request) -> tuple[dict[str, Any], bytes]:
         """One round trip: the request frame in, the response (or error) frame out."""
         self.uses += 1
+        self.entity = request.entity_id
         header = {
             "handler": handler,
             "method": request.method,

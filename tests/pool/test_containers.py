@@ -48,10 +48,10 @@ def job(handler: str, timeout_s: float = 5.0, body: bytes = b"", **query: str) -
     return Job(handler, Request("GET", "/p", tuple(query.items()), body=body, entity_id="e"), timeout_s)
 
 
-async def until(predicate: Any, timeout_s: float = 10.0) -> None:
+async def until(predicate: Any, timeout_s: float = 10.0, pool: ContainerPool | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert time.monotonic() < deadline, f"condition not reached in time {pool.status() if pool else ''}"
         await asyncio.sleep(0.05)
 
 
@@ -284,8 +284,10 @@ async def test_a_changed_container_spec_replaces_idle_containers(docker_settings
 
 
 def settled(pool: ContainerPool, size: int) -> bool:
+    """Nothing busy or being made, and at least `size` idle (a spare made while one was busy stays until
+    idle_ttl_s)."""
     status = pool.status()
-    return status["busy"] == 0 and status["idle"] == size and status["creating"] == 0
+    return status["busy"] == 0 and status["idle"] >= size and status["creating"] == 0
 
 
 async def agent_pid(sandbox_id: str, pool: ContainerPool) -> int:
@@ -320,8 +322,9 @@ async def test_an_idle_agent_killed_costs_no_request_and_leaks_no_slot(
             os.kill(await agent_pid(pool._idle[0].id, pool), signal.SIGKILL)
             await asyncio.sleep(0.2)  # let the engine close the exec stream
             assert (await pool.run(job("echo"))).status == 200  # served by another sandbox
-        await until(lambda: settled(pool, 1))
-        assert pool.counts["died_idle"] == 10 and pool.status()["size"] == 1
+        await until(lambda: settled(pool, 1), pool=pool)
+        assert pool.counts["died_idle"] == 10 and pool.status()["size"] <= 2
+        assert len(labelled(docker_settings["pool_name"])) == pool.status()["size"]  # none leaked
     finally:
         await pool.aclose()
 

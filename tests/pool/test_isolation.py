@@ -71,3 +71,35 @@ async def test_a_response_over_the_limit_is_refused_and_the_container_kept(
         assert pool.counts["created"] == 1
     finally:
         await pool.aclose()
+
+
+async def test_a_caller_keeps_its_own_session_and_another_caller_starts_clean(
+    docker_settings: dict[str, Any],
+) -> None:
+    """Consecutive requests of one entity share its session (what it left is its own); the next entity's
+    request ends that session and starts from nothing."""
+    pool = await open_pool(docker_settings)
+    try:
+        await pool.run(job("leaky", "mallory"))
+        own = orjson.loads((await pool.run(job("leftovers", "mallory"))).body)
+        assert own["global"] == "isogate-leak-marker" and ".isogate-leak-marker" in own["tmp"]
+        other = orjson.loads((await pool.run(job("leftovers", "bob"))).body)
+        assert (other["tmp"], other["shm"], other["global"], other["processes"]) == ([], [], None, [])
+        assert pool.counts["created"] == 1
+    finally:
+        await pool.aclose()
+
+
+async def test_an_idle_container_whose_session_serves_the_caller_is_preferred(
+    docker_settings: dict[str, Any],
+) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=2, max_containers=2)
+    try:
+        alice = orjson.loads((await pool.run(job("leftovers", "alice"))).body)["hostname"]
+        bob = orjson.loads((await pool.run(job("leftovers", "bob"))).body)["hostname"]
+        for _ in range(3):
+            assert orjson.loads((await pool.run(job("leftovers", "alice"))).body)["hostname"] == alice
+            assert orjson.loads((await pool.run(job("leftovers", "bob"))).body)["hostname"] == bob
+        assert alice != bob
+    finally:
+        await pool.aclose()
