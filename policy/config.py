@@ -100,6 +100,14 @@ class AuthConfig:
         require(size >= need, "secret_key", f"is {size} bytes; {need}+ needed for these algorithms")
 
 
+def size_bytes(text: str) -> int | None:
+    """`256m`, `1g`, `512k`, `100` in bytes; None when it is not a size."""
+    size = MEMORY_SIZE.fullmatch(text.strip())
+    if size is None:
+        return None
+    return int(size[1]) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[size[2].lower()]
+
+
 @dataclass(frozen=True, slots=True)
 class DockerConfig:
     enabled: bool = True
@@ -119,13 +127,14 @@ class DockerConfig:
     pool_name: str = "isogate"
     host: str = ""  # engine URL; empty: DOCKER_HOST, else unix:///var/run/docker.sock
     memory_limit_bytes: int = field(init=False, repr=False, compare=False)
+    tmpfs_size_bytes: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        size = MEMORY_SIZE.fullmatch(self.memory_limit.strip())
-        require(size is not None, "memory_limit", "expected a size like 256m, 1g or 512k")
-        assert size is not None
-        unit = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[size[2].lower()]
-        derive(self, "memory_limit_bytes", int(size[1]) * unit)
+        memory, tmpfs = size_bytes(self.memory_limit), size_bytes(self.tmpfs_size)
+        require(memory is not None, "memory_limit", "expected a size like 256m, 1g or 512k")
+        require(tmpfs is not None, "tmpfs_size", "expected a size like 16m")
+        derive(self, "memory_limit_bytes", memory)
+        derive(self, "tmpfs_size_bytes", tmpfs)
         require(self.memory_limit_bytes >= 6 << 20, "memory_limit", "must be at least 6m")
         require(0 < self.cpu_limit <= 64, "cpu_limit", "must be within (0, 64]")
         require(self.timeout_ms > 0, "timeout_ms", "must be > 0")
@@ -141,7 +150,6 @@ class DockerConfig:
         require(self.max_response_bytes >= 1, "max_response_bytes", "must be >= 1")
         require(self.idle_ttl_s >= 1, "idle_ttl_s", "must be >= 1")
         require(self.pids_limit >= 8, "pids_limit", "must be >= 8 (the agent needs a few)")
-        require(bool(MEMORY_SIZE.fullmatch(self.tmpfs_size)), "tmpfs_size", "expected a size like 16m")
         require(
             bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.pool_name)), "pool_name", "expected a label"
         )

@@ -8,9 +8,10 @@ exec. Standard library only. A container serves many callers, so nothing a handl
   frame descriptor closed): it gets requests and answers through pipes of its own, and the agent reads each
   answer by its own lengths, bounds it and re-frames it;
 - a session serves one entity: its consecutive requests reuse it (as fast as a call in the agent), and a
-  request from another entity ends it first: every other process in the container is killed and reaped
-  (the agent is a child subreaper), /tmp and /dev/shm are emptied, and a fresh child is forked. Nothing
-  one caller's handler did (globals, files, daemons, a patched module) survives into another caller's;
+  request from another entity ends it first: every process below the agent is killed and reaped (the agent
+  is a child subreaper, so a daemon that detached is still below it), /tmp and /dev/shm are emptied, and a
+  fresh child is forked. Nothing one caller's handler did (globals, files, daemons, a patched module)
+  survives into another caller's;
 - the agent is not dumpable, so a child cannot ptrace it or read its memory through /proc.
 
 Handler modules are imported in the agent on first use (operator code, run before any caller input reaches
@@ -236,22 +237,47 @@ def checked(data: bytes | None, status: int, max_response: int) -> bytes:
 
 
 def clean_up() -> None:
-    """Kill and reap every process but this one and PID 1, and empty the scratch filesystems."""
-    try:
-        os.kill(-1, signal.SIGKILL)  # every process we may signal but PID 1 and us; forks in flight fail
-    except ProcessLookupError:
-        pass  # there was none
-    while True:  # the agent is a subreaper: every descendant ends up here to be reaped
-        try:
-            os.waitpid(-1, 0)
-        except ChildProcessError:
+    """Kill and reap every process descended from the agent, and empty the scratch filesystems."""
+    for _ in range(100):  # a process forking while we kill it shows up in the next pass
+        doomed = descendants(os.getpid())
+        if not doomed:
             break
+        for pid in doomed:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        while True:  # the agent is a subreaper: every descendant ends up its child, to be reaped here
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
     for folder in SCRATCH:
         for path in folder.iterdir() if folder.is_dir() else ():
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
+
+
+def descendants(root: int) -> list[int]:
+    """Live processes below `root`, from /proc (the container's PID namespace: a handful of entries)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as stat:
+                    fields = stat.read().rpartition(b")")[2].split()
+            except OSError:
+                continue  # gone meanwhile
+            if fields[0] != b"Z":
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], list(children.get(root, []))
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += children.get(pid, [])
+    return found
 
 
 def _how(status: int) -> str:

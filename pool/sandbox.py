@@ -56,6 +56,9 @@ def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
             "CapDrop": ["ALL"],
             "SecurityOpt": ["no-new-privileges"],
             "IpcMode": "private",
+            "ShmSize": docker.tmpfs_size_bytes,  # /dev/shm: as small as /tmp, noexec (Docker's default)
+            "Init": True,  # docker-init as PID 1 reaps whatever outlives its parent
+            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 1024}],
         },
     }
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import aiodocker
+import orjson
 import pytest
 from aiodocker.execs import Exec
 
@@ -78,6 +79,22 @@ async def test_warm_containers_are_ready_and_locked_down(
     assert host["Memory"] == host["MemorySwap"] == 96 << 20
     assert host["PidsLimit"] == 64 and host["NanoCpus"] == 500_000_000
     assert "/tmp" in host["Tmpfs"] and not any("docker.sock" in b for b in host.get("Binds") or [])
+    assert host["Init"] is True and host["ShmSize"] == 16 << 20
+    assert host["Ulimits"] == [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]
+
+
+async def test_the_kernel_confines_the_handler(pool: ContainerPool) -> None:
+    """Seen from inside: Docker's default seccomp filter (mode 2), no_new_privs, no capabilities, user
+    nobody, /dev/shm and /tmp mounted noexec, the open-files limit."""
+    found = orjson.loads((await pool.run(job("confinement"))).body)
+    assert (found["seccomp"], found["no_new_privs"], found["cap_eff"], found["uid"]) == (
+        "2",
+        "1",
+        "0000000000000000",
+        "65534",
+    )
+    assert {"noexec", "nosuid", "nodev"} <= set(found["shm"]) and "noexec" in found["tmp"]
+    assert found["nofile"] == 1024
 
 
 async def test_round_trip_keeps_binary_bodies_and_repeated_headers(pool: ContainerPool) -> None:

@@ -1,5 +1,6 @@
 """Reports what an earlier request could have left behind for this one: files in /tmp and /dev/shm, the
-leaky handler's module global, and processes other than PID 1, the agent and this one."""
+leaky handler's module global, and processes below the agent other than this one (a daemon that detached
+is still below the agent, a child subreaper)."""
 
 import os
 import time
@@ -9,10 +10,10 @@ from handlers import Request
 
 def handle(request: Request) -> dict[str, object]:
     time.sleep(float(request.arg("wait", "0") or 0))  # give a lingering daemon time to act
+    from pool.agent import descendants
     from probe_handlers import leaky  # the module the agent imported for the earlier request
 
-    me, parent = os.getpid(), os.getppid()
-    others = [int(p) for p in os.listdir("/proc") if p.isdigit() and int(p) not in (1, me, parent)]
+    others = [pid for pid in descendants(os.getppid()) if pid != os.getpid()]
     return {
         "tmp": sorted(os.listdir("/tmp")),
         "shm": sorted(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else [],
