@@ -11,7 +11,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 .env: .env.example
-	@test -f .env || { sed "s/^SECRET_KEY=.*/SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(32))')/" \
+	@test -f .env || { umask 077 && sed "s/^SECRET_KEY=.*/SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(32))')/" \
 		.env.example > .env && echo "wrote .env with a random SECRET_KEY"; }
 
 # The Docker engine and the runner image (installs docker.io and starts dockerd if needed; needs root).

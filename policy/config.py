@@ -12,6 +12,7 @@ from policy.rules import HybridConfig, IpListsConfig, RiskConfig, RiskThresholds
 from policy.schema import derive, require
 
 PLACEHOLDER_SECRET = "your-secret-key-here"
+MAX_LEEWAY_S = 300  # clock skew worth forgiving; more turns expiry into a suggestion
 HMAC_MIN_KEY_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}  # RFC 7518 3.2: key >= hash size
 PUBLIC_KEY_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
@@ -35,6 +36,14 @@ class Mode(StrEnum):
     DOCKER = "docker"
 
 
+class DebugHeaders(StrEnum):
+    """Who sees the X-Isogate-Risk/-Factors/-Mode headers (they tell a caller how it was scored)."""
+
+    OFF = "off"
+    ADMINS = "admins"  # tokens with role: admin
+    ALL = "all"  # everyone: for local tours and tests only
+
+
 class RouteAuth(StrEnum):
     REQUIRED = "required"  # no valid token: 401 before anything runs
     OPTIONAL = "optional"
@@ -51,7 +60,7 @@ class ServerConfig:
     max_connections: int = 1024  # open client connections in all; past it 503 and closed
     max_connections_per_ip: int = 64  # per client address (trusted_proxies exempt)
     trusted_proxies: tuple[str, ...] = ()
-    debug_headers: bool = False
+    debug_headers: DebugHeaders | bool = DebugHeaders.OFF  # true: all, false: off
     watch_config: bool = (
         True  # reload when config.yaml or a list file changes (SIGHUP and the API always work)
     )
@@ -59,6 +68,8 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         require(0 <= self.port <= 65535, "port", "must be within 0..65535")
+        if isinstance(self.debug_headers, bool):
+            derive(self, "debug_headers", DebugHeaders.ALL if self.debug_headers else DebugHeaders.OFF)
         require(self.max_body_bytes >= 0, "max_body_bytes", "must be >= 0")
         require(self.body_timeout_s > 0, "body_timeout_s", "must be > 0")
         require(self.body_grace_s >= 0, "body_grace_s", "must be >= 0")
@@ -76,6 +87,8 @@ class AuthConfig:
     audience: str = ""
     issuer: str = ""
     leeway_s: int = 0
+    require_exp: bool = True  # a token without `exp` would be valid forever
+    max_token_lifetime_s: int = 86400  # exp - iat (or exp - now); 0: no cap
 
     def __post_init__(self) -> None:
         algs = set(self.algorithms)
@@ -85,7 +98,8 @@ class AuthConfig:
         require(not unknown, "algorithms", f"unsupported: {', '.join(sorted(unknown))}")
         # Mixing families lets a public key be replayed as an HMAC secret (algorithm confusion).
         require(not (hmac and public), "algorithms", "cannot mix HMAC and public-key algorithms")
-        require(self.leeway_s >= 0, "leeway_s", "must be >= 0")
+        require(0 <= self.leeway_s <= MAX_LEEWAY_S, "leeway_s", f"must be within 0..{MAX_LEEWAY_S}")
+        require(self.max_token_lifetime_s >= 0, "max_token_lifetime_s", "must be >= 0")
         if public:
             require(bool(self.public_key.strip()), "public_key", "required for " + ", ".join(public))
             return

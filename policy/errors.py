@@ -41,6 +41,13 @@ class NotFound(IsogateError):
     code = "not_found"
 
 
+class InvalidPath(IsogateError):
+    """A path that could be read two ways (dot segments, empty segments, encoded separators)."""
+
+    status = 400
+    code = "invalid_path"
+
+
 class MethodNotAllowed(IsogateError):
     status = 405
     code = "method_not_allowed"

@@ -65,6 +65,8 @@ def identify(claims: Mapping[str, object] | None, ip: str, trusted_ip: bool = Fa
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip() or len(sub) > 256:
         raise InvalidClaims("claim 'sub' must be a non-empty string of at most 256 characters")
+    if parse_address(sub) is not None:  # anonymous callers are named by their address: never share it
+        raise InvalidClaims("claim 'sub' must not be an IP address")
     trust = claims.get("trust", default.value)
     if trust not in {Trust.TRUSTED.value, Trust.UNTRUSTED.value, Trust.UNSPECIFIED.value}:
         raise InvalidClaims("claim 'trust' must be 'trusted' or 'untrusted'")

@@ -103,8 +103,13 @@ class Profile:
             raise ValueError(f"malformed profile: {exc!r}") from None
 
 
+MAX_PATHS = 10_000  # a learned profile is bounded, whatever the traffic it learns from
+MAX_PARAMS_PER_PATH = 256
+
+
 class ProfileBuilder:
-    """Accumulates normal requests; `build()` freezes what was seen."""
+    """Accumulates normal requests; `build()` freezes what was seen (at most MAX_PATHS paths and
+    MAX_PARAMS_PER_PATH parameters each: past those, new ones are not learned, so they deviate)."""
 
     def __init__(self) -> None:
         self._methods: dict[str, set[str]] = {}
@@ -113,9 +118,13 @@ class ProfileBuilder:
 
     def add(self, method: str, path: str, params: Params) -> None:
         self.requests += 1
+        if path not in self._methods and len(self._methods) >= MAX_PATHS:
+            return
         self._methods.setdefault(path, set()).add(method)
         seen = self._params.setdefault(path, {})
         for name, value in params:
+            if name not in seen and len(seen) >= MAX_PARAMS_PER_PATH:
+                continue
             classes, longest = seen.setdefault(name, (set(), [0]))
             classes.update(char_classes(value))
             longest[0] = max(longest[0], len(value))

@@ -5,7 +5,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from policy.config import RouteConfig
-from policy.errors import MethodNotAllowed, NotFound
+from policy.errors import InvalidPath, MethodNotAllowed, NotFound
+
+_ENCODED_SEPARATORS = ("%2f", "%5c", "%00")  # an encoded / or \ (or NUL) splits a path differently downstream
+
+
+def check_path(raw: str, decoded: str) -> None:
+    """Refuse a path that names one place to the gateway and another to what sits behind it: dot segments
+    (`/public/%2e%2e/admin` would match `/public/*` and reach /admin), empty segments, and encoded
+    separators, in the raw target or once decoded."""
+    lowered = raw.partition("?")[0].lower()
+    if any(separator in lowered for separator in _ENCODED_SEPARATORS):
+        raise InvalidPath("the path has an encoded separator (%2F, %5C or %00)")
+    segments = decoded.split("/")[1:]
+    if any(segment in (".", "..") for segment in segments) or "\\" in decoded:
+        raise InvalidPath("the path has dot segments (. or ..) or a backslash")
+    if "" in segments[:-1]:  # a trailing slash is an empty last segment, and allowed
+        raise InvalidPath("the path has empty segments (//)")
 
 
 def match_route(routes: Sequence[RouteConfig], method: str, path: str) -> RouteConfig:

@@ -28,6 +28,12 @@ class Executor(Protocol):
     async def aclose(self) -> None: ...
 
 
+def one_line(text: str, limit: int = 500) -> str:
+    """Text from a handler or a caller made safe for one log line: line breaks and every non-ASCII or
+    control character escaped (no forged log lines), and bounded."""
+    return text[:limit].encode("unicode_escape").decode("ascii")
+
+
 class ExecutorError(IsogateError):
     status = 502
     code = "executor_error"

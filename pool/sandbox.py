@@ -18,6 +18,7 @@ from aiodocker.stream import Stream
 
 from handlers import Request, Response
 from policy.config import DockerConfig
+from pool.base import one_line
 from pool.engine import CREATE_S, EngineTimeout, deadline
 from pool.frames import decode, encode
 
@@ -162,7 +163,7 @@ class Sandbox:
 
     def _flush_stderr(self) -> None:
         if self._stderr:
-            text = self._stderr.decode("utf-8", "replace").rstrip()
+            text = one_line(self._stderr.decode("utf-8", "replace").rstrip(), STDERR_LIMIT)
             log.info("sandbox %s stderr: %s", self.id[:12], text)
             self._stderr.clear()
 

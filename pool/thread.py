@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from handlers import Request, Response, to_response
-from pool.base import ExecutionTimeout, HandlerFailed, Job, ThreadPoolFull
+from pool.base import ExecutionTimeout, HandlerFailed, Job, ThreadPoolFull, one_line
 from pool.registry import Handle, HandlerRegistry
 
 log = logging.getLogger("isogate.pool.thread")
@@ -73,8 +73,9 @@ class ThreadExecutor:
             raise ExecutionTimeout(
                 f"handler {job.handler} ran past limits.execution.max_time_ms ({job.timeout_s * 1000:.0f} ms)"
             ) from None
-        except Exception as exc:
-            log.error("handler %s raised %s", job.handler, type(exc).__name__, exc_info=exc)
+        except Exception as exc:  # the message may carry caller input: escaped; the traceback at debug
+            log.error("handler %s raised %s: %s", job.handler, type(exc).__name__, one_line(str(exc)))
+            log.debug("handler %s traceback", job.handler, exc_info=exc)
             raise HandlerFailed(f"handler {job.handler} raised {type(exc).__name__}") from exc
 
     async def aclose(self) -> None:

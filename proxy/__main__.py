@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
         app = create_app(config, load_factors(loaded), source=loaded)
     except ConfigError as exc:
         sys.exit(f"isogate: refusing to start: {exc}")
+    # The key lives in the config (and the reloader's copy of the environment) from here on: a handler
+    # in thread mode reading os.environ, or a subprocess it starts, does not get it.
+    os.environ.pop("SECRET_KEY", None)
     host, port = config.server.host, config.server.port
     ready = lambda: logging.getLogger("isogate").info(  # noqa: E731
         "listening on http://%s:%d (mode %s)", host, port, config.execution_mode.value

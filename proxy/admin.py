@@ -44,24 +44,23 @@ def _caller(request: web.Request) -> Identity:
     return authenticate(header, request.remote or "unknown", config.auth)
 
 
-def _executors(gw: Gateway) -> dict[str, object]:
+def _executors(gw: Gateway, *, reasons: bool = True) -> dict[str, object]:
     thread, containers = gw.thread, gw.containers
-    return {
-        "thread_pool": {"size": thread.size, "busy": thread.busy} if thread else None,
-        "docker": {"enabled": gw.config.docker.enabled, **(containers.status() if containers else {})},
-    }
+    docker = {"enabled": gw.config.docker.enabled, **(containers.status() if containers else {})}
+    if not reasons:
+        docker.pop("reason", None)
+    return {"thread_pool": {"size": thread.size, "busy": thread.busy} if thread else None, "docker": docker}
 
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 ok, or 503 degraded naming why (a load balancer takes this gateway out of rotation)."""
+    """200 ok, or 503 degraded naming what is down (a load balancer takes this gateway out of rotation).
+    Anyone may ask, so it says what, never why: the engine's error text is in /stats, for admins."""
     gw = request.app[GATEWAY]
     containers = gw.containers
-    problems = []
-    if gw.config.docker.enabled and (containers is None or not containers.available):
-        reason = containers.reason if containers else "no container pool"
-        problems.append(f"docker decisions cannot run: {reason}")
+    docker_ok = not gw.config.docker.enabled or (containers is not None and containers.available)
+    problems = [] if docker_ok else ["docker decisions cannot run (details in /stats)"]
     status = {"status": "degraded", "problems": problems} if problems else {"status": "ok"}
-    return json_response({**status, **_executors(gw)}, 503 if problems else 200)
+    return json_response({**status, **_executors(gw, reasons=False)}, 503 if problems else 200)
 
 
 async def entity_stats(request: web.Request) -> web.Response:

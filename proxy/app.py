@@ -16,7 +16,7 @@ from policy.decision import Action, decide
 from policy.errors import IpDenied, RiskBlocked
 from policy.identity import client_ip
 from policy.risk import Factor, RiskInput, score
-from policy.routes import match_route
+from policy.routes import check_path, match_route
 from pool.base import Job
 from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
@@ -41,14 +41,15 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     gw, trace = request.app[GATEWAY], request[TRACE]
     config = gw.config  # one snapshot for the whole request, whatever reloads meanwhile
     trace.counted = True
-    ip = trace.entity = client_ip(
-        request.remote, request.headers.get("X-Forwarded-For"), config.server.proxies
-    )
+    # Every X-Forwarded-For line, in order: a client's forged first line must not hide the proxy's own.
+    forwarded = ",".join(request.headers.getall("X-Forwarded-For", ())) or None
+    ip = trace.entity = client_ip(request.remote, forwarded, config.server.proxies)
     if ip in config.ip_lists.deny_set:
         raise IpDenied(f"{ip} is in ip_lists.deny")
     trusted = ip in config.ip_lists.trusted_set
     identity = authenticate(request.headers.get("Authorization"), ip, config.auth, trusted)
-    trace.entity = identity.entity_id
+    trace.entity, trace.admin = identity.entity_id, identity.is_admin
+    check_path(request.raw_path, request.path)
     route = match_route(config.routes, request.method, request.path)
     trace.route = route.path
     if route.auth is RouteAuth.REQUIRED and not identity.authenticated:

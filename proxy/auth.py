@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import jwt
 
 from policy.config import AuthConfig
@@ -14,7 +16,7 @@ _REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
     (jwt.ImmatureSignatureError, "token is not yet valid (nbf/iat)"),
     (jwt.InvalidAlgorithmError, "token algorithm is not allowed"),
     (jwt.InvalidSignatureError, "token signature does not verify"),
-    (jwt.MissingRequiredClaimError, "token lacks a required claim (sub)"),
+    (jwt.MissingRequiredClaimError, "token lacks a required claim (sub, exp)"),
     (jwt.InvalidAudienceError, "token audience does not match"),
     (jwt.InvalidIssuerError, "token issuer does not match"),
     (jwt.DecodeError, "token is malformed"),
@@ -42,9 +44,23 @@ def verify(token: str, auth: AuthConfig) -> dict[str, object]:
             audience=auth.audience or None,
             issuer=auth.issuer or None,
             leeway=auth.leeway_s,
-            options={"require": ["sub"], "verify_aud": bool(auth.audience)},
+            # A token naming an audience is refused unless it is ours: never ignored.
+            options={"require": ["sub", "exp"] if auth.require_exp else ["sub"], "verify_aud": True},
         )
     except jwt.InvalidTokenError as exc:
         reason = next((text for kind, text in _REASONS if isinstance(exc, kind)), "token is invalid")
         raise Unauthorized(reason) from None
+    check_lifetime(claims, auth, now=time.time())
     return claims
+
+
+def check_lifetime(claims: dict[str, object], auth: AuthConfig, now: float) -> None:
+    """A token may live at most auth.max_token_lifetime_s: from `iat` when it has one, else from now."""
+    exp, iat = claims.get("exp"), claims.get("iat")
+    if not auth.max_token_lifetime_s or not isinstance(exp, int | float):
+        return
+    start = iat if isinstance(iat, int | float) else now
+    if exp - start > auth.max_token_lifetime_s + auth.leeway_s:
+        raise Unauthorized(
+            f"token lifetime is over auth.max_token_lifetime_s ({auth.max_token_lifetime_s} s)"
+        )

@@ -19,6 +19,7 @@ from policy.changes import describe, keep_running_values
 from policy.config import Config, Mode
 from policy.decision import Decision
 from policy.errors import ConfigError
+from policy.identity import Trust
 from policy.profile import ProfileBuilder, observe
 from policy.risk import Factor, RiskInput, RiskScore
 from pool.base import EntityBusy, Executor, Job, MemoryLimitExceeded
@@ -142,10 +143,14 @@ class Gateway:
             )
 
     def observe(self, inp: RiskInput, risk: RiskScore) -> None:
-        """Feed a request whose content no factor flagged to the profile being learned; write it when
-        complete. Who sends it does not matter (every caller starts out new), what it carries does."""
+        """Feed a request whose content no factor flagged, from an authenticated or trusted caller, to the
+        profile being learned; write it when complete. Anonymous callers never teach it what is normal:
+        what it learns becomes normal, and an attacker would teach it theirs."""
         config = self.config
+        identity = inp.identity
         if self.learner is None or risk.suspicious_content:
+            return
+        if not (identity.authenticated or identity.trust is Trust.TRUSTED):
             return
         observe(self.learner, inp.incoming.method, inp.fields)
         if self.learner.requests >= config.risk.profile.learn_requests and self.learn_into is not None:
@@ -184,6 +189,7 @@ class Trace:
     started: float
     counted: bool = False
     entity: str | None = None
+    admin: bool = False  # the caller's token has role: admin (debug headers may be shown)
     route: str | None = None
     risk: RiskScore | None = None
     decision: Decision | None = None

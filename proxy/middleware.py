@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from policy.config import DebugHeaders
 from policy.errors import IsogateError
 from proxy.egress import error_response
 from proxy.errors import ClientClosedRequest
@@ -61,7 +62,10 @@ def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResp
     elapsed_ms = (time.perf_counter() - trace.started) * 1000
     response.headers["X-Request-Id"] = trace.request_id
     mode = trace.decision.mode if trace.decision else None
-    if gateway.config.server.debug_headers and trace.risk is not None:
+    shown = gateway.config.server.debug_headers
+    if trace.risk is not None and (
+        shown is DebugHeaders.ALL or (shown is DebugHeaders.ADMINS and trace.admin)
+    ):
         response.headers["X-Isogate-Risk"] = str(trace.risk.total)
         response.headers["X-Isogate-Factors"] = trace.risk.summary()
         if mode is not None:

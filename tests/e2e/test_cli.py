@@ -74,8 +74,10 @@ async def test_the_tour_works_against_the_real_process(
     admin = mint("--sub", "ops", "--role", "admin")
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as session:
-        async with session.get(f"{base}/echo?x=1") as response:  # new and anonymous: a container
-            assert response.status == 200
+        async with session.get(f"{base}/echo?x=1") as response:  # anonymous: no debug headers
+            assert response.status == 200 and "X-Isogate-Mode" not in response.headers
+        as_admin = {"Authorization": f"Bearer {admin}"}
+        async with session.get(f"{base}/echo?x=1", headers=as_admin) as response:  # new: a container
             assert (await response.json())["query"] == {"x": "1"}
             assert response.headers["X-Isogate-Mode"] == "docker"
         async with session.get(f"{base}/compute?n=1000") as response:
@@ -84,7 +86,7 @@ async def test_the_tour_works_against_the_real_process(
             assert (await response.json())["uid"] == 65534
         async with session.get(f"{base}/stats", headers={"Authorization": f"Bearer {admin}"}) as response:
             stats = await response.json()
-            assert stats["requests"]["total"] == 3 and stats["execution_mode"] == "hybrid"
+            assert stats["requests"]["total"] == 4 and stats["execution_mode"] == "hybrid"
     process.terminate()
     output = process.communicate(timeout=10)[0]
     assert "container pool 'isogate' ready: 3 warm" in output

@@ -92,7 +92,7 @@ def test_secret_is_never_in_repr() -> None:
         ({"bogus": 1}, {}, "bogus: unknown key"),
         ({"server": {"port": "80"}}, {}, "server.port: expected an integer"),
         ({"server": {"port": 70000}}, {}, "server.port: must be within"),
-        ({"server": {"debug_headers": "yes"}}, {}, "server.debug_headers: expected true or false"),
+        ({"server": {"debug_headers": "yes"}}, {}, "server.debug_headers: expected one of off, admins, all"),
         ({"server": {"trusted_proxies": ["10.0.0.0/33"]}}, {}, "server.trusted_proxies"),
         ({"execution_mode": "fast"}, {}, "execution_mode: expected one of thread, docker, hybrid"),
         ({}, {"EXECUTION_MODE": "fast"}, "execution_mode: expected one of"),

@@ -79,7 +79,7 @@ async def test_valid_token_names_the_entity_and_no_token_is_the_client_ip(gatewa
 async def test_algorithm_confusion_with_a_public_key_is_rejected(gateway: Gateway) -> None:
     config = {"routes": ROUTES, "auth": {"algorithms": ["RS256"], "public_key": RSA_PUBLIC_PEM}}
     client = await gateway(config)
-    good = jwt.encode({"sub": "rsa-user"}, RSA_KEY, algorithm="RS256")
+    good = jwt.encode({"sub": "rsa-user", "exp": int(time.time()) + 60}, RSA_KEY, algorithm="RS256")
     assert (await (await client.get("/echo", headers={"Authorization": f"Bearer {good}"})).json())[
         "entity"
     ] == "rsa-user"
@@ -112,3 +112,50 @@ async def test_forged_tokens_count_as_failures_of_the_client_ip(gateway: Gateway
         await client.get("/echo", headers={"Authorization": "Bearer forged"})
     response = await client.get("/echo")
     assert "failure_rate=20" in response.headers["X-Isogate-Factors"]
+
+
+def signed(claims: dict[str, object]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {jwt.encode(claims, SECRET, algorithm='HS256')}"}
+
+
+async def test_a_token_without_exp_is_refused_even_an_admin_one(gateway: Gateway) -> None:
+    client = await gateway({"routes": ROUTES})
+    forever = await client.get("/stats", headers=signed({"sub": "ops", "role": "admin"}))
+    body = await forever.json()
+    assert forever.status == 401 and "required claim" in body["detail"]
+    assert (await client.get("/echo", headers=signed({"sub": "u"}))).status == 401
+
+
+async def test_token_lifetime_is_capped_from_iat_or_from_now(gateway: Gateway) -> None:
+    client = await gateway({"routes": ROUTES, "auth": {"max_token_lifetime_s": 3600}})
+    now = int(time.time())
+    cases = [
+        ({"sub": "u", "iat": now, "exp": now + 3600}, 200),
+        ({"sub": "u", "iat": now, "exp": now + 3601}, 401),
+        ({"sub": "u", "exp": now + 10 * 365 * 86400}, 401),  # no iat: judged from now
+        ({"sub": "u", "iat": now - 7200, "exp": now + 60}, 401),  # issued for 2 h 1 min
+    ]
+    for claims, status in cases:
+        response = await client.get("/echo", headers=signed(claims))
+        assert response.status == status, claims
+        if status == 401:
+            assert "max_token_lifetime_s" in (await response.json())["detail"]
+
+
+async def test_a_token_for_another_audience_is_refused_when_none_is_configured(gateway: Gateway) -> None:
+    client = await gateway({"routes": ROUTES})
+    claims = {"sub": "u", "exp": int(time.time()) + 60, "aud": "billing-service"}
+    response = await client.get("/echo", headers=signed(claims))
+    assert response.status == 401 and "audience" in (await response.json())["detail"]
+
+
+@pytest.mark.parametrize(("leeway", "ok"), [(300, True), (301, False)])
+def test_leeway_is_capped(leeway: int, ok: bool) -> None:
+    from conftest import make_config
+    from policy.errors import ConfigError
+
+    if ok:
+        assert make_config({"auth": {"leeway_s": leeway}}).auth.leeway_s == leeway
+    else:
+        with pytest.raises(ConfigError, match="auth.leeway_s: must be within 0..300"):
+            make_config({"auth": {"leeway_s": leeway}})
