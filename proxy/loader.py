@@ -45,6 +45,26 @@ class Loaded:
     profile_path: Path | None = None  # where a profile learned live is written
 
 
+def secret_from_file(env: Mapping[str, str]) -> Mapping[str, str]:
+    """`SECRET_KEY_FILE` names a file holding the key (one line), so that the key is never in the process
+    environment (which /proc/<pid>/environ shows for the process's life). The file must be readable by
+    its owner only. SECRET_KEY, when also set, wins."""
+    name = env.get("SECRET_KEY_FILE")
+    if not name or "SECRET_KEY" in env:
+        return env
+    path = Path(name)
+    try:
+        mode = path.stat().st_mode
+        if mode & 0o077:
+            raise ConfigError(
+                "$SECRET_KEY_FILE", f"{name} is readable by others (mode {mode & 0o777:o}): chmod 600"
+            )
+        key = path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError("$SECRET_KEY_FILE", f"cannot read {name}: {exc.strerror}") from None
+    return {**env, "SECRET_KEY": key}
+
+
 def load(source: ConfigSource) -> Loaded:
     """Read and parse the config and its list files; ConfigError names the key, file and line."""
     text = _read(source.path, str(source.path))
@@ -57,7 +77,7 @@ def load(source: ConfigSource) -> Loaded:
         texts[name] = _read(path, f"ip list file {name}")
         digest.update(texts[name].encode())
     try:
-        config = parse_config(mapping, source.env, source.overrides, texts)
+        config = parse_config(mapping, secret_from_file(source.env), source.overrides, texts)
     except ConfigError as exc:
         line = line_of(text, exc.path)
         if line is None:
@@ -158,7 +178,7 @@ def create_config(
     """The product's `create_config({...})`: overrides beat environment variables, which beat the file."""
     env = dict(os.environ) if env is None else env
     if path is None:
-        return parse_config({}, env, overrides)
+        return parse_config({}, secret_from_file(env), overrides)
     return load(ConfigSource(Path(path), env, overrides)).config
 
 

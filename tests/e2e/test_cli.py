@@ -13,7 +13,7 @@ import aiohttp
 import pytest
 import yaml
 
-from conftest import SECRET
+from conftest import SECRET, token
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
@@ -160,3 +160,46 @@ async def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+async def test_the_key_can_come_from_a_file_and_never_sits_in_the_environment(tmp_path: Path) -> None:
+    key_file = tmp_path / "secret"
+    key_file.write_text(SECRET + "\n")
+    key_file.chmod(0o600)
+    clean = {
+        k: v for k, v in env(EXECUTION_MODE="thread", DOCKER_ENABLED="false").items() if k != "SECRET_KEY"
+    }
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "--config", "config.yaml", "--port", str(port)],
+        cwd=ROOT,
+        env={**clean, "SECRET_KEY_FILE": str(key_file)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await wait_ready(port)
+        headers = {"Authorization": f"Bearer {token('file-user')}"}
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/api/stats", headers=headers) as response:
+                assert response.status == 200
+        assert SECRET.encode() not in Path(f"/proc/{process.pid}/environ").read_bytes()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
+    key_file = tmp_path / "secret"
+    key_file.write_text(SECRET)
+    key_file.chmod(0o644)
+    clean = {k: v for k, v in env().items() if k != "SECRET_KEY"}
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "--config", "config.yaml", "--port", str(free_port())],
+        cwd=ROOT,
+        env={**clean, "SECRET_KEY_FILE": str(key_file)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0 and "readable by others (mode 644): chmod 600" in result.stderr
