@@ -92,8 +92,13 @@ class Naive:
         self._client, self._config = client, config
 
     async def start(self) -> None:
-        self.container = await self._client.containers.create(self._config)
+        self.container: Any = await self._client.containers.create(self._config)
         await self.container.start()
+
+    async def aclose(self) -> None:
+        if getattr(self, "container", None) is not None:
+            await self.container.delete(force=True)
+            self.container = None
 
     async def request(self, handler: str, method: str, target: str, body: bytes) -> float:
         path, _, query = target.partition("?")
@@ -207,10 +212,10 @@ async def main(rounds: int, heavy_rounds: int, duration: int) -> None:
     docker_config = create_config(path=ROOT / "config.yaml", env={"SECRET_KEY": "x" * 32}).docker
     bare_container = {**container_config(docker_config, "bench-naive"), "Image": docker_config.image}
     async with aiohttp.ClientSession() as session, aiodocker.Docker() as client:
+        naive = Naive(client, bare_container)
         try:
             ready = {name: await server.ready(session) for name, server in servers.items()}
             extra["time_to_ready_s_warm_pool_3"] = ready["docker warm"]
-            naive = Naive(client, bare_container)
             await naive.start()
             for _ in range(10):  # the trusted caller becomes established; warm imports and connections
                 for name in ("thread", "docker warm", "hybrid"):
@@ -262,9 +267,10 @@ async def main(rounds: int, heavy_rounds: int, duration: int) -> None:
             extra["bare_create_start_first_exec_ms"] = summary(bare_cold)
             extra["next_request_after_timeout_ms"] = await recovery(session, servers["recovery"], n)
             extra["memory_per_warm_container_mb"] = await container_memory(client, "bench-warm")
-            await naive.container.delete(force=True)
+            await naive.aclose()
             extra["throughput"] = load_runs(servers, trusted, secret, duration)
         finally:
+            await naive.aclose()  # also when a round failed: no bench container outlives the run
             for server in servers.values():
                 server.stop()
     report({s: {c: summary(v) for c, v in cols.items() if v} for s, cols in samples.items()}, extra, rounds)
