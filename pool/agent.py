@@ -71,8 +71,13 @@ def answer(handle: Handle, header: dict[str, Any], body: bytes) -> bytes:
         return encode({"error": "memory", "type": "MemoryError"})
     except Exception as exc:
         print(f"handler {header.get('handler')} raised {type(exc).__name__}: {exc!r}", file=sys.stderr)
-        return encode({"error": "handler", "type": type(exc).__name__})
+        return handler_error(exc)
     return encode({"status": response.status, "headers": response.headers}, response.body)
+
+
+def handler_error(exc: Exception) -> bytes:
+    """The frame for a handler that raised, or whose module did not import: the type, never the text."""
+    return encode({"error": "handler", "type": type(exc).__name__})
 
 
 def session_child(registry: HandlerRegistry, requests: int, answers: int, errors: int, agent: int) -> None:
@@ -98,7 +103,7 @@ def session_child(registry: HandlerRegistry, requests: int, answers: int, errors
             try:
                 handle = registry.get(str(header["handler"]))
             except Exception as exc:
-                write_all(answers, encode({"error": "handler", "type": type(exc).__name__}))
+                write_all(answers, handler_error(exc))
                 continue
             write_all(answers, answer(handle, header, body))
     finally:
@@ -181,7 +186,7 @@ class Agent:
             return encode({"error": "unknown_handler", "detail": str(exc)})
         except Exception as exc:  # the module failed to import
             print(f"handler {header.get('handler')} failed to import: {exc!r}", file=sys.stderr)
-            return encode({"error": "handler", "type": type(exc).__name__})
+            return handler_error(exc)
         entity, frame = str(header["entity_id"]), encode(header, body)
         for _ in range(2):  # a session found dead before the request was written is replaced once
             if self.session is None or self.session.entity != entity:
@@ -194,10 +199,9 @@ class Agent:
                 self.end_session()
         else:
             return encode({"error": "crashed", "detail": "the handler's process could not be started"})
-        if data is not None and data and decodes(data):
+        if data and decodes(data):
             return data
-        status = self.end_session()
-        return checked(data, status, self.max_response)
+        return failure(data, self.end_session(), self.max_response)
 
     def end_session(self) -> int:
         """End the current session, if any, and everything it left behind."""
@@ -221,8 +225,9 @@ def decodes(data: bytes) -> bool:
         return False
 
 
-def checked(data: bytes | None, status: int, max_response: int) -> bytes:
-    """The child's frame if it is one whole, bounded frame; else an error frame saying what went wrong."""
+def failure(data: bytes | None, status: int, max_response: int) -> bytes:
+    """The error frame for a session that gave no whole answer: too large (None), none at all (b"", told
+    apart by its wait status), or a malformed one."""
     if data is None:
         return encode({"error": "too_large", "detail": f"response over {max_response} bytes"})
     if not data:
@@ -231,9 +236,7 @@ def checked(data: bytes | None, status: int, max_response: int) -> bytes:
         if os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL:
             return encode({"error": "memory", "type": "SIGKILL"})  # the cgroup's OOM killer
         return encode({"error": "crashed", "detail": f"the handler's process ended ({_how(status)})"})
-    if not decodes(data):
-        return encode({"error": "protocol", "detail": "the handler's process wrote a malformed answer"})
-    return data
+    return encode({"error": "protocol", "detail": "the handler's process wrote a malformed answer"})
 
 
 def clean_up() -> None:

@@ -28,6 +28,9 @@ class Executor(Protocol):
     async def aclose(self) -> None: ...
 
 
+RETRY_AFTER_S = 1  # what a request refused for load (not for what it is) is told to wait
+
+
 def one_line(text: str, limit: int = 500) -> str:
     """Text from a handler or a caller made safe for one log line: line breaks and every non-ASCII or
     control character escaped (no forged log lines), and bounded."""

@@ -19,10 +19,12 @@ from typing import Any
 
 import aiodocker
 import aiohttp
+from aiodocker.containers import DockerContainer
 
 from handlers import Response
 from policy.config import DockerConfig
 from pool.base import (
+    RETRY_AFTER_S,
     DockerUnavailable,
     ExecutionTimeout,
     ExecutorError,
@@ -43,7 +45,6 @@ log = logging.getLogger("isogate.pool")
 
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
 SUPERVISE_INTERVAL_S = 1.0
-RETRY_AFTER_S = 1  # what a refused request is told to wait
 ATTEMPTS = 3  # sandboxes tried for one request when the first ones turn out dead before it was written
 
 
@@ -136,10 +137,14 @@ class ContainerPool:
         self.available, self.reason = True, None
         log.info("container pool %r ready: %d warm", self._config.pool_name, len(self._idle))
 
+    async def _labelled(self, client: aiodocker.Docker) -> list[DockerContainer]:
+        """Every container of this pool the engine has, running or not."""
+        label = f"{LABEL}={self._config.pool_name}"
+        return await deadline(client.containers.list(all=True, filters=json.dumps({"label": [label]})))
+
     async def _remove_leftovers(self, client: aiodocker.Docker) -> None:
         """Containers of this pool from an earlier run (crashed gateway, restarted engine) are removed."""
-        label = f"{LABEL}={self._config.pool_name}"
-        leftovers = await deadline(client.containers.list(all=True, filters=json.dumps({"label": [label]})))
+        leftovers = await self._labelled(client)
         for container in leftovers:
             await deadline(container.delete(force=True))
         if leftovers:
@@ -404,10 +409,7 @@ class ContainerPool:
         """Idle sandboxes whose container is no longer running (a `die` event missed) are replaced, and
         stopped containers of this pool that it no longer holds (a removal that failed) are removed."""
         assert self._client is not None
-        label = f"{LABEL}={self._config.pool_name}"
-        listed = await deadline(
-            self._client.containers.list(all=True, filters=json.dumps({"label": [label]}))
-        )
+        listed = await self._labelled(self._client)
         running = {c.id for c in listed if c["State"] == "running"}
         for sandbox in [s for s in self._idle if s.id not in running]:
             self._died_idle(sandbox.id)

@@ -65,7 +65,7 @@ def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
 
 
 class Sandbox:
-    def __init__(self, container: DockerContainer, stream: Stream, exec_id: str) -> None:
+    def __init__(self, container: DockerContainer, stream: Stream, exec_id: str, max_response: int) -> None:
         self.container = container
         self.id: str = container.id
         self._stream = stream
@@ -76,7 +76,7 @@ class Sandbox:
         self.idle_since = time.monotonic()
         self.broken = False
         self.spec: dict[str, Any] = {}  # the container config it was made from (the pool compares on reload)
-        self.max_response = 16 << 20
+        self.max_response = max_response  # docker.max_response_bytes, as the agent was started with
         self.entity: str | None = None  # whom the agent's session serves (see pool.agent)
 
     @classmethod
@@ -90,7 +90,6 @@ class Sandbox:
         except BaseException:
             await remove(container)
             raise
-        sandbox.max_response = docker.max_response_bytes
         return sandbox
 
     @classmethod
@@ -108,7 +107,7 @@ class Sandbox:
                 workdir="/app",
             )
             stream = agent.start(detach=False)
-            sandbox = cls(container, stream, agent.id)
+            sandbox = cls(container, stream, agent.id, max_response)
             ready, _ = await sandbox._read_frame()
             if not ready.get("ready"):
                 raise SandboxDied(f"agent did not report ready: {ready}")

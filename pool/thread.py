@@ -12,7 +12,7 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from handlers import Request, Response, to_response
-from pool.base import ExecutionTimeout, HandlerFailed, Job, ThreadPoolFull, one_line
+from pool.base import RETRY_AFTER_S, ExecutionTimeout, HandlerFailed, Job, ThreadPoolFull, one_line
 from pool.registry import Handle, HandlerRegistry
 
 log = logging.getLogger("isogate.pool.thread")
@@ -61,7 +61,7 @@ class ThreadExecutor:
             if self.busy >= self.size + self.max_queue:  # workers busy, queue full: refuse at once
                 raise ThreadPoolFull(
                     f"all {self.size} workers busy, {self.max_queue} jobs waiting (thread_pool.max_queue)",
-                    retry_after=1,
+                    retry_after=RETRY_AFTER_S,
                 )
             self.busy += 1
         future = self._pool.submit(_call, handle, job.request)

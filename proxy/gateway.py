@@ -22,7 +22,7 @@ from policy.errors import ConfigError
 from policy.identity import Trust
 from policy.profile import ProfileBuilder, observe
 from policy.risk import Factor, RiskInput, RiskScore
-from pool.base import EntityBusy, Executor, Job, MemoryLimitExceeded
+from pool.base import RETRY_AFTER_S, EntityBusy, Executor, Job, MemoryLimitExceeded
 from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry, UnknownHandler
@@ -83,7 +83,7 @@ class Gateway:
         if untrusted and self.inflight_threads[entity] >= share:
             raise EntityBusy(
                 f"{share} of your requests already run in the thread pool (thread_pool.max_per_entity)",
-                retry_after=1,
+                retry_after=RETRY_AFTER_S,
             )
         self.inflight_threads[entity] += 1
         self._ran.add(entity)

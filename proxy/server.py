@@ -137,8 +137,7 @@ class GatewayServer(web.Server):
         if self.gateway is None:
             return None
         server = self.gateway.config.server
-        total = sum(self.per_address.values())
-        if total > server.max_connections:
+        if len(self.addresses) > server.max_connections:  # one entry per open connection
             return TooManyConnections(f"the gateway holds server.max_connections ({server.max_connections})")
         if address not in server.proxies and self.per_address[address] > server.max_connections_per_ip:
             return TooManyConnections(

@@ -17,6 +17,7 @@ import dockerenv
 from policy.config import Config
 from policy.parse import parse_config
 from policy.schema import merge
+from pool.containers import ContainerPool
 from proxy.app import create_app
 from proxy.loader import ConfigSource, load, load_factors
 
@@ -94,6 +95,13 @@ def docker_settings(docker_ready: None) -> dict[str, Any]:
 
 
 Client = TestClient[web.Request, web.Application]
+
+
+async def open_pool(settings: dict[str, Any], **overrides: Any) -> ContainerPool:
+    """A started container pool of the probe handlers: `docker_settings` plus `overrides`."""
+    pool = ContainerPool(make_config({"docker": {**settings, **overrides}}).docker, "probe_handlers")
+    await pool.start()
+    return pool
 
 
 class LiveConfig:

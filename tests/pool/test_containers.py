@@ -14,7 +14,7 @@ import orjson
 import pytest
 from aiodocker.execs import Exec
 
-from conftest import make_config
+from conftest import make_config, open_pool
 from handlers import Request
 from pool import engine
 from pool.base import (
@@ -29,13 +29,6 @@ from pool.base import (
 from pool.containers import ContainerPool
 
 pytestmark = pytest.mark.docker
-
-
-async def open_pool(settings: dict[str, Any], **overrides: Any) -> ContainerPool:
-    config = make_config({"docker": {**settings, **overrides}})
-    pool = ContainerPool(config.docker, "probe_handlers")
-    await pool.start()
-    return pool
 
 
 @pytest.fixture

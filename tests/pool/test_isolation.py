@@ -8,7 +8,7 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import make_config
+from conftest import open_pool
 from handlers import Request
 from pool.base import Job, ResponseTooLarge
 from pool.containers import ContainerPool
@@ -16,11 +16,9 @@ from pool.containers import ContainerPool
 pytestmark = pytest.mark.docker
 
 
-async def open_pool(settings: dict[str, Any], **overrides: Any) -> ContainerPool:
-    config = make_config({"docker": {**settings, "warm_pool_size": 1, "max_containers": 1, **overrides}})
-    pool = ContainerPool(config.docker, "probe_handlers")
-    await pool.start()
-    return pool
+async def one_container(settings: dict[str, Any], **overrides: Any) -> ContainerPool:
+    """A pool of one container, so that consecutive callers share it (unless a test allows more)."""
+    return await open_pool(settings, **{"warm_pool_size": 1, "max_containers": 1, **overrides})
 
 
 def job(handler: str, entity: str, **query: str) -> Job:
@@ -30,7 +28,7 @@ def job(handler: str, entity: str, **query: str) -> Job:
 async def test_markers_left_by_one_caller_are_gone_for_the_next_in_the_same_container(
     docker_settings: dict[str, Any],
 ) -> None:
-    pool = await open_pool(docker_settings)
+    pool = await one_container(docker_settings)
     try:
         before = orjson.loads((await pool.run(job("leftovers", "bob"))).body)
         planted = await pool.run(job("leaky", "mallory"))
@@ -46,7 +44,7 @@ async def test_markers_left_by_one_caller_are_gone_for_the_next_in_the_same_cont
 
 
 async def test_a_planted_frame_never_reaches_the_next_caller(docker_settings: dict[str, Any]) -> None:
-    pool = await open_pool(docker_settings)
+    pool = await one_container(docker_settings)
     try:
         # The only descriptor it can reach is its own answer pipe: what it plants is its own response.
         await pool.run(job("leaky", "mallory", fds="1"))
@@ -63,7 +61,7 @@ async def test_a_planted_frame_never_reaches_the_next_caller(docker_settings: di
 async def test_a_response_over_the_limit_is_refused_and_the_container_kept(
     docker_settings: dict[str, Any],
 ) -> None:
-    pool = await open_pool(docker_settings, max_response_bytes=1 << 20)
+    pool = await one_container(docker_settings, max_response_bytes=1 << 20)
     try:
         with pytest.raises(ResponseTooLarge, match="max_response_bytes"):
             await pool.run(Job("raw", Request("POST", "/p", body=b"x" * (2 << 20), entity_id="big"), 5.0))
@@ -78,7 +76,7 @@ async def test_a_caller_keeps_its_own_session_and_another_caller_starts_clean(
 ) -> None:
     """Consecutive requests of one entity share its session (what it left is its own); the next entity's
     request ends that session and starts from nothing."""
-    pool = await open_pool(docker_settings)
+    pool = await one_container(docker_settings)
     try:
         await pool.run(job("leaky", "mallory"))
         own = orjson.loads((await pool.run(job("leftovers", "mallory"))).body)
@@ -93,7 +91,7 @@ async def test_a_caller_keeps_its_own_session_and_another_caller_starts_clean(
 async def test_an_idle_container_whose_session_serves_the_caller_is_preferred(
     docker_settings: dict[str, Any],
 ) -> None:
-    pool = await open_pool(docker_settings, warm_pool_size=2, max_containers=2)
+    pool = await one_container(docker_settings, warm_pool_size=2, max_containers=2)
     try:
         alice = orjson.loads((await pool.run(job("leftovers", "alice"))).body)["hostname"]
         bob = orjson.loads((await pool.run(job("leftovers", "bob"))).body)["hostname"]
