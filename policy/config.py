@@ -139,9 +139,15 @@ class DockerConfig:
     pids_limit: int = 64
     tmpfs_size: str = "16m"
     pool_name: str = "isogate"
+    runtime: str = "runc"  # the engine's OCI runtime: runc (namespaces) or runsc (gVisor; scripts/gvisor.sh)
     host: str = ""  # engine URL; empty: DOCKER_HOST, else unix:///var/run/docker.sock
     memory_limit_bytes: int = field(init=False, repr=False, compare=False)
     tmpfs_size_bytes: int = field(init=False, repr=False, compare=False)
+
+    @property
+    def gvisor(self) -> bool:
+        """runsc, or a variant registered under a runsc-* name: gVisor's user-space kernel."""
+        return self.runtime == "runsc" or self.runtime.startswith("runsc-")
 
     def __post_init__(self) -> None:
         memory, tmpfs = size_bytes(self.memory_limit), size_bytes(self.tmpfs_size)
@@ -166,6 +172,11 @@ class DockerConfig:
         require(self.pids_limit >= 8, "pids_limit", "must be >= 8 (the agent needs a few)")
         require(
             bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.pool_name)), "pool_name", "expected a label"
+        )
+        require(
+            bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.runtime)),
+            "runtime",
+            "expected a runtime the engine knows, like runc or runsc",
         )
 
 

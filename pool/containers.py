@@ -61,6 +61,7 @@ class ContainerPool:
         self._client: aiodocker.Docker | None = None
         self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
         self._busy: set[Sandbox] = set()
+        self._calls: dict[Sandbox, asyncio.Timeout] = {}  # sandboxes running a request: its deadline
         self._creating = 0
         self._warming = 0  # of those, creations for the warm pool (the rest are a request's own)
         self._waiters = WaitQueue[Sandbox](on_returned=self._returned)
@@ -68,7 +69,7 @@ class ContainerPool:
         self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
         self._closing = False
         self._draining = False  # after a reload shrank the pool: released containers go until it fits
-        self._oom = OomWatch(f"{LABEL}={config.pool_name}", on_die=self._died_idle)
+        self._oom = OomWatch(f"{LABEL}={config.pool_name}", on_die=self._container_died)
         self._spec = container_config(config, config.pool_name)  # what new containers are made from
         self._acquire_ms: deque[float] = deque(maxlen=2048)
         self.counts = dict.fromkeys(
@@ -166,9 +167,11 @@ class ContainerPool:
         sandbox = await self._acquire(job.request.entity_id)
         self._busy.add(sandbox)
         try:
-            async with asyncio.timeout(job.timeout_s):
+            async with asyncio.timeout(job.timeout_s) as self._calls[sandbox]:
                 header, body = await sandbox.call(job.handler, job.request)
         except TimeoutError:
+            if sandbox.container_died:  # the engine said so before the stream did (see _container_died)
+                raise await self._died(sandbox, SandboxDied("its container died")) from None
             self.counts["timeouts"] += 1
             self._discard(sandbox, replaced=True)
             raise ExecutionTimeout(
@@ -184,6 +187,8 @@ class ContainerPool:
             raise _Undelivered(str(exc)) from None
         except Exception as exc:  # any failure of the call (engine, stream, frames): never reuse it
             raise await self._died(sandbox, exc) from None
+        finally:
+            self._calls.pop(sandbox, None)
         return self._answer(job, sandbox, header, body)
 
     def _answer(self, job: Job, sandbox: Sandbox, header: dict[str, Any], body: bytes) -> Response:
@@ -222,7 +227,7 @@ class ContainerPool:
     async def _died(self, sandbox: Sandbox, exc: BaseException) -> ExecutorError:
         """Classify a sandbox that stopped answering; it is replaced either way."""
         self._discard(sandbox, replaced=True)  # first: nothing below may leave it counted busy
-        oom = self._client is not None and await self._oom.killed(self._client, sandbox.id, sandbox.exec_id)
+        oom = self._client is not None and await self._oom.killed(self._client, sandbox)
         if oom:
             self.counts["oom_kills"] += 1
             return MemoryLimitExceeded(
@@ -411,20 +416,26 @@ class ContainerPool:
         assert self._client is not None
         listed = await self._labelled(self._client)
         running = {c.id for c in listed if c["State"] == "running"}
-        for sandbox in [s for s in self._idle if s.id not in running]:
-            self._died_idle(sandbox.id)
+        for sandbox in [s for s in (*self._idle, *self._calls) if s.id not in running]:
+            self._container_died(sandbox.id)
         held = {s.id for s in (*self._idle, *self._busy)}
         for container in listed:  # one still being created ("created", "running") is left alone
             if container["State"] in ("exited", "dead") and container.id not in held:
                 self._spawn_task(remove(container))
 
-    def _died_idle(self, container_id: str) -> None:
-        """The engine says a container died: if it was idle here, replace it now."""
+    def _container_died(self, container_id: str) -> None:
+        """The engine says a container died. Idle here: replace it now. Running a request: end the call
+        now, since its exec stream may not (under gVisor it stays open after the sandbox is killed)."""
         for sandbox in self._idle:
             if sandbox.id == container_id:
                 log.warning("idle sandbox %s died: replacing it", container_id[:12])
                 self.counts["died_idle"] += 1
                 self._discard(sandbox, replaced=True)
+                return
+        for sandbox, limit in self._calls.items():
+            if sandbox.id == container_id and not sandbox.container_died:
+                sandbox.container_died = True
+                limit.reschedule(asyncio.get_running_loop().time())
                 return
 
     def _expire_idle(self) -> None:

@@ -1,9 +1,11 @@
-"""What the engine reports about a pool's containers: OOM kills, and deaths (`die`) of idle ones.
+"""What the engine reports about a pool's containers: OOM kills, and deaths (`die`).
 
-Docker's `State.OOMKilled` stays false while a container's main process lives (measured: the agent is an
-exec, not the main process), so the engine's `oom` events are the signal, together with the agent's exit
-code 137 (SIGKILL). `die` events tell the pool that a container it holds idle is gone (`docker kill`, the
-engine's OOM killer, a crash), so it is replaced before a request finds it dead.
+Under runc, Docker's `State.OOMKilled` stays false while a container's main process lives (measured: the
+agent is an exec, not the main process), so the engine's `oom` events are the signal, together with the
+agent's exit code 137 (SIGKILL). Under gVisor the whole sandbox is killed and its state says so. `die`
+events tell the pool that a container is gone (`docker kill`, the engine's OOM killer, a crash): an idle
+one is replaced before a request finds it dead, a busy one's call ends now (gVisor keeps its exec stream
+open after the sandbox died).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import aiohttp
 from aiodocker.execs import Exec
 
 from pool.engine import EngineTimeout, deadline
+from pool.sandbox import Sandbox
 
 EVENT_WAIT_S = 0.5  # the oom event arrives with the exec's end; allow for scheduling
 SIGKILL_EXIT = 137
@@ -45,18 +48,35 @@ class OomWatch:
             stream.cancel()
             await asyncio.gather(stream, return_exceptions=True)
 
-    async def killed(self, client: aiodocker.Docker, container_id: str, exec_id: str) -> bool:
-        """True when the agent died of SIGKILL and the engine reported an OOM kill in its container."""
-        try:
-            code = (await deadline(Exec(client, exec_id).inspect())).get("ExitCode")
-        except (aiodocker.DockerError, aiohttp.ClientError, OSError, EngineTimeout):
-            return False
-        if code != SIGKILL_EXIT:
-            return False
+    async def killed(self, client: aiodocker.Docker, sandbox: Sandbox) -> bool:
+        """Whether the sandbox's agent died of an OOM kill. runc: the agent, an exec, is killed alone: its
+        exit code is 137 and an `oom` event names the container. gVisor: the sandbox's memory is one
+        cgroup, killed as a whole: the exec is gone with it, no `oom` event comes, and the container's
+        state says OOMKilled (the exec reports 128, or nothing). Either signal may trail the stream's end (the
+        container still shows running), so each is awaited briefly."""
         until = time.monotonic() + EVENT_WAIT_S
-        while container_id not in self._killed and time.monotonic() < until:
-            await asyncio.sleep(0.02)
-        return container_id in self._killed
+        try:
+            code = (await deadline(Exec(client, sandbox.exec_id).inspect())).get("ExitCode")
+        except aiodocker.DockerError as exc:
+            if exc.status != 404:
+                return False
+            code = None  # the exec went with its container
+        except (aiohttp.ClientError, OSError, EngineTimeout):
+            return False
+        if code == SIGKILL_EXIT:
+            while sandbox.id not in self._killed and time.monotonic() < until:
+                await asyncio.sleep(0.02)
+            return sandbox.id in self._killed
+        if code is not None and not sandbox.gvisor:
+            return False  # the agent exited by itself
+        while True:
+            try:
+                state = (await deadline(sandbox.container.show()))["State"]
+            except (aiodocker.DockerError, aiohttp.ClientError, OSError, EngineTimeout, KeyError):
+                return False
+            if not state.get("Running", True) or time.monotonic() >= until:
+                return bool(state.get("OOMKilled"))
+            await asyncio.sleep(0.05)
 
     def forget(self, container_id: str) -> None:
         self._killed.discard(container_id)

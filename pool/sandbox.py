@@ -27,6 +27,7 @@ log = logging.getLogger("isogate.pool.sandbox")
 LABEL = "isogate.pool"
 UID = "65534:65534"  # nobody: the agent never runs as root
 STDERR_LIMIT = 4096  # bytes of a sandbox's stderr kept for the log
+GVISOR_BASE_TASKS, GVISOR_TASKS_PER_PROCESS = 128, 8  # host tasks of a runsc sandbox, with headroom
 
 
 class SandboxDied(Exception):
@@ -39,6 +40,14 @@ class NotDelivered(SandboxDied):
 
 def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
     """The container: no network, read-only root, no capabilities, bounded memory, CPU and processes."""
+    pids_limit, ulimits = docker.pids_limit, [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]
+    if docker.gvisor:
+        # gVisor's kernel counts the handler's processes itself (RLIMIT_NPROC is per sandbox there; under
+        # runc it would be per host uid, shared by every container). The host's pids limit counts the
+        # sandbox's own threads: measured ~60 idle and ~5 per process inside. A sandbox that cannot make
+        # one dies (exit 2), so the host limit is sized for the processes the inner limit lets run.
+        pids_limit = GVISOR_BASE_TASKS + GVISOR_TASKS_PER_PROCESS * docker.pids_limit
+        ulimits.append({"Name": "nproc", "Soft": docker.pids_limit, "Hard": docker.pids_limit})
     return {
         "Image": docker.image,
         "Cmd": ["sleep", "infinity"],
@@ -47,10 +56,11 @@ def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
         "Labels": {LABEL: pool},
         "NetworkDisabled": True,
         "HostConfig": {
+            "Runtime": docker.runtime,
             "Memory": docker.memory_limit_bytes,
             "MemorySwap": docker.memory_limit_bytes,  # equal to the limit: no swap to spill into
             "NanoCpus": int(docker.cpu_limit * 1e9),
-            "PidsLimit": docker.pids_limit,
+            "PidsLimit": pids_limit,
             "NetworkMode": "none",
             "ReadonlyRootfs": True,
             "Tmpfs": {"/tmp": f"rw,nosuid,nodev,noexec,size={docker.tmpfs_size}"},
@@ -59,7 +69,7 @@ def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
             "IpcMode": "private",
             "ShmSize": docker.tmpfs_size_bytes,  # /dev/shm: as small as /tmp, noexec (Docker's default)
             "Init": True,  # docker-init as PID 1 reaps whatever outlives its parent
-            "Ulimits": [{"Name": "nofile", "Soft": 1024, "Hard": 1024}],
+            "Ulimits": ulimits,
         },
     }
 
@@ -75,6 +85,8 @@ class Sandbox:
         self.uses = 0
         self.idle_since = time.monotonic()
         self.broken = False
+        self.container_died = False  # the engine reported the container's death during a call
+        self.gvisor = False  # runs under gVisor (docker.runtime runsc)
         self.spec: dict[str, Any] = {}  # the container config it was made from (the pool compares on reload)
         self.max_response = max_response  # docker.max_response_bytes, as the agent was started with
         self.entity: str | None = None  # whom the agent's session serves (see pool.agent)
@@ -90,6 +102,7 @@ class Sandbox:
         except BaseException:
             await remove(container)
             raise
+        sandbox.gvisor = docker.gvisor
         return sandbox
 
     @classmethod

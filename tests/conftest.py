@@ -72,19 +72,33 @@ def gateway(aiohttp_client: Any) -> Gateway:
     return start
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--runtime",
+        default="runc",
+        help="the OCI runtime of container tests: runc, or runsc (gVisor; scripts/gvisor.sh registers it)",
+    )
+
+
 @pytest.fixture(scope="session")
-def docker_ready() -> Iterator[None]:
+def runtime(request: pytest.FixtureRequest) -> str:
+    return str(request.config.getoption("--runtime"))
+
+
+@pytest.fixture(scope="session")
+def docker_ready(runtime: str) -> Iterator[None]:
     """The real engine with the probe image built; test containers are removed at the end."""
-    dockerenv.prepare()
+    dockerenv.prepare(runtime)
     yield
     dockerenv.remove_test_containers()
 
 
 @pytest.fixture
-def docker_settings(docker_ready: None) -> dict[str, Any]:
+def docker_settings(docker_ready: None, runtime: str) -> dict[str, Any]:
     """A small pool of the probe image under a pool name of this test's own."""
     return {
         "enabled": True,
+        "runtime": runtime,
         "image": dockerenv.PROBE_IMAGE,
         "pool_name": dockerenv.pool_name(),
         "warm_pool_size": 1,

@@ -15,13 +15,19 @@ PROBE_IMAGE = "isogate-runner:probes"
 POOL_PREFIX = "test-"
 
 
-def prepare() -> None:
-    """Fail (never skip) with the reason when the engine or the runner image is missing."""
-    engine = subprocess.run(["docker", "info"], capture_output=True, text=True)
+def prepare(runtime: str) -> None:
+    """Fail (never skip) with the reason when the engine, the runtime or the runner image is missing."""
+    info = ["docker", "info", "--format", "{{json .Runtimes}}"]
+    engine = subprocess.run(info, capture_output=True, text=True)
     if engine.returncode != 0:
         pytest.fail(
             "container tests need a Docker engine and none answers: run scripts/runner-image.sh as root"
             f" (docker info: {engine.stderr.strip()[:200]})",
+            pytrace=False,
+        )
+    if f'"{runtime}"' not in engine.stdout:
+        pytest.fail(
+            f"the engine has no runtime {runtime!r} ({engine.stdout.strip()}): scripts/gvisor.sh adds runsc",
             pytrace=False,
         )
     build = subprocess.run(
@@ -79,8 +85,13 @@ class EngineForwarder:
         self.path.unlink(missing_ok=True)
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_unix_connection("/var/run/docker.sock")
-        self._writers += [writer, up_writer]
+        self._writers.append(writer)  # first: stop() closes it even while the engine connection opens
+        try:
+            up_reader, up_writer = await asyncio.open_unix_connection("/var/run/docker.sock")
+        except OSError:
+            writer.close()
+            return
+        self._writers.append(up_writer)
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
             try:
@@ -93,3 +104,31 @@ class EngineForwarder:
                 sink.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+# Run inside the container as the agent's user: under gVisor the engine's exec Pid is the sandbox's own
+# pid, not one the host can signal. Everything running `-m pool.agent` is killed but this process.
+KILL_AGENT = """
+import os
+for pid in filter(str.isdigit, os.listdir("/proc")):
+    try:
+        command = open(f"/proc/{pid}/cmdline", "rb").read()
+        if b"-m\\0pool.agent" in command and int(pid) != os.getpid():
+            os.kill(int(pid), 9)
+    except OSError:
+        pass
+"""
+
+
+async def kill_agent(container_id: str) -> None:
+    """SIGKILL the agent of a container from inside it (a container already gone is not an error)."""
+    process = await asyncio.create_subprocess_exec(
+        *("docker", "exec", "-u", "65534:65534", container_id, "python3", "-c", KILL_AGENT),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        await asyncio.wait_for(process.wait(), 30)
+    except TimeoutError:
+        process.kill()
+        await process.wait()

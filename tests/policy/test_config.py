@@ -42,6 +42,7 @@ def test_every_documented_env_variable_is_read() -> None:
         "DOCKER_TIMEOUT": "1234",
         "DOCKER_REUSE": "false",
         "DOCKER_WARM_POOL": "5",
+        "DOCKER_RUNTIME": "runsc",
         "MEMORY_LIMIT_MB": "80",
         "MEMORY_CHECK_INTERVAL": "3000",
         "MAX_EXECUTION_TIME": "10000",
@@ -57,7 +58,7 @@ def test_every_documented_env_variable_is_read() -> None:
     docker = config.docker
     assert (docker.enabled, docker.image, docker.memory_limit_bytes) == (True, "img:1", 512 << 20)
     assert (docker.cpu_limit, docker.timeout_ms, docker.reuse_containers) == (1.0, 1234, False)
-    assert docker.warm_pool_size == 5
+    assert docker.warm_pool_size == 5 and (docker.runtime, docker.gvisor) == ("runsc", True)
     assert config.limits.memory_limit_mb == 80
     assert config.limits.memory_check_interval_ms == 3000
     assert config.limits.execution.max_time_ms == 10000
@@ -101,6 +102,7 @@ def test_secret_is_never_in_repr() -> None:
         ({"limits": {"execution": {"max_time_ms": 0}}}, {}, "limits.execution.max_time_ms: must be > 0"),
         ({"docker": {"memory_limit": "lots"}}, {}, "docker.memory_limit: expected a size"),
         ({"docker": {"warm_pool_size": 20}}, {}, "docker.warm_pool_size: must not exceed max_containers"),
+        ({"docker": {"runtime": "runsc --debug"}}, {}, "docker.runtime: expected a runtime the engine knows"),
         ({"thread_pool": {"min_workers": 9}}, {}, "thread_pool.min_workers"),
         ({"hybrid": {"risk_thresholds": {"low": 70}}}, {}, "hybrid.risk_thresholds.low"),
         ({"hybrid": {"block_threshold": 0}}, {}, "hybrid.block_threshold"),

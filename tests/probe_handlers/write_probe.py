@@ -1,4 +1,4 @@
-"""Tries to write to the root filesystem and to /tmp."""
+"""Tries to write to the root filesystem and to /tmp, and reports the root mount's options."""
 
 from handlers import Request
 
@@ -13,4 +13,11 @@ def _try(path: str) -> str:
 
 
 def handle(request: Request) -> dict[str, str]:
-    return {"root": _try("/isogate-probe"), "app": _try("/app/probe"), "tmp": _try("/tmp/probe")}
+    mounts = (line.split() for line in open("/proc/self/mounts"))
+    root = next(fields[3] for fields in mounts if fields[1] == "/")
+    return {
+        "root": _try("/isogate-probe"),
+        "app": _try("/app/probe"),
+        "tmp": _try("/tmp/probe"),
+        "root_mount": root,
+    }

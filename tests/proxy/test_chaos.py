@@ -3,20 +3,16 @@ and their agents are killed at random and the engine is cut off and comes back. 
 at its warm size with no slot or container leaked, and every failed request got a documented status."""
 
 import asyncio
-import os
 import random
-import signal
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
-import aiodocker
 import pytest
-from aiodocker.execs import Exec
 
 from conftest import Gateway, bearer
-from dockerenv import EngineForwarder
+from dockerenv import EngineForwarder, kill_agent
 from proxy.gateway import GATEWAY
 
 pytestmark = pytest.mark.docker
@@ -30,16 +26,6 @@ def labelled(pool_name: str, running_only: bool = False) -> list[str]:
     return subprocess.run(
         command + ([] if running_only else ["-a"]), capture_output=True, text=True
     ).stdout.split()
-
-
-async def kill_agent(exec_id: str) -> None:
-    try:
-        async with aiodocker.Docker() as client:
-            found = await Exec(client, exec_id).inspect()
-        if found["Running"] and found["Pid"] > 1:  # never signal a pid that is not a live agent's
-            os.kill(found["Pid"], signal.SIGKILL)
-    except (aiodocker.DockerError, ProcessLookupError):
-        pass  # already gone: chaos got there first
 
 
 async def test_random_deaths_and_an_engine_outage_leak_nothing(
@@ -87,7 +73,7 @@ async def test_random_deaths_and_an_engine_outage_leak_nothing(
             if chance.random() < 0.5:
                 subprocess.run(["docker", "kill", victim.id], capture_output=True)
             else:
-                await kill_agent(victim.exec_id)
+                await kill_agent(victim.id)
 
     await asyncio.gather(chaos(), *(traffic(w) for w in range(3)))
 
