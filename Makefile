@@ -11,16 +11,20 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 .env: .env.example
-	@test -f .env || { umask 077 && sed "s/^SECRET_KEY=.*/SECRET_KEY=$$($(PYTHON) -c 'import secrets; print(secrets.token_hex(32))')/" \
-		.env.example > .env && echo "wrote .env with a random SECRET_KEY"; }
+	@test -f .env || { umask 077 && cp .env.example .env && echo "wrote .env (overrides, all commented out)"; }
+
+# The signing key, in an owner-only file passed as SECRET_KEY_FILE: never in the gateway's environment,
+# which /proc/<pid>/environ shows for its whole life (a thread-mode handler could read it there).
+.secret_key:
+	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $@ && echo "wrote $@ (mode 600)"
 
 # The Docker engine and the runner image (installs docker.io and starts dockerd if needed; needs root).
 image:
 	scripts/runner-image.sh
 
 # Without a Docker engine the gateway still starts, in thread mode, and says so.
-run: $(VENV)/.installed .env
-	@set -a && . ./.env && set +a && \
+run: $(VENV)/.installed .env .secret_key
+	@set -a && . ./.env && set +a && export SECRET_KEY_FILE=.secret_key && \
 	if ! scripts/runner-image.sh; then \
 		echo "isogate: WARNING: no Docker engine: starting in thread mode (EXECUTION_MODE=thread DOCKER_ENABLED=false)" >&2; \
 		export EXECUTION_MODE=thread DOCKER_ENABLED=false; \
@@ -31,10 +35,13 @@ lint: $(VENV)/.installed
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict proxy policy pool
 
-# Container tests fail (never skip) with the reason when the image step could not get an engine.
+# Container tests fail (never skip) with the reason when the image step could not get an engine, and
+# run twice: under runc, then under gVisor (runsc, registered by scripts/gvisor.sh).
 test: lint
 	-scripts/runner-image.sh
+	-scripts/gvisor.sh
 	$(BIN)/pytest
+	$(BIN)/pytest -m docker --runtime runsc
 
 # The product's benchmark table, with baselines measured in the same run (a few minutes; loopback only).
 bench: $(VENV)/.installed
@@ -42,10 +49,12 @@ bench: $(VENV)/.installed
 	scripts/runner-image.sh
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	$(BIN)/python bench/scenarios.py
+	scripts/gvisor.sh
+	$(BIN)/python bench/runtimes.py
 
 # make token SUB=ops ROLE=admin: a bearer token for the running gateway (1 hour)
-token: $(VENV)/.installed .env
-	@set -a && . ./.env && set +a && $(BIN)/python -m proxy.mint --sub $(or $(SUB),alice) \
+token: $(VENV)/.installed .env .secret_key
+	@set -a && . ./.env && set +a && SECRET_KEY_FILE=.secret_key $(BIN)/python -m proxy.mint --sub $(or $(SUB),alice) \
 		$(if $(ROLE),--role $(ROLE)) $(if $(TRUST),--trust $(TRUST))
 
 clean:

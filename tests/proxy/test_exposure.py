@@ -4,6 +4,7 @@ ways, tokens named like addresses, log lines, the .env file, and who teaches the
 import asyncio
 import logging
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -96,12 +97,15 @@ async def test_a_handler_exception_cannot_forge_log_lines(
         assert "\n" not in record.getMessage(), record.getMessage()
 
 
-def test_make_writes_env_readable_by_its_owner_only(tmp_path: Path) -> None:
+def test_make_writes_the_key_and_env_readable_by_their_owner_only(tmp_path: Path) -> None:
     for name in ("Makefile", ".env.example"):
         shutil.copy(ROOT / name, tmp_path / name)
-    subprocess.run(["make", "-s", ".env"], cwd=tmp_path, check=True, capture_output=True)
+    subprocess.run(["make", "-s", ".env", ".secret_key"], cwd=tmp_path, check=True, capture_output=True)
     assert (tmp_path / ".env").stat().st_mode & 0o777 == 0o600
-    assert "your-secret-key-here" not in (tmp_path / ".env").read_text()
+    assert (tmp_path / ".secret_key").stat().st_mode & 0o777 == 0o600
+    assert re.fullmatch(r"[0-9a-f]{64}\n", (tmp_path / ".secret_key").read_text())
+    active = [line for line in (tmp_path / ".env").read_text().splitlines() if not line.startswith("#")]
+    assert not any(line.startswith("SECRET_KEY=") for line in active)  # the key is in .secret_key only
 
 
 async def test_anonymous_callers_never_teach_the_profile(tmp_path: Path, live: object) -> None:
