@@ -1,9 +1,11 @@
 """runc and gVisor (runsc) side by side: the same gateway, the same handlers, only `docker.runtime` differs.
 
-Per runtime: a warm container (reused), a fresh container per request from a warm pool, a cold container per
-request (empty pool), and the bare floor of a cold one (create + start + exec the agent + first answer, no
-gateway); Simple GET and JSON processing at concurrency 1, rounds interleaved across runtimes, medians; memory
-per warm container and time to a ready warm pool of 3. Needs the engine with runsc registered
+Per runtime: a warm container reused by the same caller, and by a new caller (the session switch); a fresh
+container per request from a warm pool; a cold container per request (empty pool); and the bare floor of a
+cold one (create + start + exec the agent + first answer, no gateway). Simple GET and JSON processing at
+concurrency 1, rounds interleaved across runtimes, medians. A warm sample follows one uncounted request
+(steady traffic: after 0.3 s idle every warm request costs ~2 ms more on this machine, on both runtimes).
+Also memory per warm container and time to a ready warm pool of 3. Needs the engine with runsc registered
 (scripts/gvisor.sh): `make bench` sets it up. Loopback only; every load bounded.
 
 Writes bench/results/runtimes.{md,json}.
@@ -17,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+import uuid
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from proxy.loader import create_config  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
 RUNTIMES = ("runc", "runsc")
+SWITCH = "warm, new caller"  # a warm container whose session served someone else: the switch cost
 KINDS = {  # column -> docker settings
     "warm": {"warm_pool_size": 3, "max_containers": 8},
     "fresh": {"warm_pool_size": 2, "reuse_containers": False},
@@ -85,15 +89,23 @@ async def main(rounds: int) -> None:
 
             for _ in range(rounds):
                 for name, (method, target, body, headers) in requests.items():
-                    for kind in KINDS:  # warm first: it gets a quiet engine
+                    for kind in ("warm", SWITCH, "fresh", "cold"):  # warm first: a quiet engine
                         for runtime in RUNTIMES:
                             await quiet()
+                            server = servers[(runtime, "warm" if kind == SWITCH else kind)]
+                            if kind in ("warm", SWITCH):  # steady traffic: not the wake-up after idling
+                                await timed(session, "GET", server.url + "/echo", headers=trusted)
+                            caller = trusted
+                            if kind == SWITCH:
+                                sub = f"caller-{uuid.uuid4().hex[:8]}"
+                                signed = token(env["SECRET_KEY"], sub, trust="trusted")
+                                caller = {"Authorization": f"Bearer {signed}"}
                             elapsed = await timed(
                                 session,
                                 method,
-                                servers[(runtime, kind)].url + target,
+                                server.url + target,
                                 data=body,
-                                headers={**headers, **trusted},
+                                headers={**headers, **caller},
                                 mode="docker",
                             )
                             samples.setdefault(f"{name}, {kind}, {runtime}", []).append(elapsed)
@@ -121,7 +133,8 @@ def report(table: dict[str, dict[str, float]], extra: dict[str, Any], rounds: in
         "| request | runc | runsc | runsc / runc |",
         "|---|---|---|---|",
     ]
-    rows = [f"{name}, {kind}" for name in ("Simple GET", "JSON processing") for kind in KINDS] + ["bare cold"]
+    kinds = ("warm", SWITCH, "fresh", "cold")
+    rows = [f"{name}, {kind}" for name in ("Simple GET", "JSON processing") for kind in kinds] + ["bare cold"]
     for row in rows:
         runc, runsc = table[f"{row}, runc"], table[f"{row}, runsc"]
         lines.append(
