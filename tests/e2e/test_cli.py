@@ -31,12 +31,12 @@ def env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def gateway_process() -> Iterator[tuple[int, subprocess.Popen[str]]]:
+def gateway_process(runtime: str) -> Iterator[tuple[int, subprocess.Popen[str]]]:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "--config", "config.yaml", "--port", str(port)],
         cwd=ROOT,
-        env=env(),
+        env=env(DOCKER_RUNTIME=runtime),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

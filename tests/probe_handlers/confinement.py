@@ -1,6 +1,6 @@
 """Reports the confinement the handler runs under, as the kernel sees it: seccomp mode, no_new_privs,
-effective capabilities, uid, the options of the /dev/shm and /tmp mounts and whether a program copied there runs, the open-files limit and the
-kernel release (gVisor's user-space kernel reports its own)."""
+effective capabilities, uid, the options of the /dev/shm and /tmp mounts and whether a program copied
+there runs, the open-files limit and the kernel release (gVisor's user-space kernel reports its own)."""
 
 import ctypes
 import os
