@@ -38,7 +38,16 @@ from pool.base import (
 from pool.engine import EngineTimeout, deadline
 from pool.metrics import percentiles
 from pool.oom import OomWatch
-from pool.sandbox import LABEL, NotDelivered, Sandbox, SandboxDied, container_config, remove, to_response
+from pool.sandbox import (
+    LABEL,
+    NotDelivered,
+    Sandbox,
+    SandboxDied,
+    container_config,
+    container_name,
+    remove,
+    to_response,
+)
 from pool.waiters import WaitQueue
 
 log = logging.getLogger("isogate.pool")
@@ -63,6 +72,7 @@ class ContainerPool:
         self._busy: set[Sandbox] = set()
         self._calls: dict[Sandbox, asyncio.Timeout] = {}  # sandboxes running a request: its deadline
         self._creating = 0
+        self._naming: set[str] = set()  # names of the containers being created (see _reconcile)
         self._warming = 0  # of those, creations for the warm pool (the rest are a request's own)
         self._waiters = WaitQueue[Sandbox](on_returned=self._returned)
         self._tasks: set[asyncio.Task[Any]] = set()  # creations and destructions in the background
@@ -168,7 +178,10 @@ class ContainerPool:
         self._busy.add(sandbox)
         try:
             async with asyncio.timeout(job.timeout_s) as self._calls[sandbox]:
-                header, body = await sandbox.call(job.handler, job.request)
+                try:
+                    header, body = await sandbox.call(job.handler, job.request)
+                finally:
+                    del self._calls[sandbox]  # before the deadline is left: none is moved once left
         except TimeoutError:
             if sandbox.container_died:  # the engine said so before the stream did (see _container_died)
                 raise await self._died(sandbox, SandboxDied("its container died")) from None
@@ -187,8 +200,6 @@ class ContainerPool:
             raise _Undelivered(str(exc)) from None
         except Exception as exc:  # any failure of the call (engine, stream, frames): never reuse it
             raise await self._died(sandbox, exc) from None
-        finally:
-            self._calls.pop(sandbox, None)
         return self._answer(job, sandbox, header, body)
 
     def _answer(self, job: Job, sandbox: Sandbox, header: dict[str, Any], body: bytes) -> Response:
@@ -381,14 +392,17 @@ class ContainerPool:
     async def _create_reserved(self) -> Sandbox:
         """Create one sandbox; the caller has already counted it in `_creating`."""
         assert self._client is not None
+        name = container_name(self._config.pool_name)
+        self._naming.add(name)
         try:
             spec = self._spec
-            sandbox = await Sandbox.create(self._client, self._config, self._config.pool_name, self._package)
+            sandbox = await Sandbox.create(self._client, self._config, name, self._package)
             sandbox.spec = spec
         except BaseException:
             self._waiters.wake_one()  # the slot it held is free again
             raise
         finally:
+            self._naming.discard(name)  # the caller holds it from here, without awaiting first
             self._creating -= 1
         self.counts["created"] += 1
         return sandbox
@@ -407,20 +421,25 @@ class ContainerPool:
             except ENGINE_ERRORS as exc:
                 self._unavailable(exc)
                 continue
+            except Exception:  # a bug here must not end supervision for the gateway's life
+                log.exception("container pool supervisor")
+                continue
             self._expire_idle()
             self._fill()  # creations that failed while the engine was busy are retried here
 
     async def _reconcile(self) -> None:
-        """Idle sandboxes whose container is no longer running (a `die` event missed) are replaced, and
-        stopped containers of this pool that it no longer holds (a removal that failed) are removed."""
+        """Sandboxes whose container is no longer running (a `die` event missed) are replaced, and the
+        containers of this pool that it neither holds nor is creating are removed: a removal that failed,
+        or one whose creation the engine finished after the pool gave up on it (its answer lost)."""
         assert self._client is not None
         listed = await self._labelled(self._client)
         running = {c.id for c in listed if c["State"] == "running"}
         for sandbox in [s for s in (*self._idle, *self._calls) if s.id not in running]:
             self._container_died(sandbox.id)
         held = {s.id for s in (*self._idle, *self._busy)}
-        for container in listed:  # one still being created ("created", "running") is left alone
-            if container["State"] in ("exited", "dead") and container.id not in held:
+        for container in listed:
+            names = {name.lstrip("/") for name in container["Names"] or ()}
+            if container.id not in held and not names & self._naming:
                 self._spawn_task(remove(container))
 
     def _container_died(self, container_id: str) -> None:
@@ -435,7 +454,8 @@ class ContainerPool:
         for sandbox, limit in self._calls.items():
             if sandbox.id == container_id and not sandbox.container_died:
                 sandbox.container_died = True
-                limit.reschedule(asyncio.get_running_loop().time())
+                if not limit.expired():  # expired: the call is ending anyway
+                    limit.reschedule(asyncio.get_running_loop().time())
                 return
 
     def _expire_idle(self) -> None:

@@ -38,6 +38,10 @@ class NotDelivered(SandboxDied):
     """The request could not even be written: no handler saw it, so another sandbox may serve it."""
 
 
+def container_name(pool: str) -> str:
+    return f"isogate-{pool}-{secrets.token_hex(4)}"
+
+
 def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
     """The container: no network, read-only root, no capabilities, bounded memory, CPU and processes."""
     pids_limit, ulimits = docker.pids_limit, [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]
@@ -92,11 +96,11 @@ class Sandbox:
         self.entity: str | None = None  # whom the agent's session serves (see pool.agent)
 
     @classmethod
-    async def create(cls, client: aiodocker.Docker, docker: DockerConfig, pool: str, package: str) -> Sandbox:
-        """Create and start a container, exec the agent once, and wait for its ready frame (within
+    async def create(cls, client: aiodocker.Docker, docker: DockerConfig, name: str, package: str) -> Sandbox:
+        """Create and start container `name`, exec the agent once, and wait for its ready frame (within
         engine.CREATE_S: a hung engine raises EngineTimeout rather than hanging the pool)."""
-        name = f"isogate-{pool}-{secrets.token_hex(4)}"
-        container = await deadline(client.containers.create(container_config(docker, pool), name=name))
+        spec = container_config(docker, docker.pool_name)
+        container = await deadline(client.containers.create(spec, name=name))
         try:
             sandbox = await deadline(cls._start(container, package, docker.max_response_bytes), CREATE_S)
         except BaseException:

@@ -88,9 +88,12 @@ class EngineForwarder:
         self._writers.append(writer)  # first: stop() closes it even while the engine connection opens
         try:
             up_reader, up_writer = await asyncio.open_unix_connection("/var/run/docker.sock")
-        except OSError:
+        except OSError:  # the engine refused
             writer.close()
             return
+        except BaseException:  # cancelled with the test's loop: nothing left open
+            writer.close()
+            raise
         self._writers.append(up_writer)
 
         async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:

@@ -382,16 +382,23 @@ async def test_past_max_waiting_a_request_is_refused_at_once_with_retry_after(
         await pool.aclose()
 
 
-async def test_a_stopped_container_of_the_pool_that_it_does_not_hold_is_removed(
+async def test_containers_of_the_pool_that_it_does_not_hold_are_removed(
     docker_settings: dict[str, Any],
 ) -> None:
+    """A stopped one (a removal that failed) and a running one (a creation the engine finished after the
+    pool gave up on it: its answer was lost), both with the pool's label."""
     pool = await open_pool(docker_settings, warm_pool_size=1)
     try:
         label = f"isogate.pool={docker_settings['pool_name']}"
-        run = ["docker", "run", "-d", "--network", "none", "--label", label, docker_settings["image"], "true"]
-        stray = subprocess.run(run, capture_output=True, text=True, check=True).stdout.strip()
-        await until(lambda: stray[:12] not in " ".join(labelled(docker_settings["pool_name"])))
-        assert settled(pool, 1)
+        run = ["docker", "run", "-d", "--network", "none", "--label", label, docker_settings["image"]]
+        strays = [
+            subprocess.run([*run, *command], capture_output=True, text=True, check=True).stdout.strip()
+            for command in (["true"], ["sleep", "600"])
+        ]
+        await until(
+            lambda: not any(s[:12] in " ".join(labelled(docker_settings["pool_name"])) for s in strays)
+        )
+        assert settled(pool, 1) and (await pool.run(job("echo"))).status == 200
     finally:
         await pool.aclose()
 
