@@ -335,7 +335,7 @@ async def test_an_idle_agent_killed_costs_no_request_and_leaks_no_slot(
             await kill_agent(pool._idle[0].id)
             await asyncio.sleep(0.2)  # let the engine close the exec stream
             assert (await pool.run(job("echo"))).status == 200  # served by another sandbox
-        await until(lambda: settled(pool, 1), pool=pool)
+        await until(lambda: settled(pool, 1) and not pool._tasks, pool=pool)  # removals done too
         assert pool.counts["died_idle"] == 10 and pool.status()["size"] <= 2
         assert len(labelled(docker_settings["pool_name"])) == pool.status()["size"]  # none leaked
     finally:
