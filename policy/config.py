@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from enum import StrEnum
+from urllib.parse import urlsplit
 
 from policy.iplist import IpSet
 from policy.patterns import Matcher
@@ -221,15 +222,62 @@ class ThreadPoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class IsolatedConfig:
+    """Where an upstream route's docker decisions go: a quarantine deployment (`upstream`)."""
+
+    upstream: tuple[str, ...] | str = ()
+    upstreams: tuple[str, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        derive(self, "upstreams", upstream_urls(self.upstream, "upstream"))
+        require(bool(self.upstreams), "upstream", "expected the URL of a quarantine deployment")
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamPoolConfig:
+    """The client side of upstream routes: one keep-alive connection pool per upstream host."""
+
+    max_connections: int = 512  # to all upstreams together
+    max_per_host: int = 128
+    connect_timeout_ms: int = 2000
+    keepalive_s: float = 30.0  # an idle upstream connection is closed after this
+    fail_timeout_s: float = 10.0  # a member that refused a connection is skipped this long
+
+    def __post_init__(self) -> None:
+        require(self.max_connections >= 1, "max_connections", "must be >= 1")
+        require(1 <= self.max_per_host <= self.max_connections, "max_per_host", "must be 1..max_connections")
+        require(self.connect_timeout_ms > 0, "connect_timeout_ms", "must be > 0")
+        require(self.keepalive_s > 0, "keepalive_s", "must be > 0")
+        require(self.fail_timeout_s >= 0, "fail_timeout_s", "must be >= 0")
+
+
+def upstream_urls(value: tuple[str, ...] | str, key: str) -> tuple[str, ...]:
+    """One URL or a list of them: `http://host:port[/base]`, no query, no fragment, no credentials."""
+    urls = (value,) if isinstance(value, str) else value
+    for i, url in enumerate(urls):
+        where = key if isinstance(value, str) else f"{key}[{i}]"
+        parts = urlsplit(url)
+        require(
+            parts.scheme in ("http", "https") and bool(parts.hostname) and not parts.username,
+            where,
+            f"expected http://host:port[/base], got {url!r}",
+        )
+        require(not parts.query and not parts.fragment, where, "a query or fragment has no place here")
+    return tuple(url.rstrip("/") for url in urls)
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     """`path` is exact, or ends in `/*` to match a prefix (`/*` alone matches everything).
 
+    A route runs a `handler` module, or forwards to an `upstream` (one URL, or a list balanced round-robin);
+    an upstream route's docker decisions go to `isolated`, and are refused without it.
     A route may override the gateway's policy for its own requests: body limit, auth, factor weights,
     risk thresholds, block threshold, and extra suspicious keywords (added to the global ones).
     """
 
     path: str
-    handler: str
+    handler: str = ""
     methods: tuple[str, ...] = HTTP_METHODS
     mode: Mode | None = None
     heavy: bool = False
@@ -239,12 +287,22 @@ class RouteConfig:
     risk_thresholds: RiskThresholds | None = None
     block_threshold: int | None = None
     keywords: tuple[str, ...] = ()
+    upstream: tuple[str, ...] | str = ()
+    isolated: IsolatedConfig | None = None
+    preserve_host: bool = True  # pass the client's Host on; false: the upstream's host:port
+    timeout_ms: int | None = None  # upstream answer, and between its body chunks; default max_time_ms
     matcher: Matcher | None = field(init=False, repr=False, compare=False)
+    upstreams: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require(self.path.startswith("/"), "path", "must start with /")
         require("*" not in self.path.removesuffix("/*"), "path", "'*' is only allowed as a final /*")
-        require(bool(HANDLER_NAME.fullmatch(self.handler)), "handler", "expected a module name like echo")
+        derive(self, "upstreams", upstream_urls(self.upstream, "upstream"))
+        require(bool(self.handler) != bool(self.upstreams), "handler", "a route has a handler or an upstream")
+        if self.handler:
+            require(bool(HANDLER_NAME.fullmatch(self.handler)), "handler", "expected a module name like echo")
+        require(self.isolated is None or bool(self.upstreams), "isolated", "only an upstream route has one")
+        require(self.timeout_ms is None or self.timeout_ms > 0, "timeout_ms", "must be > 0")
         derive(self, "methods", tuple(m.upper() for m in self.methods))
         unknown = set(self.methods) - set(HTTP_METHODS)
         require(bool(self.methods) and not unknown, "methods", f"expected some of {', '.join(HTTP_METHODS)}")
@@ -290,6 +348,7 @@ class Config:
     ip_lists: IpListsConfig = field(default_factory=IpListsConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     routes: tuple[RouteConfig, ...] = ()
+    upstream_pool: UpstreamPoolConfig = field(default_factory=UpstreamPoolConfig)
     entity_capacity: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -314,7 +373,7 @@ class Config:
             )
             for i, route in enumerate(self.routes):
                 require(
-                    route.mode is not Mode.DOCKER,
+                    route.mode is not Mode.DOCKER or bool(route.upstreams),  # upstream: docker = isolated
                     f"routes[{i}].mode",
                     "is docker but docker.enabled is false",
                 )

@@ -79,6 +79,8 @@ def decide(
     action, reason = _hybrid(level, triggers(risk, identity, route, config))
     if route.heavy and identity.untrusted:  # CPU-heavy work from a stranger would starve the shared pool
         action, reason = Action.DOCKER, "heavy route, untrusted caller"
+    if route.upstreams:  # forwarding runs no code here; docker means isolated, never production
+        return Decision(action, level, reason)
     if action is Action.THREAD and memory_pressure:
         action, reason = Action.DOCKER, "gateway over its memory limit"
     if action is Action.DOCKER and not config.docker.enabled:

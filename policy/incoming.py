@@ -19,6 +19,11 @@ class Incoming:
     headers: tuple[tuple[str, str], ...]  # names lower-cased, order and repeats kept
     body: bytes
     client_ip: str
+    body_size: int | None = None  # the whole body's, when `body` is only the prefix read before streaming
+
+    @property
+    def size(self) -> int:
+        return len(self.body) if self.body_size is None else self.body_size
 
     def __post_init__(self) -> None:
         if not self.path.startswith("/"):

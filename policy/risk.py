@@ -103,7 +103,7 @@ def failure_rate(inp: RiskInput, config: Config) -> str | None:
 
 
 def large_payload(inp: RiskInput, config: Config) -> str | None:
-    size, limit = len(inp.incoming.body), config.risk.large_payload_bytes
+    size, limit = inp.incoming.size, config.risk.large_payload_bytes
     return f"body is {size} bytes, over {limit}" if size > limit else None
 
 

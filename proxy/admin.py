@@ -104,5 +104,6 @@ async def gateway_stats(request: web.Request) -> web.Response:
                 "checks": gw.memory.checks,
             },
             **_executors(gw),
+            "upstreams": gw.forwarder.status(),
         }
     )

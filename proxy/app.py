@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from policy.config import Config, ExecutionMode, Mode, RouteAuth
+from policy.config import Config, ExecutionMode, Mode, RouteAuth, RouteConfig
 from policy.decision import Action, decide
 from policy.errors import IpDenied, RiskBlocked
-from policy.identity import client_ip
+from policy.identity import Identity, client_ip
+from policy.incoming import Incoming
 from policy.risk import Factor, RiskInput, score
 from policy.routes import check_path, match_route
 from pool.base import Job
@@ -26,10 +27,11 @@ from proxy import admin
 from proxy.auth import authenticate
 from proxy.egress import to_web_response
 from proxy.errors import MissingToken
-from proxy.gateway import GATEWAY, TRACE, Gateway
-from proxy.ingress import handler_request, read_incoming
+from proxy.forward import Forwarder, IsolationUnavailable
+from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
+from proxy.ingress import body_chunks, handler_request, read_incoming
 from proxy.loader import Loaded
-from proxy.middleware import pipeline_middleware
+from proxy.middleware import pipeline_middleware, stamp
 from proxy.reload import RELOADER, SOURCE, Reloader
 from proxy.stats import Stats
 
@@ -55,6 +57,8 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     if route.auth is RouteAuth.REQUIRED and not identity.authenticated:
         raise MissingToken(f"route {route.path} needs Authorization: Bearer <token>")
     max_body = config.server.max_body_bytes if route.max_body_bytes is None else route.max_body_bytes
+    if route.upstreams:
+        return await upstream_view(request, gw, trace, config, route, identity, ip, max_body)
     incoming = await read_incoming(request, ip, max_body, config.server)
     history = gw.stats.history(identity.entity_id)
     inp = RiskInput(incoming, identity, history, route, config.risk.max_scan_bytes)
@@ -73,6 +77,73 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     return to_web_response(response)
 
 
+async def upstream_view(
+    request: web.Request,
+    gw: Gateway,
+    trace: Trace,
+    config: Config,
+    route: RouteConfig,
+    identity: Identity,
+    ip: str,
+    max_body: int,
+) -> web.StreamResponse:
+    """An upstream route: the body's first `risk.max_scan_bytes` (and one chunk more) are read and scored
+    with everything else; the decision picks production (thread) or isolation (docker); the request is
+    forwarded with the scored prefix and the rest of the body as it arrives."""
+    chunks = body_chunks(request, max_body, config.server)
+    prefix, ended = await read_prefix(chunks, config.risk.max_scan_bytes)
+    incoming = Incoming(
+        method=request.method,
+        path=request.path,
+        target=request.raw_path,
+        query=tuple(request.query.items()),
+        headers=tuple((name.lower(), value) for name, value in request.headers.items()),
+        body=prefix,
+        client_ip=ip,
+        body_size=len(prefix) if ended else max(request.content_length or 0, len(prefix)),
+    )
+    history = gw.stats.history(identity.entity_id)
+    inp = RiskInput(incoming, identity, history, route, config.risk.max_scan_bytes)
+    trace.risk = score(inp, config, gw.plugins)
+    gw.observe(inp, trace.risk)
+    trace.decision = decide(trace.risk, identity, route, config)
+    if trace.decision.action is Action.BLOCK:
+        raise RiskBlocked(f"risk score {trace.risk.total} is at or above hybrid.block_threshold")
+    urls = route.upstreams
+    if trace.decision.action is Action.DOCKER:
+        if route.isolated is None:
+            raise IsolationUnavailable(
+                f"route {route.path} has no isolated: block, and this request was not for production"
+            )
+        urls = route.isolated.upstreams
+
+    async def body() -> AsyncIterator[bytes]:
+        if prefix:
+            yield prefix
+        if not ended:
+            async for chunk in chunks:
+                yield chunk
+
+    timeout_ms = route.timeout_ms or config.limits.execution.max_time_ms
+    started = time.perf_counter()
+    try:
+        return await gw.forwarder.forward(
+            request, body(), urls, client_ip=ip, preserve_host=route.preserve_host, timeout_s=timeout_ms / 1e3
+        )
+    finally:
+        trace.exec_ms = (time.perf_counter() - started) * 1000
+
+
+async def read_prefix(chunks: AsyncIterator[bytes], budget: int) -> tuple[bytes, bool]:
+    """Read until past `budget` bytes (scoring then knows the body goes on) or the end; True at the end."""
+    prefix = bytearray()
+    async for chunk in chunks:
+        prefix += chunk
+        if len(prefix) > budget:
+            return bytes(prefix), False
+    return bytes(prefix), True
+
+
 def create_app(
     config: Config, plugins: dict[str, Factor] | None = None, *, source: Loaded | None = None
 ) -> web.Application:
@@ -86,11 +157,13 @@ def create_app(
         plugins=plugins or {},
         stats=Stats(config.stats, config.risk.history_window, config.entity_capacity),
         memory=MemoryWatch(config.limits.memory_limit_mb),
+        forwarder=Forwarder(config.upstream_pool),
     )
     gateway.check_handlers(config)
     app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
     app[GATEWAY] = gateway
-    app.cleanup_ctx.extend([thread_executor, docker_executor, memory_monitor])
+    app.cleanup_ctx.extend([thread_executor, docker_executor, memory_monitor, upstream_client])
+    app.on_response_prepare.append(stamp)
     if source is not None:
         app[SOURCE] = source
         app.cleanup_ctx.append(live_reload)
@@ -141,6 +214,13 @@ async def docker_executor(app: web.Application) -> AsyncIterator[None]:
     gw.executors[Mode.DOCKER] = pool
     yield
     await pool.aclose()
+
+
+async def upstream_client(app: web.Application) -> AsyncIterator[None]:
+    gw = app[GATEWAY]
+    await gw.forwarder.start()
+    yield
+    await gw.forwarder.aclose()
 
 
 async def memory_monitor(app: web.Application) -> AsyncIterator[None]:

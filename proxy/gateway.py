@@ -27,6 +27,7 @@ from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry, UnknownHandler
 from pool.thread import ThreadExecutor
+from proxy.forward import Forwarder
 from proxy.loader import Loaded
 from proxy.stats import Stats
 
@@ -42,6 +43,7 @@ class Gateway:
     plugins: dict[str, Factor]
     stats: Stats
     memory: MemoryWatch
+    forwarder: Forwarder
     executors: dict[Mode, Executor] = field(default_factory=dict)
     generation: int = 1
     started: float = field(default_factory=time.time)
@@ -97,6 +99,8 @@ class Gateway:
     def check_handlers(self, config: Config) -> None:
         """Every routed handler must be importable before a config may serve."""
         for i, route in enumerate(config.routes):
+            if not route.handler:
+                continue  # an upstream route
             try:
                 self.registry.get(route.handler)
             except UnknownHandler as exc:

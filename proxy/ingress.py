@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -13,33 +14,41 @@ from policy.incoming import CREDENTIAL_HEADERS, Incoming
 from proxy.errors import BodyTimeout, ClientClosedRequest, PayloadTooLarge
 
 
-async def read_body(request: web.Request, limit: int, server: ServerConfig) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed `limit` (never read past it), with 408
-    when it takes longer than `server.body_timeout_s` or, after `body_grace_s`, arrives slower than
-    `server.min_body_rate` bytes a second (a slow-upload client holds a connection and memory)."""
+async def body_chunks(request: web.Request, limit: int, server: ServerConfig) -> AsyncIterator[bytes]:
+    """The body as it arrives, refused with 413 as soon as it is known to exceed `limit` (never read past
+    it), with 408 when it takes longer than `server.body_timeout_s` or, after `body_grace_s`, arrives slower
+    than `server.min_body_rate` bytes a second (a slow-upload client holds a connection and memory)."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise PayloadTooLarge(f"body of {declared} bytes exceeds the limit of {limit} bytes")
     loop = asyncio.get_running_loop()
-    started = loop.time()
-    body = bytearray()
-    try:
-        while True:
-            rate_deadline = started + server.body_grace_s + len(body) / server.min_body_rate
+    started, received = loop.time(), 0
+    while True:
+        rate_deadline = started + server.body_grace_s + received / server.min_body_rate
+        try:
             async with asyncio.timeout_at(min(started + server.body_timeout_s, rate_deadline)):
                 chunk = await request.content.readany()
-            if not chunk:
-                return bytes(body)
-            body += chunk
-            if len(body) > limit:
-                raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
-    except TimeoutError:
-        raise BodyTimeout(
-            f"body not received in time: {len(body)} bytes after {loop.time() - started:.1f} s"
-            f" (server.body_timeout_s {server.body_timeout_s}, min_body_rate {server.min_body_rate} B/s)"
-        ) from None
-    except ConnectionError:
-        raise ClientClosedRequest("the client closed the connection while sending the body") from None
+        except TimeoutError:
+            raise BodyTimeout(
+                f"body not received in time: {received} bytes after {loop.time() - started:.1f} s"
+                f" (server.body_timeout_s {server.body_timeout_s}, min_body_rate {server.min_body_rate} B/s)"
+            ) from None
+        except ConnectionError:
+            raise ClientClosedRequest("the client closed the connection while sending the body") from None
+        if not chunk:
+            return
+        received += len(chunk)
+        if received > limit:
+            raise PayloadTooLarge(f"body exceeds the limit of {limit} bytes")
+        yield chunk
+
+
+async def read_body(request: web.Request, limit: int, server: ServerConfig) -> bytes:
+    """The whole body (see body_chunks for its limits)."""
+    body = bytearray()
+    async for chunk in body_chunks(request, limit, server):
+        body += chunk
+    return bytes(body)
 
 
 async def read_incoming(

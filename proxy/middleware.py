@@ -58,18 +58,27 @@ async def pipeline_middleware(request: web.Request, handler: Handler) -> web.Str
     return response
 
 
-def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResponse) -> None:
-    elapsed_ms = (time.perf_counter() - trace.started) * 1000
+async def stamp(request: web.Request, response: web.StreamResponse) -> None:
+    """Just before a response's headers are sent (a streamed one's before its body): the request id and,
+    for those allowed to see them, the debug headers."""
+    trace = request.get(TRACE)
+    if trace is None:
+        return
     response.headers["X-Request-Id"] = trace.request_id
-    mode = trace.decision.mode if trace.decision else None
-    shown = gateway.config.server.debug_headers
+    shown = request.app[GATEWAY].config.server.debug_headers
     if trace.risk is not None and (
         shown is DebugHeaders.ALL or (shown is DebugHeaders.ADMINS and trace.admin)
     ):
         response.headers["X-Isogate-Risk"] = str(trace.risk.total)
         response.headers["X-Isogate-Factors"] = trace.risk.summary()
+        mode = trace.decision.mode if trace.decision else None
         if mode is not None:
             response.headers["X-Isogate-Mode"] = mode.value
+
+
+def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResponse) -> None:
+    elapsed_ms = (time.perf_counter() - trace.started) * 1000
+    mode = trace.decision.mode if trace.decision else None
     if not trace.counted or trace.entity is None:
         return
     band = trace.decision.band.value if trace.decision else None

@@ -1,0 +1,206 @@
+"""Upstream routes: a request forwarded to an existing service, both bodies streamed, headers as a reverse
+proxy treats them (RFC 9110 7.6.1 hop-by-hop fields removed both ways, X-Forwarded-* appended)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Mapping
+from urllib.parse import urlsplit
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+from policy.config import UpstreamPoolConfig
+from policy.errors import IsogateError
+from proxy.errors import PayloadTooLarge
+
+# RFC 9110 7.6.1 connection-specific fields; names listed in Connection are removed too. Content-Length
+# is kept: the other side gets the body framed as it came.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+CHUNK = 64 * 1024
+
+
+class UpstreamUnavailable(IsogateError):
+    status, code = 502, "upstream_unavailable"
+
+
+class UpstreamTimeout(IsogateError):
+    status, code = 504, "upstream_timeout"
+
+
+class IsolationUnavailable(IsogateError):
+    status, code = 403, "isolation_unavailable"
+
+
+def end_to_end(headers: Mapping[str, str]) -> CIMultiDict[str]:
+    """`headers` without the hop-by-hop fields, nor those the Connection field names."""
+    found = CIMultiDict(headers)
+    named = {n.strip().lower() for v in found.getall("Connection", ()) for n in v.split(",")}
+    return CIMultiDict((k, v) for k, v in found.items() if k.lower() not in HOP_BY_HOP | named)
+
+
+class Members:
+    """One upstream list: round-robin, skipping for `fail_timeout_s` a member that refused a connection
+    (passive health). When every member is down they are all tried, so a recovery is noticed."""
+
+    def __init__(self, urls: tuple[str, ...], fail_timeout_s: float) -> None:
+        self.urls, self.fail_timeout_s = urls, fail_timeout_s
+        self._next = 0
+        self.down_until: dict[str, float] = {}
+
+    def order(self) -> list[str]:
+        start, self._next = self._next, (self._next + 1) % len(self.urls)
+        turn = [*self.urls[start:], *self.urls[:start]]
+        now = time.monotonic()
+        return sorted(turn, key=lambda url: self.down_until.get(url, 0) > now)  # stable: up ones first
+
+    def failed(self, url: str) -> None:
+        self.down_until[url] = time.monotonic() + self.fail_timeout_s
+
+    def ok(self, url: str) -> None:
+        self.down_until.pop(url, None)
+
+
+class Forwarder:
+    """The client side: one session, one keep-alive pool per upstream host, counts per upstream."""
+
+    def __init__(self, config: UpstreamPoolConfig) -> None:
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self._members: dict[tuple[str, ...], Members] = {}
+        self.counts: dict[str, Counter[str]] = {}
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(
+            limit=self.config.max_connections,
+            limit_per_host=self.config.max_per_host,
+            keepalive_timeout=self.config.keepalive_s,
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            auto_decompress=False,  # gzip passes through as the upstream made it
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.config.connect_timeout_ms / 1000),
+            read_bufsize=CHUNK,
+            skip_auto_headers=("User-Agent", "Accept-Encoding", "Content-Type"),
+            cookie_jar=aiohttp.DummyCookieJar(),  # never keeps one caller's cookies for another
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def members(self, urls: tuple[str, ...]) -> Members:
+        """The same object for the same list across reloads (its rotation and health are kept)."""
+        if urls not in self._members:
+            self._members[urls] = Members(urls, self.config.fail_timeout_s)
+        return self._members[urls]
+
+    def status(self) -> dict[str, object]:
+        now = time.monotonic()
+        down = {url for m in self._members.values() for url, until in m.down_until.items() if until > now}
+        return {url: {**counts, "down": url in down} for url, counts in self.counts.items()}
+
+    async def forward(
+        self,
+        request: web.Request,
+        body: AsyncIterator[bytes],
+        urls: tuple[str, ...],
+        *,
+        client_ip: str,
+        preserve_host: bool,
+        timeout_s: float,
+    ) -> web.StreamResponse:
+        """Send `request` (its body from `body`) to the first member that accepts a connection, and stream
+        the answer back. A refused connection tries the next member (nothing was sent); no answer within
+        `timeout_s` is a 504; an upstream that breaks off mid-body ends the client's connection too."""
+        assert self._session is not None, "Forwarder.start() first"
+        members = self.members(urls)
+        last: Exception | None = None
+        for url in members.order():
+            counts = self.counts.setdefault(url, Counter())
+            counts["requests"] += 1
+            headers = outgoing_headers(request, url, client_ip, preserve_host)
+            try:
+                async with asyncio.timeout(timeout_s):
+                    upstream = await self._session.request(
+                        request.method,
+                        url + request.raw_path,
+                        headers=headers,
+                        data=body if request.body_exists else None,
+                        allow_redirects=False,
+                        compress=None,
+                        timeout=aiohttp.ClientTimeout(
+                            total=None,
+                            sock_connect=self.config.connect_timeout_ms / 1000,
+                            sock_read=timeout_s,  # also between body chunks: a stalled upstream ends
+                        ),
+                    )
+            except aiohttp.ClientConnectorError as exc:  # refused, unreachable, no such name: nothing sent
+                counts["unavailable"] += 1
+                members.failed(url)
+                last = exc
+                continue
+            except TimeoutError:
+                counts["timeout"] += 1
+                raise UpstreamTimeout(f"{url} did not answer within {timeout_s * 1000:.0f} ms") from None
+            except aiohttp.ClientError as exc:
+                if isinstance(exc.__cause__, PayloadTooLarge | IsogateError):
+                    raise exc.__cause__ from None
+                counts["failed"] += 1
+                raise UpstreamUnavailable(f"{url} failed: {type(exc).__name__}") from None
+            members.ok(url)
+            return await relay(request, upstream, counts)
+        raise UpstreamUnavailable(f"no upstream accepted a connection ({type(last).__name__})")
+
+
+def outgoing_headers(request: web.Request, url: str, client_ip: str, preserve_host: bool) -> CIMultiDict[str]:
+    headers = end_to_end(request.headers)
+    peer = request.remote or client_ip
+    headers.popall("X-Forwarded-For", None)
+    chain = ", ".join(request.headers.getall("X-Forwarded-For", ()))
+    headers["X-Forwarded-For"] = f"{chain}, {peer}" if chain else peer
+    headers["X-Forwarded-Proto"] = request.scheme
+    headers["X-Forwarded-Host"] = request.host
+    if not preserve_host:
+        headers["Host"] = urlsplit(url).netloc
+    return headers
+
+
+async def relay(
+    request: web.Request, upstream: aiohttp.ClientResponse, counts: Counter[str]
+) -> web.StreamResponse:
+    """The upstream's status, headers and body, as they came (framing aside), streamed. Once the status
+    line is sent nothing can be taken back: an upstream that breaks off (or stalls past the route's
+    timeout) mid-body, or a client that leaves, ends the client's connection, never a truncated body
+    passed as complete."""
+    async with upstream:
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        response.headers.extend(end_to_end(upstream.headers))
+        await response.prepare(request)
+        try:
+            async for chunk in upstream.content.iter_chunked(CHUNK):
+                await response.write(chunk)
+            await response.write_eof()
+        except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
+            counts["reset"] += 1
+            response.force_close()
+            if request.transport is not None:
+                request.transport.close()
+        except ConnectionError:  # the client left
+            response.force_close()
+        return response

@@ -1,0 +1,223 @@
+"""Upstream routes against real aiohttp upstreams on 127.0.0.1: what the client gets is what the upstream
+made, headers are treated as a reverse proxy must, faults have their statuses, and a docker decision never
+reaches production."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import io
+import socket
+from collections import Counter
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from conftest import Gateway, bearer
+
+BINARY = bytes(range(256)) * 64
+
+
+def upstream_app(name: str, seen: Counter[str]) -> web.Application:
+    async def echo(request: web.Request) -> web.StreamResponse:
+        seen[name] += 1
+        body = await request.read()
+        response = web.Response(
+            status=201 if request.method == "POST" else 200,
+            body=body or BINARY,
+            content_type="application/octet-stream",
+        )
+        response.headers.add("Set-Cookie", "a=1")
+        response.headers.add("Set-Cookie", "b=2")
+        response.headers["X-Upstream"] = name
+        response.headers["X-Seen-Headers"] = ";".join(f"{k}={v}" for k, v in request.headers.items())
+        response.headers["X-Seen-Path"] = request.raw_path
+        return response
+
+    async def stream(request: web.Request) -> web.StreamResponse:
+        seen[name] += 1
+        response = web.StreamResponse()
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for i in range(int(request.query.get("chunks", "10"))):
+            await response.write(bytes([i % 256]) * 100_000)
+        await response.write_eof()
+        return response
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        seen[name] += 1
+        response = web.StreamResponse(headers={"Content-Length": "1000000"})
+        await response.prepare(request)
+        await response.write(b"x" * 1000)
+        assert request.transport is not None
+        request.transport.close()  # the upstream dies mid-body
+        return response
+
+    async def slow(request: web.Request) -> web.Response:
+        seen[name] += 1
+        await asyncio.sleep(5)
+        return web.Response(text="late")
+
+    async def status(request: web.Request) -> web.Response:
+        seen[name] += 1
+        code = int(request.match_info["code"])
+        headers = {"Location": "/elsewhere"} if code == 302 else {"ETag": '"v1"'}
+        return web.Response(status=code, headers=headers)
+
+    async def gzipped(request: web.Request) -> web.Response:
+        seen[name] += 1
+        return web.Response(body=gzip.compress(b"hello " * 100), headers={"Content-Encoding": "gzip"})
+
+    app = web.Application(client_max_size=64 << 20)
+    app.router.add_route("*", "/api/stream", stream)
+    app.router.add_route("*", "/api/broken", broken)
+    app.router.add_route("*", "/api/slow", slow)
+    app.router.add_route("*", "/api/status/{code}", status)
+    app.router.add_route("*", "/api/gzip", gzipped)
+    app.router.add_route("*", "/api/{tail:.*}", echo)
+    return app
+
+
+async def start(name: str, seen: Counter[str]) -> TestServer:
+    server = TestServer(upstream_app(name, seen), host="127.0.0.1")
+    await server.start_server()
+    return server
+
+
+def url(server: TestServer) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
+
+
+def routes(upstream: Any, **extra: Any) -> dict[str, Any]:
+    return {"routes": [{"path": "/api/*", "upstream": upstream, **extra}], "server": {"debug_headers": "all"}}
+
+
+@pytest.fixture
+async def upstreams() -> Any:
+    seen: Counter[str] = Counter()
+    servers = [await start("prod", seen), await start("quarantine", seen), await start("prod2", seen)]
+    yield servers, seen
+    for server in servers:
+        await server.close()
+
+
+TRUSTED = bearer("ops", trust="trusted")
+
+
+async def test_status_headers_and_body_come_back_as_the_upstream_made_them(
+    gateway: Gateway, upstreams: Any
+) -> None:
+    (prod, *_), seen = upstreams
+    client = await gateway(routes(url(prod)))
+    async with aiohttp.ClientSession() as direct:
+        for method, body in (("GET", None), ("POST", BINARY[:5000])):
+            through = await client.request(method, "/api/x?q=1", data=body, headers=TRUSTED)
+            straight = await direct.request(method, f"{url(prod)}/api/x?q=1", data=body, headers=TRUSTED)
+            assert through.status == straight.status
+            assert await through.read() == await straight.read()
+            assert through.headers.getall("Set-Cookie") == ["a=1", "b=2"]
+            assert through.headers["X-Upstream"] == "prod" and through.headers["X-Isogate-Mode"] == "thread"
+            assert through.headers["X-Seen-Path"] == "/api/x?q=1"
+    assert seen["prod"] == 4
+
+
+async def test_hop_by_hop_headers_go_and_forwarding_headers_are_appended(
+    gateway: Gateway, upstreams: Any
+) -> None:
+    (prod, *_), _ = upstreams
+    client = await gateway(routes(url(prod), preserve_host=False))
+    response = await client.get(
+        "/api/x",
+        headers={
+            **TRUSTED,
+            "Connection": "keep-alive, X-Secret-Hop",
+            "X-Secret-Hop": "1",
+            "Keep-Alive": "timeout=5",
+            "TE": "trailers",
+            "X-Forwarded-For": "198.51.100.7",
+            "X-Kept": "yes",
+        },
+    )
+    seen = dict(item.split("=", 1) for item in response.headers["X-Seen-Headers"].split(";"))
+    assert "X-Secret-Hop" not in seen and "Keep-Alive" not in seen and "TE" not in seen
+    assert seen["X-Kept"] == "yes"
+    assert seen["X-Forwarded-For"] == "198.51.100.7, 127.0.0.1"
+    assert seen["X-Forwarded-Proto"] == "http" and seen["X-Forwarded-Host"].startswith("127.0.0.1:")
+    assert seen["Host"] == f"127.0.0.1:{prod.port}"  # preserve_host: false
+
+
+async def test_large_bodies_stream_both_ways(gateway: Gateway, upstreams: Any) -> None:
+    (prod, *_), _ = upstreams
+    client = await gateway(routes(url(prod), max_body_bytes=32 << 20))
+    upload = bytes(range(256)) * (10 * 4096)  # 10 MiB
+    response = await client.post("/api/up", data=io.BytesIO(upload), headers=TRUSTED)
+    assert response.status == 201 and await response.read() == upload
+    response = await client.get("/api/stream?chunks=100", headers=TRUSTED)  # 10 MB, chunked
+    body = await response.read()
+    assert len(body) == 10_000_000 and body[:100_000] == b"\0" * 100_000
+    assert response.headers.get("Transfer-Encoding") == "chunked"
+
+
+async def test_head_204_304_redirects_and_gzip_pass_unchanged(gateway: Gateway, upstreams: Any) -> None:
+    (prod, *_), _ = upstreams
+    client = await gateway(routes(url(prod)))
+    head = await client.head("/api/x", headers=TRUSTED)
+    assert head.status == 200 and await head.read() == b""
+    for code in (204, 304):
+        response = await client.get(f"/api/status/{code}", headers=TRUSTED)
+        assert response.status == code and await response.read() == b""
+    moved = await client.get("/api/status/302", headers=TRUSTED, allow_redirects=False)
+    assert moved.status == 302 and moved.headers["Location"] == "/elsewhere"  # passed, not followed
+    zipped = await client.get("/api/gzip", headers=TRUSTED, auto_decompress=False)
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(await zipped.read()) == b"hello " * 100
+
+
+async def test_faults_have_their_statuses(gateway: Gateway, upstreams: Any) -> None:
+    (prod, *_), _ = upstreams
+    refused = await gateway(routes(f"http://127.0.0.1:{closed_port()}"))
+    response = await refused.get("/api/x", headers=TRUSTED)
+    assert (response.status, (await response.json())["error"]) == (502, "upstream_unavailable")
+    client = await gateway(routes(url(prod), timeout_ms=300))
+    response = await client.get("/api/slow", headers=TRUSTED)
+    assert (response.status, (await response.json())["error"]) == (504, "upstream_timeout")
+    response = await client.get("/api/broken", headers=TRUSTED)
+    with pytest.raises(aiohttp.ClientPayloadError):  # never a truncated body passed as complete
+        await response.read()
+    assert (await client.get("/api/x", headers=TRUSTED)).status == 200  # and the gateway serves on
+
+
+async def test_round_robin_skips_a_member_that_refuses(gateway: Gateway, upstreams: Any) -> None:
+    (prod, _, prod2), seen = upstreams
+    dead = f"http://127.0.0.1:{closed_port()}"
+    client = await gateway(routes([url(prod), dead, url(prod2)]))
+    for _ in range(6):
+        assert (await client.get("/api/x", headers=TRUSTED)).status == 200
+    assert seen["prod"] + seen["prod2"] == 6 and seen["prod"] >= 2 and seen["prod2"] >= 2
+    stats = await (await client.get("/stats", headers=bearer("ops", role="admin"))).json()
+    assert stats["upstreams"][dead]["down"] is True and stats["upstreams"][dead]["unavailable"] == 1
+
+
+async def test_a_docker_decision_goes_to_isolation_and_never_to_production(
+    gateway: Gateway, upstreams: Any
+) -> None:
+    (prod, quarantine, _), seen = upstreams
+    hybrid = {"execution_mode": "hybrid"}
+    isolated = await gateway({**routes(url(prod), isolated={"upstream": url(quarantine)}), **hybrid})
+    attack = "/api/x?q=1%27%20UNION%20SELECT%20password%20FROM%20users--"
+    response = await isolated.get(attack)  # a new, anonymous caller with an injection
+    assert response.status == 200 and response.headers["X-Upstream"] == "quarantine"
+    assert response.headers["X-Isogate-Mode"] == "docker"
+    refusing = await gateway({**routes(url(prod)), **hybrid})
+    response = await refusing.get(attack)
+    assert (response.status, (await response.json())["error"]) == (403, "isolation_unavailable")
+    assert seen["prod"] == 0 and seen["quarantine"] == 1
