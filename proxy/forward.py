@@ -170,6 +170,7 @@ class Forwarder:
 
 def outgoing_headers(request: web.Request, url: str, client_ip: str, preserve_host: bool) -> CIMultiDict[str]:
     headers = end_to_end(request.headers)
+    headers.popall("Expect", None)  # 100-continue was the gateway's to answer, and it has
     peer = request.remote or client_ip
     headers.popall("X-Forwarded-For", None)
     chain = ", ".join(request.headers.getall("X-Forwarded-For", ()))

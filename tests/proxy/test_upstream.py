@@ -221,3 +221,46 @@ async def test_a_docker_decision_goes_to_isolation_and_never_to_production(
     response = await refusing.get(attack)
     assert (response.status, (await response.json())["error"]) == (403, "isolation_unavailable")
     assert seen["prod"] == 0 and seen["quarantine"] == 1
+
+
+async def test_a_streamed_body_past_the_limit_is_413_and_the_gateway_serves_on(
+    gateway: Gateway, upstreams: Any
+) -> None:
+    (prod, *_), seen = upstreams
+    client = await gateway(routes(url(prod), max_body_bytes=200_000))
+
+    async def chunked() -> Any:  # no Content-Length: the limit is found while streaming
+        for _ in range(10):
+            yield b"y" * 50_000
+
+    response = await client.post("/api/up", data=chunked(), headers=TRUSTED)
+    assert (response.status, (await response.json())["error"]) == (413, "payload_too_large")
+    assert (await client.get("/api/x", headers=TRUSTED)).status == 200
+
+
+async def test_a_new_upstream_list_applies_live_without_failing_a_request(live: Any, upstreams: Any) -> None:
+    (prod, _, prod2), seen = upstreams
+    from conftest import BASE
+
+    def version(target: str) -> dict[str, Any]:
+        return {**BASE, "routes": [{"path": "/api/*", "upstream": target}]}
+
+    client, files = await live(version(url(prod)))
+    statuses: list[int] = []
+    stop = asyncio.Event()
+
+    async def load_loop() -> None:
+        for _ in range(100_000):  # bounded; ends when the rewrites are done
+            if stop.is_set():
+                return
+            response = await client.get("/api/x", headers=TRUSTED)
+            await response.read()
+            statuses.append(response.status)
+
+    workers = [asyncio.create_task(load_loop()) for _ in range(4)]
+    for n in range(6):
+        files.write(version(url(prod2 if n % 2 == 0 else prod)))
+        await asyncio.sleep(0.3)
+    stop.set()
+    await asyncio.gather(*workers)
+    assert set(statuses) == {200} and seen["prod"] > 0 and seen["prod2"] > 0
