@@ -48,7 +48,10 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	scripts/runner-image.sh
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+	test -x /usr/sbin/nginx || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null || \
+		apt-get install -y -qq nginx >/dev/null; }
 	$(BIN)/python bench/scenarios.py
+	$(BIN)/python bench/upstream.py
 	scripts/gvisor.sh
 	$(BIN)/python bench/runtimes.py
 
