@@ -139,7 +139,7 @@ class Forwarder:
                 async with asyncio.timeout(timeout_s):
                     upstream = await self._session.request(
                         request.method,
-                        url + request.raw_path,
+                        url + request.rel_url.raw_path_qs,  # origin-form, even when absolute-form came
                         headers=headers,
                         data=body if request.body_exists else None,
                         allow_redirects=False,

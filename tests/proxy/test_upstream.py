@@ -264,3 +264,19 @@ async def test_a_new_upstream_list_applies_live_without_failing_a_request(live: 
     stop.set()
     await asyncio.gather(*workers)
     assert set(statuses) == {200} and seen["prod"] > 0 and seen["prod2"] > 0
+
+
+async def test_an_absolute_form_target_cannot_pick_another_host(gateway: Gateway, upstreams: Any) -> None:
+    """`GET http://other:1/api/x HTTP/1.1`: the upstream is the route's, and it gets the path alone."""
+    (prod, *_), seen = upstreams
+    client = await gateway(routes(url(prod)))
+    assert client.server.port is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", client.server.port)
+    token = TRUSTED["Authorization"]
+    writer.write(
+        f"GET http://127.0.0.1:1/api/x?y=1 HTTP/1.1\r\nHost: a\r\nAuthorization: {token}\r\n"
+        "Connection: close\r\n\r\n".encode()
+    )
+    head = (await reader.read()).split(b"\r\n\r\n")[0].decode()
+    writer.close()
+    assert head.startswith("HTTP/1.1 200") and "X-Seen-Path: /api/x?y=1" in head and seen["prod"] == 1
