@@ -242,6 +242,8 @@ class UpstreamPoolConfig:
     connect_timeout_ms: int = 2000
     keepalive_s: float = 30.0  # an idle upstream connection is closed after this
     fail_timeout_s: float = 10.0  # a member that refused a connection is skipped this long
+    ws_max_message_bytes: int = 1 << 20  # a WebSocket message either way; past it the relay closes (1009)
+    ws_idle_timeout_s: float = 60.0  # a WebSocket with no message either way this long is closed
 
     def __post_init__(self) -> None:
         require(self.max_connections >= 1, "max_connections", "must be >= 1")
@@ -249,6 +251,8 @@ class UpstreamPoolConfig:
         require(self.connect_timeout_ms > 0, "connect_timeout_ms", "must be > 0")
         require(self.keepalive_s > 0, "keepalive_s", "must be > 0")
         require(self.fail_timeout_s >= 0, "fail_timeout_s", "must be >= 0")
+        require(self.ws_max_message_bytes >= 1, "ws_max_message_bytes", "must be >= 1")
+        require(self.ws_idle_timeout_s > 0, "ws_idle_timeout_s", "must be > 0")
 
 
 def upstream_urls(value: tuple[str, ...] | str, key: str) -> tuple[str, ...]:

@@ -34,6 +34,7 @@ from proxy.loader import Loaded
 from proxy.middleware import pipeline_middleware, stamp
 from proxy.reload import RELOADER, SOURCE, Reloader
 from proxy.stats import Stats
+from proxy.websocket import is_upgrade, relay_websocket
 
 log = logging.getLogger("isogate")
 
@@ -90,8 +91,9 @@ async def upstream_view(
     """An upstream route: the body's first `risk.max_scan_bytes` (and one chunk more) are read and scored
     with everything else; the decision picks production (thread) or isolation (docker); the request is
     forwarded with the scored prefix and the rest of the body as it arrives."""
-    chunks = body_chunks(request, max_body, config.server)
-    prefix, ended = await read_prefix(chunks, config.risk.max_scan_bytes)
+    upgrade = is_upgrade(request)
+    chunks = body_chunks(request, 0 if upgrade else max_body, config.server)
+    prefix, ended = (b"", True) if upgrade else await read_prefix(chunks, config.risk.max_scan_bytes)
     incoming = Incoming(
         method=request.method,
         path=request.path,
@@ -124,11 +126,16 @@ async def upstream_view(
             async for chunk in chunks:
                 yield chunk
 
-    timeout_ms = route.timeout_ms or config.limits.execution.max_time_ms
+    timeout_s = (route.timeout_ms or config.limits.execution.max_time_ms) / 1000
     started = time.perf_counter()
+    host = route.preserve_host
     try:
+        if upgrade:
+            return await relay_websocket(
+                request, gw.forwarder, urls, client_ip=ip, preserve_host=host, timeout_s=timeout_s
+            )
         return await gw.forwarder.forward(
-            request, body(), urls, client_ip=ip, preserve_host=route.preserve_host, timeout_s=timeout_ms / 1e3
+            request, body(), urls, client_ip=ip, preserve_host=host, timeout_s=timeout_s
         )
     finally:
         trace.exec_ms = (time.perf_counter() - started) * 1000

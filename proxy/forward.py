@@ -104,6 +104,17 @@ class Forwarder:
         if self._session is not None:
             await self._session.close()
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "Forwarder.start() first"
+        return self._session
+
+    def count(self, url: str) -> Counter[str]:
+        """A new request to `url`: its counters."""
+        counts = self.counts.setdefault(url, Counter())
+        counts["requests"] += 1
+        return counts
+
     def members(self, urls: tuple[str, ...]) -> Members:
         """The same object for the same list across reloads (its rotation and health are kept)."""
         if urls not in self._members:
@@ -128,16 +139,14 @@ class Forwarder:
         """Send `request` (its body from `body`) to the first member that accepts a connection, and stream
         the answer back. A refused connection tries the next member (nothing was sent); no answer within
         `timeout_s` is a 504; an upstream that breaks off mid-body ends the client's connection too."""
-        assert self._session is not None, "Forwarder.start() first"
         members = self.members(urls)
         last: Exception | None = None
         for url in members.order():
-            counts = self.counts.setdefault(url, Counter())
-            counts["requests"] += 1
+            counts = self.count(url)
             headers = outgoing_headers(request, url, client_ip, preserve_host)
             try:
                 async with asyncio.timeout(timeout_s):
-                    upstream = await self._session.request(
+                    upstream = await self.session.request(
                         request.method,
                         url + request.rel_url.raw_path_qs,  # origin-form, even when absolute-form came
                         headers=headers,

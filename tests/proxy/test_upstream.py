@@ -71,7 +71,19 @@ def upstream_app(name: str, seen: Counter[str]) -> web.Application:
         seen[name] += 1
         return web.Response(body=gzip.compress(b"hello " * 100), headers={"Content-Encoding": "gzip"})
 
+    async def websocket(request: web.Request) -> web.WebSocketResponse:
+        seen[name] += 1
+        ws = web.WebSocketResponse(protocols=("chat",), max_msg_size=64 << 20)
+        await ws.prepare(request)
+        async for message in ws:
+            if message.type is aiohttp.WSMsgType.TEXT:
+                await ws.send_str(f"{name}:{message.data}")
+            elif message.type is aiohttp.WSMsgType.BINARY:
+                await ws.send_bytes(message.data[::-1])
+        return ws
+
     app = web.Application(client_max_size=64 << 20)
+    app.router.add_get("/api/ws", websocket)
     app.router.add_route("*", "/api/stream", stream)
     app.router.add_route("*", "/api/broken", broken)
     app.router.add_route("*", "/api/slow", slow)
@@ -280,3 +292,42 @@ async def test_an_absolute_form_target_cannot_pick_another_host(gateway: Gateway
     head = (await reader.read()).split(b"\r\n\r\n")[0].decode()
     writer.close()
     assert head.startswith("HTTP/1.1 200") and "X-Seen-Path: /api/x?y=1" in head and seen["prod"] == 1
+
+
+async def test_a_websocket_is_relayed_both_ways_with_the_subprotocol(
+    gateway: Gateway, upstreams: Any
+) -> None:
+    (prod, *_), seen = upstreams
+    client = await gateway(routes(url(prod)))
+    async with client.ws_connect("/api/ws", headers=TRUSTED, protocols=("chat",)) as ws:
+        assert ws.protocol == "chat"
+        for i in range(3):
+            await ws.send_str(f"hello {i}")
+            assert await ws.receive_str() == f"prod:hello {i}"
+        await ws.send_bytes(b"\x00\x01\x02")
+        assert await ws.receive_bytes() == b"\x02\x01\x00"
+    assert seen["prod"] == 1
+
+
+async def test_a_websocket_message_past_the_bound_closes_it_and_an_idle_one_is_closed(
+    gateway: Gateway, upstreams: Any
+) -> None:
+    (prod, *_), _ = upstreams
+    pool = {"ws_max_message_bytes": 1000, "ws_idle_timeout_s": 0.5}
+    client = await gateway({**routes(url(prod)), "upstream_pool": pool})
+    async with client.ws_connect("/api/ws", headers=TRUSTED) as ws:
+        await ws.send_bytes(b"z" * 5000)
+        message = await ws.receive(timeout=5)
+        assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 1009
+    async with client.ws_connect("/api/ws", headers=TRUSTED) as ws:
+        await ws.send_str("one")
+        assert await ws.receive_str() == "prod:one"
+        message = await ws.receive(timeout=5)  # nothing more either way for 0.5 s
+        assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 1001
+
+
+async def test_a_websocket_to_a_refusing_upstream_is_502_before_the_upgrade(gateway: Gateway) -> None:
+    client = await gateway(routes(f"http://127.0.0.1:{closed_port()}"))
+    with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+        await client.ws_connect("/api/ws", headers=TRUSTED)
+    assert refused.value.status == 502
