@@ -105,5 +105,6 @@ async def gateway_stats(request: web.Request) -> web.Response:
             },
             **_executors(gw),
             "upstreams": gw.forwarder.status(),
+            "upstream_routes": gw.forwarder.route_status(),
         }
     )

@@ -132,10 +132,16 @@ async def upstream_view(
     try:
         if upgrade:
             return await relay_websocket(
-                request, gw.forwarder, urls, client_ip=ip, preserve_host=host, timeout_s=timeout_s
+                request,
+                gw.forwarder,
+                urls,
+                client_ip=ip,
+                preserve_host=host,
+                timeout_s=timeout_s,
+                route=route.path,
             )
         return await gw.forwarder.forward(
-            request, body(), urls, client_ip=ip, preserve_host=host, timeout_s=timeout_s
+            request, body(), urls, client_ip=ip, preserve_host=host, timeout_s=timeout_s, route=route.path
         )
     finally:
         trace.exec_ms = (time.perf_counter() - started) * 1000

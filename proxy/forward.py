@@ -54,6 +54,17 @@ def end_to_end(headers: Mapping[str, str]) -> CIMultiDict[str]:
     return CIMultiDict((k, v) for k, v in found.items() if k.lower() not in HOP_BY_HOP | named)
 
 
+class Tally:
+    """Counters that count the same events (one upstream's and one route's)."""
+
+    def __init__(self, *counters: Counter[str]) -> None:
+        self.counters = counters
+
+    def add(self, event: str) -> None:
+        for counter in self.counters:
+            counter[event] += 1
+
+
 class Members:
     """One upstream list: round-robin, skipping for `fail_timeout_s` a member that refused a connection
     (passive health). When every member is down they are all tried, so a recovery is noticed."""
@@ -83,7 +94,8 @@ class Forwarder:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
         self._members: dict[tuple[str, ...], Members] = {}
-        self.counts: dict[str, Counter[str]] = {}
+        self.counts: dict[str, Counter[str]] = {}  # per upstream URL
+        self.by_route: dict[str, Counter[str]] = {}  # per route path
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(
@@ -109,11 +121,11 @@ class Forwarder:
         assert self._session is not None, "Forwarder.start() first"
         return self._session
 
-    def count(self, url: str) -> Counter[str]:
-        """A new request to `url`: its counters."""
-        counts = self.counts.setdefault(url, Counter())
-        counts["requests"] += 1
-        return counts
+    def count(self, url: str, route: str) -> Tally:
+        """A new request to `url` for `route`: what befalls it is counted for both."""
+        tally = Tally(self.counts.setdefault(url, Counter()), self.by_route.setdefault(route, Counter()))
+        tally.add("requests")
+        return tally
 
     def members(self, urls: tuple[str, ...]) -> Members:
         """The same object for the same list across reloads (its rotation and health are kept)."""
@@ -126,6 +138,9 @@ class Forwarder:
         down = {url for m in self._members.values() for url, until in m.down_until.items() if until > now}
         return {url: {**counts, "down": url in down} for url, counts in self.counts.items()}
 
+    def route_status(self) -> dict[str, dict[str, int]]:
+        return {route: dict(counts) for route, counts in self.by_route.items()}
+
     async def forward(
         self,
         request: web.Request,
@@ -135,6 +150,7 @@ class Forwarder:
         client_ip: str,
         preserve_host: bool,
         timeout_s: float,
+        route: str,
     ) -> web.StreamResponse:
         """Send `request` (its body from `body`) to the first member that accepts a connection, and stream
         the answer back. A refused connection tries the next member (nothing was sent); no answer within
@@ -142,7 +158,7 @@ class Forwarder:
         members = self.members(urls)
         last: Exception | None = None
         for url in members.order():
-            counts = self.count(url)
+            counts = self.count(url, route)
             headers = outgoing_headers(request, url, client_ip, preserve_host)
             try:
                 async with asyncio.timeout(timeout_s):
@@ -160,17 +176,17 @@ class Forwarder:
                         ),
                     )
             except aiohttp.ClientConnectorError as exc:  # refused, unreachable, no such name: nothing sent
-                counts["unavailable"] += 1
+                counts.add("unavailable")
                 members.failed(url)
                 last = exc
                 continue
             except TimeoutError:
-                counts["timeout"] += 1
+                counts.add("timeout")
                 raise UpstreamTimeout(f"{url} did not answer within {timeout_s * 1000:.0f} ms") from None
             except aiohttp.ClientError as exc:
                 if isinstance(exc.__cause__, PayloadTooLarge | IsogateError):
                     raise exc.__cause__ from None
-                counts["failed"] += 1
+                counts.add("failed")
                 raise UpstreamUnavailable(f"{url} failed: {type(exc).__name__}") from None
             members.ok(url)
             return await relay(request, upstream, counts)
@@ -191,9 +207,7 @@ def outgoing_headers(request: web.Request, url: str, client_ip: str, preserve_ho
     return headers
 
 
-async def relay(
-    request: web.Request, upstream: aiohttp.ClientResponse, counts: Counter[str]
-) -> web.StreamResponse:
+async def relay(request: web.Request, upstream: aiohttp.ClientResponse, counts: Tally) -> web.StreamResponse:
     """The upstream's status, headers and body, as they came (framing aside), streamed. Once the status
     line is sent nothing can be taken back: an upstream that breaks off (or stalls past the route's
     timeout) mid-body, or a client that leaves, ends the client's connection, never a truncated body
@@ -207,7 +221,7 @@ async def relay(
                 await response.write(chunk)
             await response.write_eof()
         except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, TimeoutError):
-            counts["reset"] += 1
+            counts.add("reset")
             response.force_close()
             if request.transport is not None:
                 request.transport.close()

@@ -33,6 +33,7 @@ async def relay_websocket(
     client_ip: str,
     preserve_host: bool,
     timeout_s: float,
+    route: str,
 ) -> web.WebSocketResponse:
     """Open the upstream's WebSocket first (a refusal is a 502 before the client's upgrade), then accept
     the client's with the subprotocol the upstream chose, and relay until either side closes."""
@@ -40,7 +41,7 @@ async def relay_websocket(
     offered = request.headers.get("Sec-WebSocket-Protocol", "").split(",")
     protocols = tuple(p.strip() for p in offered if p.strip())
     url = forwarder.members(urls).order()[0]
-    counts = forwarder.count(url)
+    counts = forwarder.count(url, route)
     headers = outgoing_headers(request, url, client_ip, preserve_host)
     for name in HANDSHAKE:
         headers.popall(name, None)
@@ -55,10 +56,10 @@ async def relay_websocket(
             autoping=True,
         )
     except (aiohttp.ClientConnectorError, aiohttp.WSServerHandshakeError, aiohttp.ClientOSError) as exc:
-        counts["unavailable"] += 1
+        counts.add("unavailable")
         raise UpstreamUnavailable(f"{url} refused the WebSocket: {type(exc).__name__}") from None
     except TimeoutError:
-        counts["timeout"] += 1
+        counts.add("timeout")
         raise UpstreamTimeout(f"{url} did not accept the WebSocket in {timeout_s * 1000:.0f} ms") from None
     client = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (),

@@ -217,6 +217,7 @@ async def test_round_robin_skips_a_member_that_refuses(gateway: Gateway, upstrea
     assert seen["prod"] + seen["prod2"] == 6 and seen["prod"] >= 2 and seen["prod2"] >= 2
     stats = await (await client.get("/stats", headers=bearer("ops", role="admin"))).json()
     assert stats["upstreams"][dead]["down"] is True and stats["upstreams"][dead]["unavailable"] == 1
+    assert stats["upstream_routes"]["/api/*"] == {"requests": 7, "unavailable": 1}
 
 
 async def test_a_docker_decision_goes_to_isolation_and_never_to_production(
