@@ -242,6 +242,7 @@ class UpstreamPoolConfig:
     connect_timeout_ms: int = 2000
     keepalive_s: float = 30.0  # an idle upstream connection is closed after this
     fail_timeout_s: float = 10.0  # a member that refused a connection is skipped this long
+    forwarded: bool = False  # also append an RFC 7239 Forwarded element (for, host, proto)
     ws_max_message_bytes: int = 1 << 20  # a WebSocket message either way; past it the relay closes (1009)
     ws_idle_timeout_s: float = 60.0  # a WebSocket with no message either way this long is closed
 

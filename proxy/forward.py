@@ -159,7 +159,7 @@ class Forwarder:
         last: Exception | None = None
         for url in members.order():
             counts = self.count(url, route)
-            headers = outgoing_headers(request, url, client_ip, preserve_host)
+            headers = outgoing_headers(request, url, client_ip, preserve_host, self.config.forwarded)
             try:
                 async with asyncio.timeout(timeout_s):
                     upstream = await self.session.request(
@@ -193,7 +193,15 @@ class Forwarder:
         raise UpstreamUnavailable(f"no upstream accepted a connection ({type(last).__name__})")
 
 
-def outgoing_headers(request: web.Request, url: str, client_ip: str, preserve_host: bool) -> CIMultiDict[str]:
+def forwarded_element(peer: str, host: str, proto: str) -> str:
+    """One RFC 7239 element: an IPv6 address is bracketed, and every value quoted where it must be."""
+    node = f'"[{peer}]"' if ":" in peer else peer
+    return f'for={node};host="{host}";proto={proto}'
+
+
+def outgoing_headers(
+    request: web.Request, url: str, client_ip: str, preserve_host: bool, forwarded: bool = False
+) -> CIMultiDict[str]:
     headers = end_to_end(request.headers)
     headers.popall("Expect", None)  # 100-continue was the gateway's to answer, and it has
     peer = request.remote or client_ip
@@ -202,6 +210,11 @@ def outgoing_headers(request: web.Request, url: str, client_ip: str, preserve_ho
     headers["X-Forwarded-For"] = f"{chain}, {peer}" if chain else peer
     headers["X-Forwarded-Proto"] = request.scheme
     headers["X-Forwarded-Host"] = request.host
+    if forwarded:
+        element = forwarded_element(peer, request.host.replace('"', ""), request.scheme)
+        headers.popall("Forwarded", None)
+        received = ", ".join(request.headers.getall("Forwarded", ()))
+        headers["Forwarded"] = f"{received}, {element}" if received else element
     if not preserve_host:
         headers["Host"] = urlsplit(url).netloc
     return headers

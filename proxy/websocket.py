@@ -42,7 +42,7 @@ async def relay_websocket(
     protocols = tuple(p.strip() for p in offered if p.strip())
     url = forwarder.members(urls).order()[0]
     counts = forwarder.count(url, route)
-    headers = outgoing_headers(request, url, client_ip, preserve_host)
+    headers = outgoing_headers(request, url, client_ip, preserve_host, config.forwarded)
     for name in HANDSHAKE:
         headers.popall(name, None)
     try:

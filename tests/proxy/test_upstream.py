@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from conftest import Gateway, bearer
+from proxy.forward import forwarded_element
 
 BINARY = bytes(range(256)) * 64
 
@@ -332,3 +333,12 @@ async def test_a_websocket_to_a_refusing_upstream_is_502_before_the_upgrade(gate
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
         await client.ws_connect("/api/ws", headers=TRUSTED)
     assert refused.value.status == 502
+
+
+async def test_rfc_7239_forwarded_is_appended_when_configured(gateway: Gateway, upstreams: Any) -> None:
+    (prod, *_), _ = upstreams
+    client = await gateway({**routes(url(prod)), "upstream_pool": {"forwarded": True}})
+    response = await client.get("/api/x", headers={**TRUSTED, "Forwarded": "for=198.51.100.7"})
+    line = response.headers["X-Seen-Headers"]  # name=value pairs joined by ";", as the upstream saw them
+    assert 'Forwarded=for=198.51.100.7, for=127.0.0.1;host="127.0.0.1:' in line and ";proto=http" in line
+    assert forwarded_element("2001:db8::1", "h", "https") == 'for="[2001:db8::1]";host="h";proto=https'
