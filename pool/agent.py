@@ -27,6 +27,7 @@ import shutil
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,6 +39,7 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 SCRATCH = (Path("/tmp"), Path("/dev/shm"))
+DYING_GRACE_S = 0.5  # a session gone silent may take this long to become reapable (see Session.end)
 
 
 def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], bytes] | None:
@@ -137,12 +139,17 @@ class Session:
         write_all(self.requests, frame)
         return read_answer(self.answers, max_body)
 
-    def end(self) -> int:
-        """Close the pipes, make sure the child is gone, and return its wait status (-1: killed here)."""
+    def end(self, grace_s: float = 0.0) -> int:
+        """Close the pipes, make sure the child is gone, and return its wait status (-1: killed here).
+        `grace_s`: how long a child whose answer pipe closed may take to finish dying by itself (a process
+        killed by the OOM killer closes its descriptors before it can be reaped)."""
         os.close(self.requests)
         os.close(self.answers)
-        ended, status = os.waitpid(self.pid, os.WNOHANG)
-        if not ended:
+        deadline = time.monotonic() + grace_s
+        while not (ended := os.waitpid(self.pid, os.WNOHANG))[0] and time.monotonic() < deadline:
+            time.sleep(0.002)
+        status = ended[1]
+        if not ended[0]:
             os.kill(self.pid, signal.SIGKILL)
             os.waitpid(self.pid, 0)
             status = -1
@@ -201,11 +208,12 @@ class Agent:
             return encode({"error": "crashed", "detail": "the handler's process could not be started"})
         if data and decodes(data):
             return data
-        return failure(data, self.end_session(), self.max_response)
+        grace = DYING_GRACE_S if data == b"" else 0.0  # no answer at all: was the process killed?
+        return failure(data, self.end_session(grace), self.max_response)
 
-    def end_session(self) -> int:
+    def end_session(self, grace_s: float = 0.0) -> int:
         """End the current session, if any, and everything it left behind."""
-        status = self.session.end() if self.session is not None else 0
+        status = self.session.end(grace_s) if self.session is not None else 0
         self.session = None
         clean_up()
         return status
