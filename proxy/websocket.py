@@ -40,27 +40,7 @@ async def relay_websocket(
     config = forwarder.config
     offered = request.headers.get("Sec-WebSocket-Protocol", "").split(",")
     protocols = tuple(p.strip() for p in offered if p.strip())
-    url = forwarder.members(urls).order()[0]
-    counts = forwarder.count(url, route)
-    headers = outgoing_headers(request, url, client_ip, preserve_host, config.forwarded)
-    for name in HANDSHAKE:
-        headers.popall(name, None)
-    try:
-        upstream = await forwarder.session.ws_connect(
-            "ws" + url.removeprefix("http") + request.rel_url.raw_path_qs,
-            headers=headers,
-            protocols=protocols,
-            max_msg_size=config.ws_max_message_bytes,
-            timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=timeout_s),
-            autoclose=False,
-            autoping=True,
-        )
-    except (aiohttp.ClientConnectorError, aiohttp.WSServerHandshakeError, aiohttp.ClientOSError) as exc:
-        counts.add("unavailable")
-        raise UpstreamUnavailable(f"{url} refused the WebSocket: {type(exc).__name__}") from None
-    except TimeoutError:
-        counts.add("timeout")
-        raise UpstreamTimeout(f"{url} did not accept the WebSocket in {timeout_s * 1000:.0f} ms") from None
+    upstream = await connect(forwarder, request, urls, protocols, client_ip, preserve_host, timeout_s, route)
     client = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (),
         max_msg_size=config.ws_max_message_bytes,
@@ -73,6 +53,54 @@ async def relay_websocket(
         await upstream.close()
         await client.close()
     return client
+
+
+async def connect(
+    forwarder: Forwarder,
+    request: web.Request,
+    urls: tuple[str, ...],
+    protocols: tuple[str, ...],
+    client_ip: str,
+    preserve_host: bool,
+    timeout_s: float,
+    route: str,
+) -> aiohttp.ClientWebSocketResponse:
+    """The upstream's WebSocket, from the first member that accepts a connection (as for requests); the
+    handshake must be done within `timeout_s`."""
+    members, config = forwarder.members(urls), forwarder.config
+    last: Exception | None = None
+    for url in members.order():
+        counts = forwarder.count(url, route)
+        headers = outgoing_headers(request, url, client_ip, preserve_host, config.forwarded)
+        for name in HANDSHAKE:
+            headers.popall(name, None)
+        try:
+            async with asyncio.timeout(timeout_s):
+                upstream = await forwarder.session.ws_connect(
+                    "ws" + url.removeprefix("http") + request.rel_url.raw_path_qs,
+                    headers=headers,
+                    protocols=protocols,
+                    max_msg_size=config.ws_max_message_bytes,
+                    timeout=aiohttp.ClientWSTimeout(ws_receive=None, ws_close=timeout_s),
+                    autoclose=False,
+                    autoping=True,
+                )
+        except aiohttp.ClientConnectorError as exc:  # refused, no such host: nothing sent, next member
+            counts.add("unavailable")
+            members.failed(url)
+            last = exc
+            continue
+        except (aiohttp.WSServerHandshakeError, aiohttp.ClientError) as exc:
+            counts.add("failed")
+            raise UpstreamUnavailable(f"{url} refused the WebSocket: {type(exc).__name__}") from None
+        except TimeoutError:
+            counts.add("timeout")
+            raise UpstreamTimeout(
+                f"{url} did not accept the WebSocket in {timeout_s * 1000:.0f} ms"
+            ) from None
+        members.ok(url)
+        return upstream
+    raise UpstreamUnavailable(f"no upstream accepted a connection ({type(last).__name__})")
 
 
 async def pump_both(

@@ -337,11 +337,37 @@ async def test_a_websocket_message_past_the_bound_closes_it_and_an_idle_one_is_c
         assert message.type is aiohttp.WSMsgType.CLOSE and message.data == 1001
 
 
-async def test_a_websocket_to_a_refusing_upstream_is_502_before_the_upgrade(gateway: Gateway) -> None:
-    client = await gateway(routes(f"http://127.0.0.1:{closed_port()}"))
+async def test_a_websocket_skips_a_refusing_member_and_is_502_or_504_before_the_upgrade(
+    gateway: Gateway, upstreams: Any
+) -> None:
+    (prod, *_), _ = upstreams
+    dead = f"http://127.0.0.1:{closed_port()}"
+    client = await gateway(routes([dead, url(prod)]))
+    async with client.ws_connect("/api/ws", headers=TRUSTED) as ws:
+        await ws.send_str("hi")
+        assert await ws.receive_str() == "prod:hi"
+    refusing = await gateway(routes(dead))
     with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
-        await client.ws_connect("/api/ws", headers=TRUSTED)
+        await refusing.ws_connect("/api/ws", headers=TRUSTED)
     assert refused.value.status == 502
+    held: list[asyncio.StreamWriter] = []
+
+    async def accept_and_say_nothing(_: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    silent = await asyncio.start_server(accept_and_say_nothing, "127.0.0.1", 0)
+    port = silent.sockets[0].getsockname()[1]
+    hanging = await gateway(routes(f"http://127.0.0.1:{port}", timeout_ms=300))
+    try:
+        with pytest.raises(aiohttp.WSServerHandshakeError) as late:
+            await hanging.ws_connect("/api/ws", headers=TRUSTED)
+        assert late.value.status == 504
+    finally:
+        silent.close()
+        for writer in held:
+            writer.close()
+            await writer.wait_closed()
+        await silent.wait_closed()
 
 
 async def test_rfc_7239_forwarded_is_appended_when_configured(gateway: Gateway, upstreams: Any) -> None:
