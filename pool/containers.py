@@ -395,9 +395,7 @@ class ContainerPool:
         name = container_name(self._config.pool_name)
         self._naming.add(name)
         try:
-            spec = self._spec
-            sandbox = await Sandbox.create(self._client, self._config, name, self._package)
-            sandbox.spec = spec
+            sandbox = await Sandbox.create(self._client, self._config, self._spec, name, self._package)
         except BaseException:
             self._waiters.wake_one()  # the slot it held is free again
             raise

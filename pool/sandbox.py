@@ -96,17 +96,19 @@ class Sandbox:
         self.entity: str | None = None  # whom the agent's session serves (see pool.agent)
 
     @classmethod
-    async def create(cls, client: aiodocker.Docker, docker: DockerConfig, name: str, package: str) -> Sandbox:
-        """Create and start container `name`, exec the agent once, and wait for its ready frame (within
-        engine.CREATE_S: a hung engine raises EngineTimeout rather than hanging the pool)."""
-        spec = container_config(docker, docker.pool_name)
+    async def create(
+        cls, client: aiodocker.Docker, docker: DockerConfig, spec: dict[str, Any], name: str, package: str
+    ) -> Sandbox:
+        """Create container `name` from `spec` (container_config of `docker`), start it, exec the agent
+        once, and wait for its ready frame (within engine.CREATE_S: a hung engine raises EngineTimeout
+        rather than hanging the pool)."""
         container = await deadline(client.containers.create(spec, name=name))
         try:
             sandbox = await deadline(cls._start(container, package, docker.max_response_bytes), CREATE_S)
         except BaseException:
             await remove(container)
             raise
-        sandbox.gvisor = docker.gvisor
+        sandbox.spec, sandbox.gvisor = spec, docker.gvisor
         return sandbox
 
     @classmethod
