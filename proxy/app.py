@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from policy.config import Config, ExecutionMode, Mode, RouteAuth, RouteConfig
-from policy.decision import Action, decide
+from policy.decision import Action, Decision, decide
 from policy.errors import IpDenied, RiskBlocked
 from policy.identity import Identity, client_ip
 from policy.incoming import Incoming
@@ -29,7 +29,7 @@ from proxy.egress import to_web_response
 from proxy.errors import MissingToken
 from proxy.forward import Forwarder, IsolationUnavailable
 from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
-from proxy.ingress import body_chunks, handler_request, read_incoming
+from proxy.ingress import body_chunks, handler_request, incoming_of, read_incoming
 from proxy.loader import Loaded
 from proxy.middleware import pipeline_middleware, stamp
 from proxy.reload import RELOADER, SOURCE, Reloader
@@ -61,17 +61,11 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     if route.upstreams:
         return await upstream_view(request, gw, trace, config, route, identity, ip, max_body)
     incoming = await read_incoming(request, ip, max_body, config.server)
-    history = gw.stats.history(identity.entity_id)
-    inp = RiskInput(incoming, identity, history, route, config.risk.max_scan_bytes)
-    trace.risk = score(inp, config, gw.plugins)
-    gw.observe(inp, trace.risk)  # feeds a profile being learned, if one is
-    trace.decision = decide(trace.risk, identity, route, config, memory_pressure=gw.memory_pressure)
-    if trace.decision.action is Action.BLOCK:
-        raise RiskBlocked(f"risk score {trace.risk.total} is at or above hybrid.block_threshold")
+    decision = judge(gw, trace, config, incoming, identity, route)
     job = Job(route.handler, handler_request(incoming, identity), config.limits.execution.max_time_ms / 1000)
     started = time.perf_counter()
     try:
-        mode = Mode(trace.decision.action.value)
+        mode = Mode(decision.action.value)
         response = await gw.execute(mode, job, identity.entity_id, identity.untrusted)
     finally:
         trace.exec_ms = (time.perf_counter() - started) * 1000
@@ -94,25 +88,10 @@ async def upstream_view(
     upgrade = is_upgrade(request)
     chunks = body_chunks(request, 0 if upgrade else max_body, config.server)
     prefix, ended = (b"", True) if upgrade else await read_prefix(chunks, config.risk.max_scan_bytes)
-    incoming = Incoming(
-        method=request.method,
-        path=request.path,
-        target=request.raw_path,
-        query=tuple(request.query.items()),
-        headers=tuple((name.lower(), value) for name, value in request.headers.items()),
-        body=prefix,
-        client_ip=ip,
-        body_size=len(prefix) if ended else max(request.content_length or 0, len(prefix)),
-    )
-    history = gw.stats.history(identity.entity_id)
-    inp = RiskInput(incoming, identity, history, route, config.risk.max_scan_bytes)
-    trace.risk = score(inp, config, gw.plugins)
-    gw.observe(inp, trace.risk)
-    trace.decision = decide(trace.risk, identity, route, config)
-    if trace.decision.action is Action.BLOCK:
-        raise RiskBlocked(f"risk score {trace.risk.total} is at or above hybrid.block_threshold")
+    size = len(prefix) if ended else max(request.content_length or 0, len(prefix))
+    decision = judge(gw, trace, config, incoming_of(request, ip, prefix, size), identity, route)
     urls = route.upstreams
-    if trace.decision.action is Action.DOCKER:
+    if decision.action is Action.DOCKER:
         if route.isolated is None:
             raise IsolationUnavailable(
                 f"route {route.path} has no isolated: block, and this request was not for production"
@@ -145,6 +124,20 @@ async def upstream_view(
         )
     finally:
         trace.exec_ms = (time.perf_counter() - started) * 1000
+
+
+def judge(
+    gw: Gateway, trace: Trace, config: Config, incoming: Incoming, identity: Identity, route: RouteConfig
+) -> Decision:
+    """score -> decide, recorded in `trace`; a request at the block threshold goes no further."""
+    history = gw.stats.history(identity.entity_id)
+    inp = RiskInput(incoming, identity, history, route, config.risk.max_scan_bytes)
+    trace.risk = score(inp, config, gw.plugins)
+    gw.observe(inp, trace.risk)  # feeds a profile being learned, if one is
+    trace.decision = decide(trace.risk, identity, route, config, memory_pressure=gw.memory_pressure)
+    if trace.decision.action is Action.BLOCK:
+        raise RiskBlocked(f"risk score {trace.risk.total} is at or above hybrid.block_threshold")
+    return trace.decision
 
 
 async def read_prefix(chunks: AsyncIterator[bytes], budget: int) -> tuple[bytes, bool]:

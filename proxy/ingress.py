@@ -54,14 +54,20 @@ async def read_body(request: web.Request, limit: int, server: ServerConfig) -> b
 async def read_incoming(
     request: web.Request, client_ip: str, max_body: int, server: ServerConfig
 ) -> Incoming:
+    return incoming_of(request, client_ip, await read_body(request, max_body, server))
+
+
+def incoming_of(request: web.Request, client_ip: str, body: bytes, body_size: int | None = None) -> Incoming:
+    """`request` as scored, with `body` (the whole body, or the prefix read of a longer `body_size`)."""
     return Incoming(
         method=request.method,
         path=request.path,
         target=request.raw_path,
         query=tuple(request.query.items()),
         headers=tuple((name.lower(), value) for name, value in request.headers.items()),
-        body=await read_body(request, max_body, server),
+        body=body,
         client_ip=client_ip,
+        body_size=body_size,
     )
 
 
