@@ -9,7 +9,7 @@ from multidict import CIMultiDict
 from handlers import Response
 from policy.errors import IsogateError, MethodNotAllowed
 
-# RFC 9110 7.6.1 connection-specific headers, plus the framing aiohttp computes itself.
+# RFC 9110 7.6.1 connection-specific headers.
 HOP_BY_HOP = frozenset(
     {
         "connection",
@@ -20,13 +20,13 @@ HOP_BY_HOP = frozenset(
         "trailer",
         "transfer-encoding",
         "upgrade",
-        "content-length",
     }
 )
+NOT_FROM_HANDLERS = HOP_BY_HOP | {"content-length"}  # aiohttp frames a handler's body itself
 
 
 def to_web_response(response: Response) -> web.Response:
-    headers = CIMultiDict((k, v) for k, v in response.headers if k.lower() not in HOP_BY_HOP)
+    headers = CIMultiDict((k, v) for k, v in response.headers if k.lower() not in NOT_FROM_HANDLERS)
     return web.Response(status=response.status, headers=headers, body=response.body)
 
 

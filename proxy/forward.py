@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -15,24 +16,14 @@ from multidict import CIMultiDict
 
 from policy.config import UpstreamPoolConfig
 from policy.errors import IsogateError
+from proxy import egress
 from proxy.errors import PayloadTooLarge
 
-# RFC 9110 7.6.1 connection-specific fields; names listed in Connection are removed too. Content-Length
-# is kept: the other side gets the body framed as it came.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-connection",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+# The hop-by-hop fields (names listed in Connection go too) and the pre-standard Proxy-Connection.
+# Content-Length is kept: the other side gets the body framed as it came.
+HOP_BY_HOP = egress.HOP_BY_HOP | {"proxy-connection"}
 CHUNK = 64 * 1024
+T = TypeVar("T")
 
 
 class UpstreamUnavailable(IsogateError):
@@ -155,14 +146,12 @@ class Forwarder:
         """Send `request` (its body from `body`) to the first member that accepts a connection, and stream
         the answer back. A refused connection tries the next member (nothing was sent); no answer within
         `timeout_s` is a 504; an upstream that breaks off mid-body ends the client's connection too."""
-        members = self.members(urls)
-        last: Exception | None = None
-        for url in members.order():
-            counts = self.count(url, route)
+
+        async def send(url: str, counts: Tally) -> aiohttp.ClientResponse:
             headers = outgoing_headers(request, url, client_ip, preserve_host, self.config.forwarded)
             try:
                 async with asyncio.timeout(timeout_s):
-                    upstream = await self.session.request(
+                    return await self.session.request(
                         request.method,
                         url + request.rel_url.raw_path_qs,  # origin-form, even when absolute-form came
                         headers=headers,
@@ -175,11 +164,8 @@ class Forwarder:
                             sock_read=timeout_s,  # also between body chunks: a stalled upstream ends
                         ),
                     )
-            except aiohttp.ClientConnectorError as exc:  # refused, unreachable, no such name: nothing sent
-                counts.add("unavailable")
-                members.failed(url)
-                last = exc
-                continue
+            except aiohttp.ClientConnectorError:
+                raise  # the next member is tried
             except TimeoutError:
                 counts.add("timeout")
                 raise UpstreamTimeout(f"{url} did not answer within {timeout_s * 1000:.0f} ms") from None
@@ -188,8 +174,28 @@ class Forwarder:
                     raise exc.__cause__ from None
                 counts.add("failed")
                 raise UpstreamUnavailable(f"{url} failed: {type(exc).__name__}") from None
+
+        upstream, counts = await self.first_accepting(urls, route, send)
+        return await relay(request, upstream, counts)
+
+    async def first_accepting(
+        self, urls: tuple[str, ...], route: str, connect: Callable[[str, Tally], Awaitable[T]]
+    ) -> tuple[T, Tally]:
+        """`connect` to the members in turn until one accepts a connection: a refusal (nothing was sent)
+        marks the member down and tries the next; any other error of `connect` is its own to raise."""
+        members = self.members(urls)
+        last: Exception | None = None
+        for url in members.order():
+            counts = self.count(url, route)
+            try:
+                result = await connect(url, counts)
+            except aiohttp.ClientConnectorError as exc:  # refused, unreachable, no such name
+                counts.add("unavailable")
+                members.failed(url)
+                last = exc
+                continue
             members.ok(url)
-            return await relay(request, upstream, counts)
+            return result, counts
         raise UpstreamUnavailable(f"no upstream accepted a connection ({type(last).__name__})")
 
 

@@ -10,7 +10,7 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from policy.config import UpstreamPoolConfig
-from proxy.forward import Forwarder, UpstreamTimeout, UpstreamUnavailable, outgoing_headers
+from proxy.forward import Forwarder, Tally, UpstreamTimeout, UpstreamUnavailable, outgoing_headers
 
 # The handshake's own fields: aiohttp makes them for each side.
 HANDSHAKE = (
@@ -67,16 +67,15 @@ async def connect(
 ) -> aiohttp.ClientWebSocketResponse:
     """The upstream's WebSocket, from the first member that accepts a connection (as for requests); the
     handshake must be done within `timeout_s`."""
-    members, config = forwarder.members(urls), forwarder.config
-    last: Exception | None = None
-    for url in members.order():
-        counts = forwarder.count(url, route)
+    config = forwarder.config
+
+    async def handshake(url: str, counts: Tally) -> aiohttp.ClientWebSocketResponse:
         headers = outgoing_headers(request, url, client_ip, preserve_host, config.forwarded)
         for name in HANDSHAKE:
             headers.popall(name, None)
         try:
             async with asyncio.timeout(timeout_s):
-                upstream = await forwarder.session.ws_connect(
+                return await forwarder.session.ws_connect(
                     "ws" + url.removeprefix("http") + request.rel_url.raw_path_qs,
                     headers=headers,
                     protocols=protocols,
@@ -85,11 +84,8 @@ async def connect(
                     autoclose=False,
                     autoping=True,
                 )
-        except aiohttp.ClientConnectorError as exc:  # refused, no such host: nothing sent, next member
-            counts.add("unavailable")
-            members.failed(url)
-            last = exc
-            continue
+        except aiohttp.ClientConnectorError:
+            raise  # the next member is tried
         except (aiohttp.WSServerHandshakeError, aiohttp.ClientError) as exc:
             counts.add("failed")
             raise UpstreamUnavailable(f"{url} refused the WebSocket: {type(exc).__name__}") from None
@@ -98,9 +94,9 @@ async def connect(
             raise UpstreamTimeout(
                 f"{url} did not accept the WebSocket in {timeout_s * 1000:.0f} ms"
             ) from None
-        members.ok(url)
-        return upstream
-    raise UpstreamUnavailable(f"no upstream accepted a connection ({type(last).__name__})")
+
+    upstream, _ = await forwarder.first_accepting(urls, route, handshake)
+    return upstream
 
 
 async def pump_both(
