@@ -55,25 +55,31 @@ async def test_random_deaths_and_an_engine_outage_leak_nothing(
             body = await response.json()
             answers.append((response.status, body.get("error", "ok") if isinstance(body, dict) else "ok"))
 
+    async def kill_one(chance: random.Random) -> None:
+        sandboxes = [*pool._idle, *pool._busy]
+        if not sandboxes:
+            return
+        victim = chance.choice(sandboxes)
+        if chance.random() < 0.5:
+            killer = await asyncio.create_subprocess_exec(
+                "docker", "kill", victim.id, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            await killer.wait()
+        else:
+            await kill_agent(victim.id)
+
     async def chaos() -> None:
         chance = random.Random(9)
-        outage_done = False
-        while time.monotonic() < ends - 2:
+        outage_at = ends - TRAFFIC_S / 2
+        while time.monotonic() < outage_at:  # deaths before the outage...
             await asyncio.sleep(chance.uniform(0.2, 0.6))
-            if not outage_done and time.monotonic() > ends - TRAFFIC_S / 2:
-                await forwarder.stop()  # the engine is gone for 1.5 s...
-                await asyncio.sleep(1.5)
-                await forwarder.start()  # ...and back
-                outage_done = True
-                continue
-            sandboxes = [*pool._idle, *pool._busy]
-            if not sandboxes:
-                continue
-            victim = chance.choice(sandboxes)
-            if chance.random() < 0.5:
-                subprocess.run(["docker", "kill", victim.id], capture_output=True)
-            else:
-                await kill_agent(victim.id)
+            await kill_one(chance)
+        await forwarder.stop()  # ...the engine is gone for 1.5 s...
+        await asyncio.sleep(1.5)
+        await forwarder.start()  # ...and back...
+        while time.monotonic() < ends - 2:  # ...and deaths after it
+            await asyncio.sleep(chance.uniform(0.2, 0.6))
+            await kill_one(chance)
 
     await asyncio.gather(chaos(), *(traffic(w) for w in range(3)))
 
