@@ -18,9 +18,11 @@ $(VENV)/.installed: pyproject.toml
 .secret_key:
 	@umask 077 && $(PYTHON) -c 'import secrets; print(secrets.token_hex(32))' > $@ && echo "wrote $@ (mode 600)"
 
-# The Docker engine and the runner image (installs docker.io and starts dockerd if needed; needs root).
+# The Docker engine, the runner image and the example replica app (installs docker.io and starts dockerd if
+# needed; needs root).
 image:
 	scripts/runner-image.sh
+	scripts/example-image.sh
 
 # Without a Docker engine the gateway still starts, in thread mode, and says so.
 run: $(VENV)/.installed .env .secret_key
@@ -52,6 +54,7 @@ bench: $(VENV)/.installed
 		apt-get install -y -qq nginx >/dev/null; }
 	$(BIN)/python bench/scenarios.py
 	$(BIN)/python bench/upstream.py
+	$(BIN)/python bench/replica.py
 	scripts/gvisor.sh
 	$(BIN)/python bench/runtimes.py
 

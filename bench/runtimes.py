@@ -30,7 +30,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import ROOT, Server, bench_env, gateway, summary, timed  # noqa: E402
 from bench.scenarios import DOCKER, Naive, container_memory, document, token  # noqa: E402
-from pool.sandbox import container_config  # noqa: E402
+from pool.sandbox import Workload, container_config  # noqa: E402
 from proxy.loader import create_config  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -68,7 +68,12 @@ async def main(rounds: int) -> None:
     docker_config = create_config(path=ROOT / "config.yaml", env={"SECRET_KEY": "x" * 32}).docker
     async with aiohttp.ClientSession() as session, aiodocker.Docker() as client:
         naive = {
-            runtime: Naive(client, container_config(replace(docker_config, runtime=runtime), "bench-naive"))
+            runtime: Naive(
+                client,
+                container_config(
+                    replace(docker_config, runtime=runtime, pool_name="bench-naive"), Workload()
+                ),
+            )
             for runtime in RUNTIMES
         }
         try:

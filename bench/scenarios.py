@@ -26,6 +26,7 @@ import tempfile
 import threading
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import ROOT, Server, bare, bench_env, gateway, summary, timed  # noqa: E402
 from handlers.compute import count_primes  # noqa: E402
 from pool.frames import decode, encode  # noqa: E402
-from pool.sandbox import container_config  # noqa: E402
+from pool.sandbox import Workload, container_config  # noqa: E402
 from proxy.loader import create_config  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"
@@ -210,7 +211,7 @@ async def main(rounds: int, heavy_rounds: int, duration: int) -> None:
     samples: dict[str, dict[str, list[float]]] = {s: {c: [] for c in COLUMNS} for s in scenarios}
     extra: dict[str, Any] = {"heavy_n": n, "json_bytes": len(doc)}
     docker_config = create_config(path=ROOT / "config.yaml", env={"SECRET_KEY": "x" * 32}).docker
-    bare_container = {**container_config(docker_config, "bench-naive"), "Image": docker_config.image}
+    bare_container = container_config(replace(docker_config, pool_name="bench-naive"), Workload())
     async with aiohttp.ClientSession() as session, aiodocker.Docker() as client:
         naive = Naive(client, bare_container)
         try:

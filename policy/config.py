@@ -20,6 +20,7 @@ PUBLIC_KEY_ALGORITHMS = frozenset(
 )
 HANDLER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a module name, never a path
 MEMORY_SIZE = re.compile(r"(\d+)([bkmg]?)", re.IGNORECASE)
+IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")  # an image reference: name[:tag][@digest]
 ENTITY_BYTES = 320  # one entity's history with its table entry, measured (proxy/stats.py: ~290 B of RSS)
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
@@ -223,14 +224,34 @@ class ThreadPoolConfig:
 
 @dataclass(frozen=True, slots=True)
 class IsolatedConfig:
-    """Where an upstream route's docker decisions go: a quarantine deployment (`upstream`)."""
+    """Where an upstream route's docker decisions go: a replica of the app, run from its own `image` in
+    locked-down containers that the gateway keeps warm, its HTTP server on `port` inside each; or a
+    quarantine deployment (`upstream`). The replica's pool has the docker section's limits and lock-down,
+    with its own sizes (`warm_pool_size`, `max_containers`: each container serves one caller in its life)."""
 
+    image: str = ""
+    port: int = 0
+    warm_pool_size: int = 2
+    max_containers: int = 10
     upstream: tuple[str, ...] | str = ()
     upstreams: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         derive(self, "upstreams", upstream_urls(self.upstream, "upstream"))
-        require(bool(self.upstreams), "upstream", "expected the URL of a quarantine deployment")
+        require(
+            bool(self.image) != bool(self.upstreams),
+            "image",
+            "expected image: and port: (a replica the gateway runs) or upstream: (a quarantine deployment)",
+        )
+        if self.image:
+            require(bool(IMAGE_NAME.fullmatch(self.image)), "image", "expected an image name like myapp:1.2")
+            require(0 < self.port < 65536, "port", "expected the port the app listens on in its container")
+        require(self.max_containers >= 1, "max_containers", "must be >= 1")
+        require(
+            0 <= self.warm_pool_size <= self.max_containers,
+            "warm_pool_size",
+            "must be within 0..max_containers",
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,10 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 from handlers import Request, Response, to_response
-from pool.frames import MAX_HEADER, PREFIX, decode, encode
+from pool.frames import MAX_HEADER, PREFIX, decode, encode, read_frame, write_all
 from pool.registry import Handle, HandlerRegistry, UnknownHandler
 
 PR_SET_DUMPABLE = 4
@@ -40,21 +40,6 @@ PR_SET_CHILD_SUBREAPER = 36
 PR_SET_PDEATHSIG = 1
 SCRATCH = (Path("/tmp"), Path("/dev/shm"))
 DYING_GRACE_S = 0.5  # a session gone silent may take this long to become reapable (see Session.end)
-
-
-def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], bytes] | None:
-    prefix = stream.read(PREFIX.size)
-    if len(prefix) < PREFIX.size:
-        return None  # the gateway closed stdin: exit cleanly
-    head_len, body_len = PREFIX.unpack(prefix)
-    rest = stream.read(head_len + body_len)
-    return decode(bytearray(prefix + rest))
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view) :]
 
 
 def answer(handle: Handle, header: dict[str, Any], body: bytes) -> bytes:

@@ -5,6 +5,10 @@ past that a request waits up to `docker.timeout_ms`. A sandbox that timed out, c
 is destroyed in the background and replaced; the request that hit it gets 504/502/507 at once.
 When the engine is unreachable the pool says so (docker decisions fail closed with 503) and a supervisor
 rebuilds it when the engine answers again.
+
+The same pool runs an isolated replica's containers (`Workload.replica`): the app in each is one long-lived
+process whatever it serves, so a replica container serves a single caller in its life (`exclusive`): a
+container another caller used is destroyed rather than handed over, and a fresh one takes its place.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from pool.sandbox import (
     NotDelivered,
     Sandbox,
     SandboxDied,
+    Workload,
     container_config,
     container_name,
     remove,
@@ -64,9 +69,11 @@ class _Undelivered(SandboxCrashed):
 class ContainerPool:
     """The Executor for docker decisions."""
 
-    def __init__(self, config: DockerConfig, package: str) -> None:
+    def __init__(self, config: DockerConfig, workload: Workload) -> None:
         self._config = config
-        self._package = package
+        self._workload = workload
+        self.name = workload.pool_name(config)
+        self.exclusive = workload.replica  # a container serves one caller in its life
         self._client: aiodocker.Docker | None = None
         self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
         self._busy: set[Sandbox] = set()
@@ -79,8 +86,8 @@ class ContainerPool:
         self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
         self._closing = False
         self._draining = False  # after a reload shrank the pool: released containers go until it fits
-        self._oom = OomWatch(f"{LABEL}={config.pool_name}", on_die=self._container_died)
-        self._spec = container_config(config, config.pool_name)  # what new containers are made from
+        self._oom = OomWatch(f"{LABEL}={self.name}", on_die=self._container_died)
+        self._spec = container_config(config, workload)  # what new containers are made from
         self._acquire_ms: deque[float] = deque(maxlen=2048)
         self.counts = dict.fromkeys(
             (
@@ -93,6 +100,7 @@ class ContainerPool:
                 "crashes",
                 "died_idle",
                 "refused",
+                "recycled",
             ),
             0,  # fmt: skip
         )
@@ -146,11 +154,11 @@ class ContainerPool:
         if not self._idle and self._config.warm_pool_size:
             raise SandboxDied("no sandbox could be started (see the log)")
         self.available, self.reason = True, None
-        log.info("container pool %r ready: %d warm", self._config.pool_name, len(self._idle))
+        log.info("container pool %r ready: %d warm", self.name, len(self._idle))
 
     async def _labelled(self, client: aiodocker.Docker) -> list[DockerContainer]:
         """Every container of this pool the engine has, running or not."""
-        label = f"{LABEL}={self._config.pool_name}"
+        label = f"{LABEL}={self.name}"
         return await deadline(client.containers.list(all=True, filters=json.dumps({"label": [label]})))
 
     async def _remove_leftovers(self, client: aiodocker.Docker) -> None:
@@ -270,10 +278,13 @@ class ContainerPool:
         """An idle sandbox, a new one, or the next one freed; waiters are served oldest first."""
         retry = False
         while True:
-            if self._idle and not self._waiters:
-                return self._pick(entity)
+            if not self._waiters and (sandbox := self._pick(entity)) is not None:
+                if self.exclusive and sandbox.entity is None:
+                    self._fill()  # a fresh one was taken: the next new caller needs another
+                return sandbox
             # A sandbox already being created for the warm pool is ready sooner than a new one.
-            if self._warming <= len(self._waiters) and self.size < self._config.max_containers:
+            none_coming = self._warming <= len(self._waiters)
+            if none_coming and self.size < self._config.max_containers:
                 self.counts["cold_starts"] += 1
                 self._creating += 1
                 return await self._create_reserved()
@@ -283,27 +294,46 @@ class ContainerPool:
                     f"{len(self._waiters)} requests already wait for a container (docker.max_waiting)",
                     retry_after=RETRY_AFTER_S,
                 )
+            if none_coming and self.exclusive:
+                self._recycle()  # full: make room for a fresh one
             sandbox = await self._waiters.wait(front=retry)  # a retry keeps its place
             if sandbox is not None:
                 return sandbox
             retry = True
 
-    def _pick(self, entity: str) -> Sandbox:
+    def _pick(self, entity: str) -> Sandbox | None:
         """The idle sandbox whose agent last served `entity` (its session is warm: no fork), else one that
-        served nobody yet, else the least recently used: another entity's request in a sandbox costs its
-        agent a session switch (~1.5 ms), so warm sessions are kept for their callers."""
+        served nobody yet, else (not in an exclusive pool) the least recently used: another entity's
+        request in a sandbox costs its agent a session switch (~1.5 ms), so warm sessions are kept for
+        their callers."""
         for wanted in (entity, None):
             for i in range(len(self._idle) - 1, -1, -1):
                 if self._idle[i].entity == wanted:
                     sandbox = self._idle[i]
                     del self._idle[i]
                     return sandbox
+        if self.exclusive or not self._idle:
+            return None
         return self._idle.popleft()
+
+    def _recycle(self) -> None:
+        """A full exclusive pool: the least recently used idle sandbox another caller used is destroyed,
+        so that a fresh one can be made in its place."""
+        for sandbox in self._idle:
+            if sandbox.entity is not None:
+                self.counts["recycled"] += 1
+                self._discard(sandbox)
+                return
 
     def _offer(self, sandbox: Sandbox) -> None:
         """Hand a ready sandbox to the oldest waiter, or keep it idle. A handed sandbox counts as busy at
         once: until its waiter runs it would be in neither list, and the pool would count itself short
-        (and create containers that the release path then destroys)."""
+        (and create containers that the release path then destroys). In an exclusive pool a sandbox
+        someone used is never handed: it stays idle for its caller, and the oldest waiter looks again."""
+        if self.exclusive and sandbox.entity is not None:
+            self._idle.append(sandbox)
+            self._waiters.wake_one()
+            return
         self._busy.add(sandbox)
         if not self._waiters.hand(sandbox):
             self._busy.discard(sandbox)
@@ -319,7 +349,7 @@ class ContainerPool:
         containers; when the container spec changed (image, limits), idle ones are replaced now and
         busy ones after their request."""
         self._config = config
-        spec = container_config(config, config.pool_name)
+        spec = container_config(config, self._workload)
         if spec != self._spec:
             self._spec = spec
             for sandbox in list(self._idle):
@@ -367,10 +397,13 @@ class ContainerPool:
         self._waiters.wake_one()
 
     def _fill(self) -> list[asyncio.Task[Any]]:
-        """Start creating sandboxes until idle + creating reaches the warm size (within the maximum)."""
+        """Start creating sandboxes until idle + creating reaches the warm size (within the maximum). In an
+        exclusive pool only unused ones count: the idle ones a caller used are kept for that caller, and a
+        new caller needs a fresh one."""
         if self._client is None or self._closing:
             return []
-        missing = self._config.warm_pool_size - len(self._idle) - self._creating
+        ready = sum(s.entity is None for s in self._idle) if self.exclusive else len(self._idle)
+        missing = self._config.warm_pool_size - ready - self._creating
         missing = min(missing, self._config.max_containers - self.size)
         self._creating += max(missing, 0)
         self._warming += max(missing, 0)
@@ -392,10 +425,10 @@ class ContainerPool:
     async def _create_reserved(self) -> Sandbox:
         """Create one sandbox; the caller has already counted it in `_creating`."""
         assert self._client is not None
-        name = container_name(self._config.pool_name)
+        name = container_name(self.name)
         self._naming.add(name)
         try:
-            sandbox = await Sandbox.create(self._client, self._config, self._spec, name, self._package)
+            sandbox = await Sandbox.create(self._client, self._config, self._spec, name, self._workload)
         except BaseException:
             self._waiters.wake_one()  # the slot it held is free again
             raise

@@ -7,8 +7,9 @@ stdout stream does not keep write boundaries, so readers reassemble frames by th
 from __future__ import annotations
 
 import json
+import os
 import struct
-from typing import Any
+from typing import Any, BinaryIO
 
 PREFIX = struct.Struct(">II")
 MAX_HEADER = 1 << 20  # a header is a few hundred bytes; anything larger is a corrupt stream
@@ -43,3 +44,18 @@ def decode(buffer: bytearray, max_body: int = 1 << 32) -> tuple[dict[str, Any], 
     if not isinstance(header, dict):
         raise FrameError("frame header is not an object")
     return header, body
+
+
+def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], bytes] | None:
+    prefix = stream.read(PREFIX.size)
+    if len(prefix) < PREFIX.size:
+        return None  # the gateway closed stdin: exit cleanly
+    head_len, body_len = PREFIX.unpack(prefix)
+    rest = stream.read(head_len + body_len)
+    return decode(bytearray(prefix + rest))
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]

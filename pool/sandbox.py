@@ -6,9 +6,11 @@ logged. A sandbox serves one request at a time; once broken it never serves agai
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import aiodocker
@@ -18,6 +20,7 @@ from aiodocker.stream import Stream
 
 from handlers import Request, Response
 from policy.config import DockerConfig
+from pool import relay
 from pool.base import one_line
 from pool.engine import CREATE_S, EngineTimeout, deadline
 from pool.frames import decode, encode
@@ -38,12 +41,41 @@ class NotDelivered(SandboxDied):
     """The request could not even be written: no handler saw it, so another sandbox may serve it."""
 
 
+@dataclass(frozen=True, slots=True)
+class Workload:
+    """What a pool's containers run: the runner image (`docker.image`) idling while the handler agent
+    (`pool.agent`) serves `package`; or, for an isolated replica, an app's own `image` with its own command
+    and the relay agent (`pool.relay`) in front of its `port`."""
+
+    package: str = "handlers"
+    image: str = ""
+    port: int = 0
+
+    @property
+    def replica(self) -> bool:
+        return bool(self.image)
+
+    def pool_name(self, docker: DockerConfig) -> str:
+        """The pool's label: docker.pool_name, and for a replica a digest of its image and port."""
+        if not self.replica:
+            return docker.pool_name
+        digest = hashlib.sha256(f"{self.image}|{self.port}".encode()).hexdigest()[:10]
+        return f"{docker.pool_name}-replica-{digest}"
+
+    def agent(self, max_response: int) -> list[str]:
+        """The command line of the agent exec'd once per container."""
+        if self.replica:
+            return relay.command(self.port, max_response)
+        return ["python3", "-u", "-m", "pool.agent", self.package, str(max_response)]
+
+
 def container_name(pool: str) -> str:
     return f"isogate-{pool}-{secrets.token_hex(4)}"
 
 
-def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
-    """The container: no network, read-only root, no capabilities, bounded memory, CPU and processes."""
+def container_config(docker: DockerConfig, workload: Workload) -> dict[str, Any]:
+    """The container: no network, read-only root, no capabilities, bounded memory, CPU and processes.
+    A replica keeps its image's command and working directory; every other setting is the same."""
     pids_limit, ulimits = docker.pids_limit, [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]
     if docker.gvisor:
         # gVisor's kernel counts the handler's processes itself (RLIMIT_NPROC is per sandbox there; under
@@ -52,12 +84,12 @@ def container_config(docker: DockerConfig, pool: str) -> dict[str, Any]:
         # one dies (exit 2), so the host limit is sized for the processes the inner limit lets run.
         pids_limit = GVISOR_BASE_TASKS + GVISOR_TASKS_PER_PROCESS * docker.pids_limit
         ulimits.append({"Name": "nproc", "Soft": docker.pids_limit, "Hard": docker.pids_limit})
+    own = {} if workload.replica else {"Cmd": ["sleep", "infinity"], "WorkingDir": "/app"}
     return {
-        "Image": docker.image,
-        "Cmd": ["sleep", "infinity"],
+        "Image": workload.image or docker.image,
+        **own,
         "User": UID,
-        "WorkingDir": "/app",
-        "Labels": {LABEL: pool},
+        "Labels": {LABEL: workload.pool_name(docker)},
         "NetworkDisabled": True,
         "HostConfig": {
             "Runtime": docker.runtime,
@@ -97,14 +129,20 @@ class Sandbox:
 
     @classmethod
     async def create(
-        cls, client: aiodocker.Docker, docker: DockerConfig, spec: dict[str, Any], name: str, package: str
+        cls,
+        client: aiodocker.Docker,
+        docker: DockerConfig,
+        spec: dict[str, Any],
+        name: str,
+        workload: Workload,
     ) -> Sandbox:
         """Create container `name` from `spec` (container_config of `docker`), start it, exec the agent
-        once, and wait for its ready frame (within engine.CREATE_S: a hung engine raises EngineTimeout
-        rather than hanging the pool)."""
+        once, and wait for its ready frame (within engine.CREATE_S: a hung engine, or a replica's app that
+        never listens, raises EngineTimeout rather than hanging the pool)."""
         container = await deadline(client.containers.create(spec, name=name))
+        agent = workload.agent(docker.max_response_bytes)
         try:
-            sandbox = await deadline(cls._start(container, package, docker.max_response_bytes), CREATE_S)
+            sandbox = await deadline(cls._start(container, agent, docker.max_response_bytes), CREATE_S)
         except BaseException:
             await remove(container)
             raise
@@ -112,18 +150,17 @@ class Sandbox:
         return sandbox
 
     @classmethod
-    async def _start(cls, container: DockerContainer, package: str, max_response: int) -> Sandbox:
+    async def _start(cls, container: DockerContainer, command: list[str], max_response: int) -> Sandbox:
         stream: Stream | None = None
         try:
             await container.start()
             agent = await container.exec(
-                ["python3", "-u", "-m", "pool.agent", package, str(max_response)],
+                command,
                 stdin=True,
                 stdout=True,
                 stderr=True,
                 tty=False,  # a tty would echo input and rewrite newlines in binary frames
                 user=UID,
-                workdir="/app",
             )
             stream = agent.start(detach=False)
             sandbox = cls(container, stream, agent.id, max_response)

@@ -60,7 +60,11 @@ async def healthz(request: web.Request) -> web.Response:
     docker_ok = not gw.config.docker.enabled or (containers is not None and containers.available)
     problems = [] if docker_ok else ["docker decisions cannot run (details in /stats)"]
     status = {"status": "degraded", "problems": problems} if problems else {"status": "ok"}
-    return json_response({**status, **_executors(gw, reasons=False)}, 503 if problems else 200)
+    # A replica that cannot run fails its route's docker decisions closed (503); it is reported, but it
+    # does not take the gateway out of rotation: every other route serves.
+    replicas = gw.replicas.pools.values() if gw.replicas is not None else ()
+    running = {"replicas": {pool.name: pool.available for pool in replicas}}
+    return json_response({**status, **_executors(gw, reasons=False), **running}, 503 if problems else 200)
 
 
 async def entity_stats(request: web.Request) -> web.Response:
@@ -106,5 +110,6 @@ async def gateway_stats(request: web.Request) -> web.Response:
             **_executors(gw),
             "upstreams": gw.forwarder.status(),
             "upstream_routes": gw.forwarder.route_status(),
+            "replicas": gw.replicas.status() if gw.replicas is not None else {},
         }
     )

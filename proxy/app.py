@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -22,6 +23,8 @@ from pool.base import Job
 from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry
+from pool.replicas import Replicas
+from pool.sandbox import Workload
 from pool.thread import ThreadExecutor
 from proxy import admin
 from proxy.auth import authenticate
@@ -33,6 +36,7 @@ from proxy.ingress import body_chunks, handler_request, incoming_of, read_incomi
 from proxy.loader import Loaded
 from proxy.middleware import pipeline_middleware, stamp
 from proxy.reload import RELOADER, SOURCE, Reloader
+from proxy.replica import to_replica
 from proxy.stats import Stats
 from proxy.websocket import is_upgrade, relay_websocket
 
@@ -90,13 +94,13 @@ async def upstream_view(
     prefix, ended = (b"", True) if upgrade else await read_prefix(chunks, config.risk.max_scan_bytes)
     size = len(prefix) if ended else max(request.content_length or 0, len(prefix))
     decision = judge(gw, trace, config, incoming_of(request, ip, prefix, size), identity, route)
-    urls = route.upstreams
+    urls, isolated = route.upstreams, route.isolated
     if decision.action is Action.DOCKER:
-        if route.isolated is None:
+        if isolated is None:
             raise IsolationUnavailable(
                 f"route {route.path} has no isolated: block, and this request was not for production"
             )
-        urls = route.isolated.upstreams
+        urls = isolated.upstreams
 
     async def body() -> AsyncIterator[bytes]:
         if prefix:
@@ -109,6 +113,22 @@ async def upstream_view(
     started = time.perf_counter()
     host = route.preserve_host
     try:
+        if not urls:  # an isolated replica: the route's docker decisions run in its own containers
+            assert isolated is not None
+            trace.target = "replica"
+            return await to_replica(
+                request,
+                gw,
+                isolated,
+                body(),
+                base_path=urlsplit(route.upstreams[0]).path,
+                entity=identity.entity_id,
+                client_ip=ip,
+                preserve_host=host,
+                timeout_s=timeout_s,
+                route=route.path,
+            )
+        trace.target = "quarantine" if decision.action is Action.DOCKER else "upstream"
         if upgrade:
             return await relay_websocket(
                 request,
@@ -215,11 +235,13 @@ async def docker_executor(app: web.Application) -> AsyncIterator[None]:
             log.warning("docker.enabled is false: hybrid mode runs every request in a thread")
         yield
         return
-    pool = ContainerPool(gw.config.docker, gw.config.handlers_package)
-    await pool.start()  # the warm pool is ready before the gateway serves, or the pool says why not
-    gw.executors[Mode.DOCKER] = pool
+    pool = ContainerPool(gw.config.docker, Workload(gw.config.handlers_package))
+    replicas = Replicas()
+    # The warm pools are ready before the gateway serves, or they say why not.
+    await asyncio.gather(pool.start(), replicas.start(gw.config))
+    gw.executors[Mode.DOCKER], gw.replicas = pool, replicas
     yield
-    await pool.aclose()
+    await asyncio.gather(pool.aclose(), replicas.aclose())
 
 
 async def upstream_client(app: web.Application) -> AsyncIterator[None]:

@@ -26,6 +26,7 @@ from pool.base import RETRY_AFTER_S, EntityBusy, Executor, Job, MemoryLimitExcee
 from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry, UnknownHandler
+from pool.replicas import Replicas
 from pool.thread import ThreadExecutor
 from proxy.forward import Forwarder
 from proxy.loader import Loaded
@@ -45,6 +46,7 @@ class Gateway:
     memory: MemoryWatch
     forwarder: Forwarder
     executors: dict[Mode, Executor] = field(default_factory=dict)
+    replicas: Replicas | None = None  # the isolated replicas' pools (None: docker.enabled is false)
     generation: int = 1
     started: float = field(default_factory=time.time)
     loaded_at: float = field(default_factory=time.time)
@@ -119,6 +121,8 @@ class Gateway:
             self.thread.resize(pool.min_workers, pool.max_workers, pool.max_queue)
         if self.containers is not None:
             self.containers.reconfigure(config.docker)
+        if self.replicas is not None:
+            self.replicas.sync(config)
         self.memory.limit_mb = config.limits.memory_limit_mb
         record = {"generation": self.generation, "at": self.loaded_at, "trigger": trigger, **changes}
         if restart:
@@ -198,6 +202,7 @@ class Trace:
     risk: RiskScore | None = None
     decision: Decision | None = None
     exec_ms: float | None = None
+    target: str | None = None  # an upstream route's: upstream (production), quarantine or replica
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

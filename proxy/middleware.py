@@ -74,6 +74,8 @@ async def stamp(request: web.Request, response: web.StreamResponse) -> None:
         mode = trace.decision.mode if trace.decision else None
         if mode is not None:
             response.headers["X-Isogate-Mode"] = mode.value
+        if trace.target is not None:
+            response.headers["X-Isogate-Target"] = trace.target
 
 
 def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResponse) -> None:

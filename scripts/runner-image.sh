@@ -25,4 +25,5 @@ if ! docker image inspect "$PYTHON_IMAGE" >/dev/null 2>&1; then
 fi
 docker build -q --target runner --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" -t "$IMAGE" . >/dev/null 2>/tmp/isogate-build.log \
     || { cat /tmp/isogate-build.log >&2; exit 1; }
+docker tag "$PYTHON_IMAGE" isogate-base:python  # what images for isolated replicas build FROM
 echo "runner-image: $IMAGE ready (base $PYTHON_IMAGE)" >&2

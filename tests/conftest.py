@@ -18,6 +18,7 @@ from policy.config import Config
 from policy.parse import parse_config
 from policy.schema import merge
 from pool.containers import ContainerPool
+from pool.sandbox import Workload
 from proxy.app import create_app
 from proxy.loader import ConfigSource, load, load_factors
 
@@ -113,7 +114,9 @@ Client = TestClient[web.Request, web.Application]
 
 async def open_pool(settings: dict[str, Any], **overrides: Any) -> ContainerPool:
     """A started container pool of the probe handlers: `docker_settings` plus `overrides`."""
-    pool = ContainerPool(make_config({"docker": {**settings, **overrides}}).docker, "probe_handlers")
+    pool = ContainerPool(
+        make_config({"docker": {**settings, **overrides}}).docker, Workload("probe_handlers")
+    )
     await pool.start()
     return pool
 

@@ -1,5 +1,5 @@
-"""The real Docker engine for container tests: engine and runner image checked, probe image built, and every
-container a test run leaves behind removed by its label."""
+"""The real Docker engine for container tests: engine and runner image checked, probe and replica images
+built, and every container a test run leaves behind removed by its label."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE_IMAGE = "isogate-runner:probes"
+REPLICA_IMAGE = "isogate-example-app:tests"  # the example replica app, plus slow and big endpoints
 POOL_PREFIX = "test-"
 
 
@@ -30,20 +31,31 @@ def prepare(runtime: str) -> None:
             f"the engine has no runtime {runtime!r} ({engine.stdout.strip()}): scripts/gvisor.sh adds runsc",
             pytrace=False,
         )
-    build = subprocess.run(
-        ["docker", "build", "-q", "-t", PROBE_IMAGE, "-f", "tests/probes.Dockerfile", "."],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    if build.returncode != 0:
-        pytest.fail(
-            f"could not build {PROBE_IMAGE} (is isogate-runner:latest built? make image): {build.stderr}"
+    for image, dockerfile in ((PROBE_IMAGE, "probes"), (REPLICA_IMAGE, "replica")):
+        if dockerfile == "replica":  # FROM the example app, built from local material
+            example = subprocess.run(["scripts/example-image.sh"], cwd=ROOT, capture_output=True, text=True)
+            if example.returncode != 0:
+                pytest.fail(f"scripts/example-image.sh failed: {example.stderr[-500:]}", pytrace=False)
+        build = subprocess.run(
+            ["docker", "build", "-q", "-t", image, "-f", f"tests/{dockerfile}.Dockerfile", "."],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
         )
+        if build.returncode != 0:
+            pytest.fail(f"could not build {image} (is the runner image built? make image): {build.stderr}")
 
 
 def pool_name() -> str:
     return f"{POOL_PREFIX}{uuid.uuid4().hex[:10]}"
+
+
+def labelled(pool_name: str, running_only: bool = False) -> list[str]:
+    """The ids of the containers the engine has for pool `pool_name` (stopped ones too, unless told)."""
+    command = ["docker", "ps", "-q", "--filter", f"label=isogate.pool={pool_name}"]
+    return subprocess.run(
+        command + ([] if running_only else ["-a"]), capture_output=True, text=True
+    ).stdout.split()
 
 
 def remove_test_containers() -> None:

@@ -120,6 +120,46 @@ def test_secret_is_never_in_repr() -> None:
             {},
             "routes[0].isolated: only an upstream route has one",
         ),
+        (
+            {"routes": [{"path": "/a", "upstream": "http://127.0.0.1:1", "isolated": {"image": "app:1"}}]},
+            {},
+            "routes[0].isolated.port: expected the port the app listens on",
+        ),
+        (
+            {
+                "routes": [
+                    {"path": "/a", "upstream": "http://h:1", "isolated": {"image": "App; rm", "port": 80}}
+                ]
+            },
+            {},
+            "routes[0].isolated.image: expected an image name",
+        ),
+        (
+            {
+                "routes": [
+                    {
+                        "path": "/a",
+                        "upstream": "http://h:1",
+                        "isolated": {"image": "app:1", "port": 80, "upstream": "http://h:2"},
+                    }
+                ]
+            },
+            {},
+            "routes[0].isolated.image: expected image: and port: (a replica the gateway runs) or upstream:",
+        ),
+        (
+            {
+                "routes": [
+                    {
+                        "path": "/a",
+                        "upstream": "http://h:1",
+                        "isolated": {"image": "a", "port": 1, "max_containers": 0},
+                    }
+                ]
+            },
+            {},
+            "routes[0].isolated.max_containers: must be >= 1",
+        ),
         ({"upstream_pool": {"max_per_host": 0}}, {}, "upstream_pool.max_per_host: must be 1.."),
         ({"thread_pool": {"min_workers": 9}}, {}, "thread_pool.min_workers"),
         ({"hybrid": {"risk_thresholds": {"low": 70}}}, {}, "hybrid.risk_thresholds.low"),

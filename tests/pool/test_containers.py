@@ -26,6 +26,7 @@ from pool.base import (
     SandboxCrashed,
 )
 from pool.containers import ContainerPool
+from pool.sandbox import Workload
 
 pytestmark = pytest.mark.docker
 
@@ -416,7 +417,7 @@ async def test_a_hung_engine_cannot_freeze_the_pool(
     server = await asyncio.start_unix_server(black_hole, path=str(socket_path))
     monkeypatch.setattr(engine, "CALL_S", 0.5)
     pool = ContainerPool(
-        make_config({"docker": {**docker_settings, "host": f"unix://{socket_path}"}}).docker, "x"
+        make_config({"docker": {**docker_settings, "host": f"unix://{socket_path}"}}).docker, Workload("x")
     )
     try:
         await asyncio.wait_for(pool.start(), 5)

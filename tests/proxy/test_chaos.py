@@ -12,20 +12,13 @@ from typing import Any
 import pytest
 
 from conftest import Gateway, bearer
-from dockerenv import EngineForwarder, kill_agent
+from dockerenv import EngineForwarder, kill_agent, labelled
 from proxy.gateway import GATEWAY
 
 pytestmark = pytest.mark.docker
 
 TRAFFIC_S = 12.0
 DOCUMENTED = {200: "ok", 502: "sandbox_crashed", 503: "docker_unavailable|pool_exhausted"}
-
-
-def labelled(pool_name: str, running_only: bool = False) -> list[str]:
-    command = ["docker", "ps", "-q", "--filter", f"label=isogate.pool={pool_name}"]
-    return subprocess.run(
-        command + ([] if running_only else ["-a"]), capture_output=True, text=True
-    ).stdout.split()
 
 
 async def test_random_deaths_and_an_engine_outage_leak_nothing(
