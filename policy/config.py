@@ -20,6 +20,7 @@ PUBLIC_KEY_ALGORITHMS = frozenset(
 )
 HANDLER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a module name, never a path
 MEMORY_SIZE = re.compile(r"(\d+)([bkmg]?)", re.IGNORECASE)
+APP_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # module:attribute
 IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")  # an image reference: name[:tag][@digest]
 ENTITY_BYTES = 320  # one entity's history with its table entry, measured (proxy/stats.py: ~290 B of RSS)
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
@@ -293,6 +294,22 @@ def upstream_urls(value: tuple[str, ...] | str, key: str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True, slots=True)
+class AppConfig:
+    """An existing WSGI or ASGI app, served unchanged (see README, "Your existing Python app"): its
+    `source` directory (relative to config.yaml's; first on sys.path, mounted read-only in containers),
+    `target` (`module:attribute`) and `interface` (wsgi, asgi, or auto: detected)."""
+
+    source: str
+    target: str
+    interface: str = "auto"
+
+    def __post_init__(self) -> None:
+        require(bool(self.source.strip()), "source", "expected the app's directory")
+        require(bool(APP_TARGET.fullmatch(self.target)), "target", "expected module:attribute, like app:app")
+        require(self.interface in ("auto", "wsgi", "asgi"), "interface", "expected auto, wsgi or asgi")
+
+
+@dataclass(frozen=True, slots=True)
 class RouteConfig:
     """`path` is exact, or ends in `/*` to match a prefix (`/*` alone matches everything).
 
@@ -314,6 +331,7 @@ class RouteConfig:
     block_threshold: int | None = None
     keywords: tuple[str, ...] = ()
     upstream: tuple[str, ...] | str = ()
+    app: str = ""  # a name under apps
     isolated: IsolatedConfig | None = None
     preserve_host: bool = True  # pass the client's Host on; false: the upstream's host:port
     timeout_ms: int | None = None  # upstream answer, and between its body chunks; default max_time_ms
@@ -324,7 +342,8 @@ class RouteConfig:
         require(self.path.startswith("/"), "path", "must start with /")
         require("*" not in self.path.removesuffix("/*"), "path", "'*' is only allowed as a final /*")
         derive(self, "upstreams", upstream_urls(self.upstream, "upstream"))
-        require(bool(self.handler) != bool(self.upstreams), "handler", "a route has a handler or an upstream")
+        targets = bool(self.handler) + bool(self.upstreams) + bool(self.app)
+        require(targets == 1, "handler", "a route has one of handler, upstream or app")
         if self.handler:
             require(bool(HANDLER_NAME.fullmatch(self.handler)), "handler", "expected a module name like echo")
         require(self.isolated is None or bool(self.upstreams), "isolated", "only an upstream route has one")
@@ -339,6 +358,11 @@ class RouteConfig:
         if self.block_threshold is not None:
             require(0 < self.block_threshold <= 100, "block_threshold", "must be within 1..100")
         derive(self, "matcher", Matcher(self.keywords, ()) if self.keywords else None)
+
+    @property
+    def mount(self) -> str:
+        """Where an app sees itself mounted (SCRIPT_NAME, root_path): a prefix route's prefix, else ""."""
+        return self.path[:-2] if self.path.endswith("/*") else ""
 
     def matches_path(self, path: str) -> bool:
         if self.path.endswith("/*"):
@@ -375,6 +399,7 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     routes: tuple[RouteConfig, ...] = ()
     upstream_pool: UpstreamPoolConfig = field(default_factory=UpstreamPoolConfig)
+    apps: dict[str, AppConfig] = field(default_factory=dict)
     entity_capacity: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -386,6 +411,9 @@ class Config:
         for i, route in enumerate(self.routes):
             for name in route.weights:
                 require(name in factors, f"routes[{i}].weights.{name}", "no such factor")
+            require(not route.app or route.app in self.apps, f"routes[{i}].app", "no such app under apps")
+        for name in self.apps:
+            require(bool(HANDLER_NAME.fullmatch(name)), f"apps.{name}", "expected a name like shop")
         require(
             bool(re.fullmatch(r"[A-Za-z_][\w.]*", self.handlers_package)),
             "handlers_package",

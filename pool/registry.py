@@ -1,4 +1,5 @@
-"""Handler lookup: a name from config maps to `<package>/<name>.py`'s `handle`, and to nothing else."""
+"""Handler lookup: a name from config maps to `<package>/<name>.py`'s `handle`, and to nothing else; an app
+route's name, `app:<app>@<mount>`, to that app (pool.apps) served under the route's prefix."""
 
 from __future__ import annotations
 
@@ -10,12 +11,19 @@ from pathlib import Path
 from typing import cast
 
 from handlers import Request
+from pool.apps import AppSpec, load
 
 # A module name, never a path (policy.config.HANDLER_NAME checks the same at load; this module runs in the
 # container too, where only the agent, the handler contract and user code exist).
 HANDLER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 Handle = Callable[[Request], object]
+APP_PREFIX = "app:"
+
+
+def app_handler(app: str, mount: str) -> str:
+    """The handler name of app `app` served under `mount` (the route's prefix, "" at the root)."""
+    return f"{APP_PREFIX}{app}@{mount}"
 
 
 class UnknownHandler(LookupError):
@@ -25,19 +33,23 @@ class UnknownHandler(LookupError):
 class HandlerRegistry:
     """Imports handler modules of one package on first use and keeps them."""
 
-    def __init__(self, package: str = "handlers") -> None:
+    def __init__(self, package: str = "handlers", apps: dict[str, AppSpec] | None = None) -> None:
         spec = importlib.util.find_spec(package)
         if spec is None or not spec.submodule_search_locations:
             raise UnknownHandler(f"handlers package {package!r} is not importable")
         self.package = package
         self._dirs = [Path(p) for p in spec.submodule_search_locations]
         self._loaded: dict[str, Handle] = {}
+        self.apps = apps or {}
+        self._apps: dict[str, Callable[[Request, str], object]] = {}  # imported apps, by name
 
     def get(self, name: str) -> Handle:
         """The `handle` function of module `name`; raises UnknownHandler with the reason."""
         found = self._loaded.get(name)
         if found is not None:
             return found
+        if name.startswith(APP_PREFIX):
+            return self._app(name)
         if not HANDLER_NAME.fullmatch(name) or not any((d / f"{name}.py").is_file() for d in self._dirs):
             raise UnknownHandler(f"no handler module {self.package}/{name}.py")
         module = importlib.import_module(f"{self.package}.{name}")
@@ -46,3 +58,27 @@ class HandlerRegistry:
             raise UnknownHandler(f"{self.package}/{name}.py defines no handle(request) function")
         self._loaded[name] = cast(Handle, handle)
         return self._loaded[name]
+
+    def set_apps(self, apps: dict[str, AppSpec]) -> None:
+        """The apps of a new config: one whose spec changed is imported again on next use."""
+        for app, spec in self.apps.items():
+            if apps.get(app) != spec:
+                self._apps.pop(app, None)
+                for name in [n for n in self._loaded if n.startswith(f"{APP_PREFIX}{app}@")]:
+                    del self._loaded[name]
+        self.apps = apps
+
+    def _app(self, name: str) -> Handle:
+        app, _, mount = name.removeprefix(APP_PREFIX).partition("@")
+        spec = self.apps.get(app)
+        if spec is None:
+            raise UnknownHandler(f"no app {app!r} in apps")
+        if app not in self._apps:
+            self._apps[app] = load(spec)  # imports the app: its errors are the caller's to report
+        call = self._apps[app]
+
+        def handle(request: Request) -> object:
+            return call(request, mount)
+
+        self._loaded[name] = handle
+        return handle

@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -31,7 +32,7 @@ from proxy.auth import authenticate
 from proxy.egress import to_web_response
 from proxy.errors import MissingToken
 from proxy.forward import Forwarder, IsolationUnavailable
-from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
+from proxy.gateway import GATEWAY, TRACE, Gateway, Trace, handler_of
 from proxy.ingress import body_chunks, handler_request, incoming_of, read_incoming
 from proxy.loader import Loaded
 from proxy.middleware import pipeline_middleware, stamp
@@ -66,7 +67,8 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
         return await upstream_view(request, gw, trace, config, route, identity, ip, max_body)
     incoming = await read_incoming(request, ip, max_body, config.server)
     decision = judge(gw, trace, config, incoming, identity, route)
-    job = Job(route.handler, handler_request(incoming, identity), config.limits.execution.max_time_ms / 1000)
+    request_of = handler_request(incoming, identity, target=bool(route.app))
+    job = Job(handler_of(route), request_of, config.limits.execution.max_time_ms / 1000)
     started = time.perf_counter()
     try:
         mode = Mode(decision.action.value)
@@ -180,6 +182,7 @@ def create_app(
     gateway = Gateway(
         config=config,
         registry=HandlerRegistry(config.handlers_package),
+        base_dir=source.source.path.parent if source is not None else Path.cwd(),
         plugins=plugins or {},
         stats=Stats(config.stats, config.risk.history_window, config.entity_capacity),
         memory=MemoryWatch(config.limits.memory_limit_mb),

@@ -16,16 +16,17 @@ from aiohttp import web
 
 from handlers import Response
 from policy.changes import describe, keep_running_values
-from policy.config import Config, Mode
+from policy.config import Config, Mode, RouteConfig
 from policy.decision import Decision
 from policy.errors import ConfigError
 from policy.identity import Trust
 from policy.profile import ProfileBuilder, observe
 from policy.risk import Factor, RiskInput, RiskScore
+from pool.apps import AppSpec
 from pool.base import RETRY_AFTER_S, EntityBusy, Executor, Job, MemoryLimitExceeded
 from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
-from pool.registry import HandlerRegistry, UnknownHandler
+from pool.registry import HandlerRegistry, UnknownHandler, app_handler
 from pool.replicas import Replicas
 from pool.thread import ThreadExecutor
 from proxy.forward import Forwarder
@@ -45,6 +46,7 @@ class Gateway:
     stats: Stats
     memory: MemoryWatch
     forwarder: Forwarder
+    base_dir: Path = field(default_factory=Path.cwd)  # apps' sources are relative to it (config.yaml's)
     executors: dict[Mode, Executor] = field(default_factory=dict)
     replicas: Replicas | None = None  # the isolated replicas' pools (None: docker.enabled is false)
     generation: int = 1
@@ -99,14 +101,17 @@ class Gateway:
                 del self.inflight_threads[entity]
 
     def check_handlers(self, config: Config) -> None:
-        """Every routed handler must be importable before a config may serve."""
+        """Every routed handler and app must be importable before a config may serve."""
+        self.registry.set_apps(app_specs(config, self.base_dir))
         for i, route in enumerate(config.routes):
-            if not route.handler:
+            if not (route.handler or route.app):
                 continue  # an upstream route
             try:
-                self.registry.get(route.handler)
+                self.registry.get(handler_of(route))
             except UnknownHandler as exc:
-                raise ConfigError(f"routes[{i}].handler", str(exc)) from None
+                raise ConfigError(f"routes[{i}].{'app' if route.app else 'handler'}", str(exc)) from None
+            except Exception as exc:  # the app's own import failed
+                raise ConfigError(f"apps.{route.app}", f"could not import it: {exc!r}"[:300]) from None
 
     def apply(self, config: Config, plugins: dict[str, Factor], sha256: str, trigger: str) -> dict[str, Any]:
         """Swap in a validated config (one assignment: a request keeps the snapshot it started with)."""
@@ -215,3 +220,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
     os.replace(partial, path)
+
+
+def handler_of(route: RouteConfig) -> str:
+    """The registry name a handler or app route runs."""
+    return app_handler(route.app, route.mount) if route.app else route.handler
+
+
+def app_specs(config: Config, base: Path) -> dict[str, AppSpec]:
+    """The config's apps with their sources resolved against `base` (config.yaml's directory)."""
+    return {
+        name: AppSpec(str((base / app.source).resolve()), app.target, app.interface)
+        for name, app in config.apps.items()
+    }

@@ -71,11 +71,12 @@ def incoming_of(request: web.Request, client_ip: str, body: bytes, body_size: in
     )
 
 
-def handler_request(incoming: Incoming, identity: Identity) -> Request:
-    """The handler's view of the request: credentials withheld, the entity named."""
+def handler_request(incoming: Incoming, identity: Identity, *, target: bool = False) -> Request:
+    """The handler's view of the request: credentials withheld, the entity named. For an app (`target`),
+    `path` is the raw request-target, path and query as received, which the app's bridge decodes itself."""
     return Request(
         method=incoming.method,
-        path=incoming.path,
+        path=incoming.target if target else incoming.path,
         query=incoming.query,
         headers=tuple((n, v) for n, v in incoming.headers if n not in CREDENTIAL_HEADERS),
         body=incoming.body,

@@ -103,11 +103,11 @@ def test_secret_is_never_in_repr() -> None:
         ({"docker": {"memory_limit": "lots"}}, {}, "docker.memory_limit: expected a size"),
         ({"docker": {"warm_pool_size": 20}}, {}, "docker.warm_pool_size: must not exceed max_containers"),
         ({"docker": {"runtime": "runsc --debug"}}, {}, "docker.runtime: expected a runtime the engine knows"),
-        ({"routes": [{"path": "/a"}]}, {}, "routes[0].handler: a route has a handler or an upstream"),
+        ({"routes": [{"path": "/a"}]}, {}, "routes[0].handler: a route has one of handler, upstream or app"),
         (
             {"routes": [{"path": "/a", "handler": "echo", "upstream": "http://127.0.0.1:9000"}]},
             {},
-            "routes[0].handler: a route has a handler or an upstream",
+            "routes[0].handler: a route has one of handler, upstream or app",
         ),
         ({"routes": [{"path": "/a", "upstream": "ftp://x"}]}, {}, "routes[0].upstream: expected http://host"),
         (
@@ -160,6 +160,13 @@ def test_secret_is_never_in_repr() -> None:
             {},
             "routes[0].isolated.max_containers: must be >= 1",
         ),
+        ({"routes": [{"path": "/a", "app": "shop"}]}, {}, "routes[0].app: no such app under apps"),
+        (
+            {"apps": {"shop": {"source": "s", "target": "app"}}},
+            {},
+            "apps.shop.target: expected module:attribute",
+        ),
+        ({"apps": {"shop": {"source": "s", "target": "a:b", "interface": "cgi"}}}, {}, "apps.shop.interface"),
         ({"upstream_pool": {"max_per_host": 0}}, {}, "upstream_pool.max_per_host: must be 1.."),
         ({"thread_pool": {"min_workers": 9}}, {}, "thread_pool.min_workers"),
         ({"hybrid": {"risk_thresholds": {"low": 70}}}, {}, "hybrid.risk_thresholds.low"),
