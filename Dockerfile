@@ -8,6 +8,9 @@ WORKDIR /app
 # tests/pool/test_contract.py) and the handlers; the gateway's policy code stays out of the sandbox.
 COPY pool/ /app/pool/
 COPY handlers/ /app/handlers/
-ENV PYTHONPATH=/app PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
+# requirements.txt's packages, installed by scripts/deps-dir.sh (an unchanged file: a cached layer).
+ARG DEPS=.build/deps
+COPY ${DEPS}/ /opt/deps/
+ENV PYTHONPATH=/app:/opt/deps PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1
 USER 65534:65534
 CMD ["sleep", "infinity"]

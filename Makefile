@@ -5,9 +5,9 @@ BIN := $(VENV)/bin
 
 .PHONY: run test lint image bench token clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml requirements.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' -r requirements.txt
 	touch $@
 
 .env: .env.example
@@ -55,6 +55,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/scenarios.py
 	$(BIN)/python bench/upstream.py
 	$(BIN)/python bench/replica.py
+	$(BIN)/python bench/apps.py
 	scripts/gvisor.sh
 	$(BIN)/python bench/runtimes.py
 

@@ -1,8 +1,9 @@
 """The in-container agent: reads request frames on stdin, runs each handler call in a child process of its
 own, writes response frames on stdout.
 
-Started once per container (`python3 -u -m pool.agent PACKAGE MAX_RESPONSE_BYTES`) through one long-lived
-exec. Standard library only. A container serves many callers, so nothing a handler does may reach the next:
+Started once per container (`python3 -u -m pool.agent PACKAGE MAX_RESPONSE_BYTES [APPS_JSON]`) through one
+long-lived exec; APPS_JSON names the apps (pool.apps) whose sources are mounted under /srv/apps. Standard
+library only. A container serves many callers, so nothing a handler does may reach the next:
 
 - handlers run in a forked child, a session, that never holds the frame stream (stdin is /dev/null, the
   frame descriptor closed): it gets requests and answers through pipes of its own, and the agent reads each
@@ -21,6 +22,7 @@ it), so sessions fork warm. A switch of entity costs a fork (~1.5 ms here; see R
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import select
 import shutil
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from handlers import Request, Response, to_response
+from pool.apps import AppSpec
 from pool.frames import MAX_HEADER, PREFIX, decode, encode, read_frame, write_all
 from pool.registry import Handle, HandlerRegistry, UnknownHandler
 
@@ -291,10 +294,14 @@ def _harden() -> None:
 def main() -> None:
     package = sys.argv[1] if len(sys.argv) > 1 else "handlers"
     max_response = int(sys.argv[2]) if len(sys.argv) > 2 else 16 << 20
+    named = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
+    apps = {name: AppSpec(**spec) for name, spec in named.items()}
     frames_out = os.dup(1)
     os.dup2(2, 1)  # print() goes to stderr, never into the frame stream
     _harden()
-    agent = Agent(HandlerRegistry(package), max_response)
+    registry = HandlerRegistry(package, apps)
+    registry.preload()  # apps imported once, at container start, before sessions fork
+    agent = Agent(registry, max_response)
     write_all(frames_out, encode({"ready": True, "pid": os.getpid()}))
     stdin = sys.stdin.buffer
     while (frame := read_frame(stdin)) is not None:

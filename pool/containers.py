@@ -344,11 +344,12 @@ class ContainerPool:
         self._busy.discard(sandbox)
         self._offer(sandbox)
 
-    def reconfigure(self, config: DockerConfig) -> None:
-        """Apply a reloaded docker section: grow or drain to the new sizes without touching busy
-        containers; when the container spec changed (image, limits), idle ones are replaced now and
-        busy ones after their request."""
+    def reconfigure(self, config: DockerConfig, workload: Workload | None = None) -> None:
+        """Apply a reloaded docker section (and what the containers run): grow or drain to the new sizes
+        without touching busy containers; when the container spec changed (image, limits, apps), idle ones
+        are replaced now and busy ones after their request."""
         self._config = config
+        self._workload = workload or self._workload
         spec = container_config(config, self._workload)
         if spec != self._spec:
             self._spec = spec

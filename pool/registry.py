@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import re
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import cast
@@ -58,6 +59,15 @@ class HandlerRegistry:
             raise UnknownHandler(f"{self.package}/{name}.py defines no handle(request) function")
         self._loaded[name] = cast(Handle, handle)
         return self._loaded[name]
+
+    def preload(self) -> None:
+        """Import every app now (the agent does, before it reports ready: a heavy import is paid at
+        container start, never within a request's deadline); one that fails is reported and skipped."""
+        for app, spec in self.apps.items():
+            try:
+                self._apps[app] = load(spec)
+            except Exception as exc:
+                print(f"app {app} failed to import: {exc!r}", file=sys.stderr)
 
     def set_apps(self, apps: dict[str, AppSpec]) -> None:
         """The apps of a new config: one whose spec changed is imported again on next use."""

@@ -7,10 +7,11 @@ logged. A sandbox serves one request at a time; once broken it never serves agai
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiodocker
@@ -21,6 +22,7 @@ from aiodocker.stream import Stream
 from handlers import Request, Response
 from policy.config import DockerConfig
 from pool import relay
+from pool.apps import AppSpec
 from pool.base import one_line
 from pool.engine import CREATE_S, EngineTimeout, deadline
 from pool.frames import decode, encode
@@ -31,6 +33,7 @@ LABEL = "isogate.pool"
 UID = "65534:65534"  # nobody: the agent never runs as root
 STDERR_LIMIT = 4096  # bytes of a sandbox's stderr kept for the log
 GVISOR_BASE_TASKS, GVISOR_TASKS_PER_PROCESS = 128, 8  # host tasks of a runsc sandbox, with headroom
+APPS_ROOT = "/srv/apps"  # apps' sources, mounted read-only
 
 
 class SandboxDied(Exception):
@@ -50,6 +53,7 @@ class Workload:
     package: str = "handlers"
     image: str = ""
     port: int = 0
+    apps: tuple[tuple[str, AppSpec], ...] = ()  # (name, spec with the host's source directory)
 
     @property
     def replica(self) -> bool:
@@ -66,7 +70,22 @@ class Workload:
         """The command line of the agent exec'd once per container."""
         if self.replica:
             return relay.command(self.port, max_response)
-        return ["python3", "-u", "-m", "pool.agent", self.package, str(max_response)]
+        command = ["python3", "-u", "-m", "pool.agent", self.package, str(max_response)]
+        if self.apps:  # as the container sees them: each source mounted at APPS_ROOT/<name>
+            inside = {name: {**asdict(spec), "source": f"{APPS_ROOT}/{name}"} for name, spec in self.apps}
+            command.append(json.dumps(inside))
+        return command
+
+    def labels(self) -> dict[str, str]:
+        """What the agent serves, as a digest: containers made for other apps differ in their spec."""
+        if not self.apps:
+            return {}
+        served = json.dumps([[name, asdict(spec)] for name, spec in self.apps], sort_keys=True)
+        return {f"{LABEL}.apps": hashlib.sha256(served.encode()).hexdigest()[:16]}
+
+    def binds(self) -> list[str]:
+        """Each app's source directory, read-only, where the agent looks for it."""
+        return [f"{spec.source}:{APPS_ROOT}/{name}:ro" for name, spec in self.apps]
 
 
 def container_name(pool: str) -> str:
@@ -89,7 +108,7 @@ def container_config(docker: DockerConfig, workload: Workload) -> dict[str, Any]
         "Image": workload.image or docker.image,
         **own,
         "User": UID,
-        "Labels": {LABEL: workload.pool_name(docker)},
+        "Labels": {LABEL: workload.pool_name(docker), **workload.labels()},
         "NetworkDisabled": True,
         "HostConfig": {
             "Runtime": docker.runtime,
@@ -106,6 +125,7 @@ def container_config(docker: DockerConfig, workload: Workload) -> dict[str, Any]
             "ShmSize": docker.tmpfs_size_bytes,  # /dev/shm: as small as /tmp, noexec (Docker's default)
             "Init": True,  # docker-init as PID 1 reaps whatever outlives its parent
             "Ulimits": ulimits,
+            "Binds": workload.binds(),
         },
     }
 

@@ -25,7 +25,6 @@ from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry
 from pool.replicas import Replicas
-from pool.sandbox import Workload
 from pool.thread import ThreadExecutor
 from proxy import admin
 from proxy.auth import authenticate
@@ -238,7 +237,7 @@ async def docker_executor(app: web.Application) -> AsyncIterator[None]:
             log.warning("docker.enabled is false: hybrid mode runs every request in a thread")
         yield
         return
-    pool = ContainerPool(gw.config.docker, Workload(gw.config.handlers_package))
+    pool = ContainerPool(gw.config.docker, gw.workload(gw.config))
     replicas = Replicas()
     # The warm pools are ready before the gateway serves, or they say why not.
     await asyncio.gather(pool.start(), replicas.start(gw.config))

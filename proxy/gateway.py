@@ -28,6 +28,7 @@ from pool.containers import ContainerPool
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry, UnknownHandler, app_handler
 from pool.replicas import Replicas
+from pool.sandbox import Workload
 from pool.thread import ThreadExecutor
 from proxy.forward import Forwarder
 from proxy.loader import Loaded
@@ -100,6 +101,10 @@ class Gateway:
             if not self.inflight_threads[entity]:
                 del self.inflight_threads[entity]
 
+    def workload(self, config: Config) -> Workload:
+        """What the handler containers run: the handlers package and the config's apps."""
+        return Workload(config.handlers_package, apps=tuple(sorted(app_specs(config, self.base_dir).items())))
+
     def check_handlers(self, config: Config) -> None:
         """Every routed handler and app must be importable before a config may serve."""
         self.registry.set_apps(app_specs(config, self.base_dir))
@@ -125,7 +130,7 @@ class Gateway:
             pool = config.thread_pool
             self.thread.resize(pool.min_workers, pool.max_workers, pool.max_queue)
         if self.containers is not None:
-            self.containers.reconfigure(config.docker)
+            self.containers.reconfigure(config.docker, self.workload(config))
         if self.replicas is not None:
             self.replicas.sync(config)
         self.memory.limit_mb = config.limits.memory_limit_mb

@@ -23,7 +23,12 @@ if ! docker image inspect "$PYTHON_IMAGE" >/dev/null 2>&1; then
     fi
     PYTHON_IMAGE=$BASE
 fi
-docker build -q --target runner --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" -t "$IMAGE" . >/dev/null 2>/tmp/isogate-build.log \
+# The packages handlers and apps import (RUNNER_REQUIREMENTS: another file, into a directory of its own).
+REQUIREMENTS=${RUNNER_REQUIREMENTS:-requirements.txt}
+DEPS=.build/deps
+[ "$REQUIREMENTS" = requirements.txt ] || DEPS=.build/deps-$(basename "$REQUIREMENTS" .txt)
+scripts/deps-dir.sh "$REQUIREMENTS" "$DEPS"
+docker build -q --target runner --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" --build-arg DEPS="$DEPS" -t "$IMAGE" . >/dev/null 2>/tmp/isogate-build.log \
     || { cat /tmp/isogate-build.log >&2; exit 1; }
 docker tag "$PYTHON_IMAGE" isogate-base:python  # what images for isolated replicas build FROM
 echo "runner-image: $IMAGE ready (base $PYTHON_IMAGE)" >&2

@@ -31,6 +31,10 @@ def prepare(runtime: str) -> None:
             f"the engine has no runtime {runtime!r} ({engine.stdout.strip()}): scripts/gvisor.sh adds runsc",
             pytrace=False,
         )
+    deps = ["scripts/deps-dir.sh", "tests/requirements-apps.txt", ".build/test-deps"]
+    installed = subprocess.run(deps, cwd=ROOT, capture_output=True, text=True)
+    if installed.returncode != 0:
+        pytest.fail(f"could not install the test apps' packages: {installed.stderr[-500:]}", pytrace=False)
     for image, dockerfile in ((PROBE_IMAGE, "probes"), (REPLICA_IMAGE, "replica")):
         if dockerfile == "replica":  # FROM the example app, built from local material
             example = subprocess.run(["scripts/example-image.sh"], cwd=ROOT, capture_output=True, text=True)

@@ -4,31 +4,13 @@ same bridge (tests/proxy/test_apps_docker.py compares the two byte for byte)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import aiohttp
 import pytest
+from appsenv import app_config
 
 from conftest import Gateway, bearer
 
-APPS = str(Path(__file__).resolve().parents[1] / "apps")
 TRUSTED = bearer("ops", trust="trusted")
-
-
-def app_config(mode: str = "thread", **extra: Any) -> dict[str, Any]:
-    return {
-        "execution_mode": mode,
-        "apps": {
-            "flaskshop": {"source": APPS, "target": "flask_shop:app"},
-            "fastshop": {"source": APPS, "target": "fastapi_shop:app"},
-        },
-        "routes": [
-            {"path": "/flask/*", "app": "flaskshop", "methods": ["GET", "POST"]},
-            {"path": "/fast/*", "app": "fastshop", "methods": ["GET", "POST"]},
-        ],
-        **extra,
-    }
 
 
 @pytest.mark.parametrize("mount", ["/flask", "/fast"])
