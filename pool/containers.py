@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Coroutine
 from typing import Any
 
@@ -43,6 +43,7 @@ from pool.engine import EngineTimeout, deadline
 from pool.metrics import percentiles
 from pool.oom import OomWatch
 from pool.sandbox import (
+    CODE_LABEL,
     LABEL,
     NotDelivered,
     Sandbox,
@@ -306,15 +307,18 @@ class ContainerPool:
         served nobody yet, else (not in an exclusive pool) the least recently used: another entity's
         request in a sandbox costs its agent a session switch (~1.5 ms), so warm sessions are kept for
         their callers."""
-        for wanted in (entity, None):
-            for i in range(len(self._idle) - 1, -1, -1):
-                if self._idle[i].entity == wanted:
+        for latest in (True, False):  # containers of the current spec first (see reconfigure)
+            for wanted in (entity, None):
+                for i in range(len(self._idle) - 1, -1, -1):
                     sandbox = self._idle[i]
-                    del self._idle[i]
-                    return sandbox
+                    if sandbox.entity == wanted and (sandbox.spec == self._spec) == latest:
+                        del self._idle[i]
+                        return sandbox
         if self.exclusive or not self._idle:
             return None
-        return self._idle.popleft()
+        oldest = next((s for s in self._idle if s.spec == self._spec), self._idle[0])
+        self._idle.remove(oldest)
+        return oldest
 
     def _recycle(self) -> None:
         """A full exclusive pool: the least recently used idle sandbox another caller used is destroyed,
@@ -338,6 +342,8 @@ class ContainerPool:
         if not self._waiters.hand(sandbox):
             self._busy.discard(sandbox)
             self._idle.append(sandbox)
+            if sandbox.spec == self._spec:
+                self._retire_stale(1)  # rolling: a current one is ready, an old one can go
 
     def _returned(self, sandbox: Sandbox) -> None:
         """A waiter gave up after being handed `sandbox`: the next one gets it."""
@@ -346,21 +352,25 @@ class ContainerPool:
 
     def reconfigure(self, config: DockerConfig, workload: Workload | None = None) -> None:
         """Apply a reloaded docker section (and what the containers run): grow or drain to the new sizes
-        without touching busy containers; when the container spec changed (image, limits, apps), idle ones
-        are replaced now and busy ones after their request."""
+        without touching busy containers. When the container spec changed (image, limits, apps, code) the
+        pool rolls: containers of the new spec are warmed, and each old idle one goes when a new one is
+        ready (until then it serves: no request waits for the roll); busy old ones go after their request."""
         self._config = config
         self._workload = workload or self._workload
-        spec = container_config(config, self._workload)
-        if spec != self._spec:
-            self._spec = spec
-            for sandbox in list(self._idle):
-                self._discard(sandbox)
+        self._spec = container_config(config, self._workload)
         while self._idle and (len(self._idle) > config.warm_pool_size or self.size > config.max_containers):
             self._discard(self._idle[0])
         self._draining = self.size > config.warm_pool_size
         self._fill()
         for _ in range(max(0, config.max_containers - self.size)):  # a higher maximum serves waiters now
             self._waiters.wake_one()
+
+    def _retire_stale(self, count: int) -> None:
+        """Destroy up to `count` idle containers of an older spec, oldest first (not refilled: the
+        caller decides what replaces them)."""
+        for sandbox in [s for s in self._idle if s.spec != self._spec][: max(count, 0)]:
+            self._idle.remove(sandbox)
+            self._spawn_task(self._destroy(sandbox))
 
     def _release(self, sandbox: Sandbox) -> None:
         self._busy.discard(sandbox)
@@ -403,8 +413,10 @@ class ContainerPool:
         new caller needs a fresh one."""
         if self._client is None or self._closing:
             return []
-        ready = sum(s.entity is None for s in self._idle) if self.exclusive else len(self._idle)
+        current = [s for s in self._idle if s.spec == self._spec]
+        ready = sum(s.entity is None for s in current) if self.exclusive else len(current)
         missing = self._config.warm_pool_size - ready - self._creating
+        self._retire_stale(missing - (self._config.max_containers - self.size))  # room for new ones
         missing = min(missing, self._config.max_containers - self.size)
         self._creating += max(missing, 0)
         self._warming += max(missing, 0)
@@ -524,4 +536,7 @@ class ContainerPool:
             "max_containers": self._config.max_containers,
             **self.counts,
             "acquire_ms": percentiles(self._acquire_ms),
+            "code_versions": dict(
+                Counter(s.spec["Labels"].get(CODE_LABEL, "") for s in (*self._idle, *self._busy))
+            ),
         }

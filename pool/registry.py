@@ -3,8 +3,10 @@ route's name, `app:<app>@<mount>`, to that app (pool.apps) served under the rout
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -19,7 +21,10 @@ from pool.apps import AppSpec, load
 HANDLER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 Handle = Callable[[Request], object]
+AppCall = Callable[[Request, str], object]
+Imported = tuple[dict[str, Handle], dict[str, AppCall]]  # handlers by name, apps by name
 APP_PREFIX = "app:"
+MAX_CODE_FILES = 5000  # .py files a code version looks at (a stray virtualenv must not make it slow)
 
 
 def app_handler(app: str, mount: str) -> str:
@@ -42,7 +47,7 @@ class HandlerRegistry:
         self._dirs = [Path(p) for p in spec.submodule_search_locations]
         self._loaded: dict[str, Handle] = {}
         self.apps = apps or {}
-        self._apps: dict[str, Callable[[Request, str], object]] = {}  # imported apps, by name
+        self._apps: dict[str, AppCall] = {}  # imported apps, by name
 
     def get(self, name: str) -> Handle:
         """The `handle` function of module `name`; raises UnknownHandler with the reason."""
@@ -59,6 +64,53 @@ class HandlerRegistry:
             raise UnknownHandler(f"{self.package}/{name}.py defines no handle(request) function")
         self._loaded[name] = cast(Handle, handle)
         return self._loaded[name]
+
+    @property
+    def package_dir(self) -> Path:
+        """The handler package's directory (mounted over the image's copy in containers)."""
+        return self._dirs[0]
+
+    def code_version(self) -> str:
+        """A digest of the handler package's and the apps' .py files (paths, sizes, mtimes): it changes when
+        their code does. Stat calls only."""
+        digest = hashlib.sha256()
+        roots = [*map(str, self._dirs), *(spec.source for spec in self.apps.values())]
+        seen = 0
+        for root in sorted(set(roots)):
+            for folder, subfolders, files in os.walk(root):
+                subfolders[:] = sorted(d for d in subfolders if not d.startswith(".") and d != "__pycache__")
+                for name in sorted(f for f in files if f.endswith(".py")):
+                    seen += 1
+                    if seen > MAX_CODE_FILES:
+                        return digest.hexdigest()[:12]
+                    path = os.path.join(folder, name)
+                    try:
+                        info = os.stat(path)
+                    except OSError:
+                        continue
+                    digest.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\n".encode())
+        return digest.hexdigest()[:12]
+
+    def snapshot(self) -> Imported:
+        """What is imported now, to put back if the code imported again fails (see `restore`)."""
+        return dict(self._loaded), dict(self._apps)
+
+    def restore(self, snapshot: Imported) -> None:
+        self._loaded, self._apps = dict(snapshot[0]), dict(snapshot[1])
+
+    def refresh(self) -> None:
+        """Forget every imported handler and app so the next request imports their code again. Modules
+        are dropped from sys.modules (the handler package's submodules, and every module loaded from an
+        app's source); requests already running keep the code they started with."""
+        roots = tuple(os.path.join(spec.source, "") for spec in self.apps.values())
+        prefix = f"{self.package}."
+        for name, module in list(sys.modules.items()):
+            origin = getattr(module, "__file__", None) or ""
+            if name.startswith(prefix) or (roots and origin.startswith(roots)):
+                del sys.modules[name]
+        importlib.invalidate_caches()
+        self._loaded.clear()
+        self._apps.clear()
 
     def preload(self) -> None:
         """Import every app now (the agent does, before it reports ready: a heavy import is paid at

@@ -34,6 +34,7 @@ UID = "65534:65534"  # nobody: the agent never runs as root
 STDERR_LIMIT = 4096  # bytes of a sandbox's stderr kept for the log
 GVISOR_BASE_TASKS, GVISOR_TASKS_PER_PROCESS = 128, 8  # host tasks of a runsc sandbox, with headroom
 APPS_ROOT = "/srv/apps"  # apps' sources, mounted read-only
+CODE_LABEL = f"{LABEL}.code"  # the code version a container runs
 
 
 class SandboxDied(Exception):
@@ -54,6 +55,8 @@ class Workload:
     image: str = ""
     port: int = 0
     apps: tuple[tuple[str, AppSpec], ...] = ()  # (name, spec with the host's source directory)
+    handlers_dir: str = ""  # the host's handler package, mounted over the image's copy ("": the image's)
+    code: str = ""  # the handlers' and apps' code version (HandlerRegistry.code_version)
 
     @property
     def replica(self) -> bool:
@@ -77,15 +80,19 @@ class Workload:
         return command
 
     def labels(self) -> dict[str, str]:
-        """What the agent serves, as a digest: containers made for other apps differ in their spec."""
-        if not self.apps:
-            return {}
-        served = json.dumps([[name, asdict(spec)] for name, spec in self.apps], sort_keys=True)
-        return {f"{LABEL}.apps": hashlib.sha256(served.encode()).hexdigest()[:16]}
+        """What the agent serves: the apps (a digest) and the code version. Containers made for other
+        apps or older code differ in their spec, so the pool rolls them."""
+        labels = {CODE_LABEL: self.code} if self.code else {}
+        if self.apps:
+            served = json.dumps([[name, asdict(spec)] for name, spec in self.apps], sort_keys=True)
+            labels[f"{LABEL}.apps"] = hashlib.sha256(served.encode()).hexdigest()[:16]
+        return labels
 
     def binds(self) -> list[str]:
-        """Each app's source directory, read-only, where the agent looks for it."""
-        return [f"{spec.source}:{APPS_ROOT}/{name}:ro" for name, spec in self.apps]
+        """The handler package and each app's source directory, read-only, where the agent looks for them:
+        new code reaches new containers without a new image."""
+        own = [f"{self.handlers_dir}:/app/{self.package}:ro"] if self.handlers_dir else []
+        return own + [f"{spec.source}:{APPS_ROOT}/{name}:ro" for name, spec in self.apps]
 
 
 def container_name(pool: str) -> str:

@@ -188,6 +188,7 @@ def create_app(
         forwarder=Forwarder(config.upstream_pool),
     )
     gateway.check_handlers(config)
+    gateway.code_version = gateway.registry.code_version()
     app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
     app[GATEWAY] = gateway
     app.cleanup_ctx.extend([thread_executor, docker_executor, memory_monitor, upstream_client])

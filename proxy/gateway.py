@@ -48,6 +48,7 @@ class Gateway:
     memory: MemoryWatch
     forwarder: Forwarder
     base_dir: Path = field(default_factory=Path.cwd)  # apps' sources are relative to it (config.yaml's)
+    code_version: str = ""  # of the handlers' and apps' code being served (HandlerRegistry.code_version)
     executors: dict[Mode, Executor] = field(default_factory=dict)
     replicas: Replicas | None = None  # the isolated replicas' pools (None: docker.enabled is false)
     generation: int = 1
@@ -102,8 +103,31 @@ class Gateway:
                 del self.inflight_threads[entity]
 
     def workload(self, config: Config) -> Workload:
-        """What the handler containers run: the handlers package and the config's apps."""
-        return Workload(config.handlers_package, apps=tuple(sorted(app_specs(config, self.base_dir).items())))
+        """What the handler containers run: the handler package and the apps, at this code version."""
+        apps = tuple(sorted(app_specs(config, self.base_dir).items()))
+        handlers_dir = str(self.registry.package_dir)
+        return Workload(config.handlers_package, apps=apps, handlers_dir=handlers_dir, code=self.code_version)
+
+    def refresh_code(self) -> str | None:
+        """After a reload: when the handlers' or apps' code changed, threads import it again on their next
+        request and the container pool rolls to it (new containers warm before the old ones go). Returns
+        the new version, or None when nothing changed; ConfigError when the new code does not import
+        (what was imported before keeps serving)."""
+        version = self.registry.code_version()
+        if version == self.code_version:
+            return None
+        before = self.registry.snapshot()
+        self.registry.refresh()
+        try:
+            self.check_handlers(self.config)  # imported again now, not within a request's deadline
+        except ConfigError:
+            self.registry.restore(before)  # the code that imported keeps serving
+            raise
+        log.info("code changed (%s -> %s): re-imported, rolling containers", self.code_version, version)
+        self.code_version = version
+        if self.containers is not None:
+            self.containers.reconfigure(self.config.docker, self.workload(self.config))
+        return version
 
     def check_handlers(self, config: Config) -> None:
         """Every routed handler and app must be importable before a config may serve."""

@@ -1,5 +1,6 @@
 """Live policy: re-read config.yaml (and its list files) when they change, on SIGHUP, or on
-`POST /admin/reload`; validate off the event loop; swap the whole config in one step.
+`POST /admin/reload`; validate off the event loop; swap the whole config in one step. A reload also
+notices changed handler or app code (Gateway.refresh_code): re-imported, and the container pool rolled.
 
 A bad edit changes nothing: the running config keeps serving and `/stats` shows the error until a good
 edit clears it.
@@ -61,8 +62,11 @@ class Reloader:
                 loaded = await asyncio.to_thread(load, self._source)  # parsing large lists stays off the loop
                 self._files = loaded.files
                 if loaded.sha256 == gw.source_sha256:
+                    code = gw.refresh_code()  # the config is the same: is the code?
                     gw.config_error(None)
-                    return Outcome("unchanged", gw.generation)
+                    if code is None:
+                        return Outcome("unchanged", gw.generation)
+                    return Outcome("applied", gw.generation, {"code_version": code})
                 plugins = load_factors(loaded)
                 gw.check_handlers(loaded.config)
             except ConfigError as exc:
@@ -70,6 +74,12 @@ class Reloader:
                 return Outcome("invalid", gw.generation, str(exc))
             changes = gw.apply(loaded.config, plugins, loaded.sha256, trigger)
             gw.learn_profile(loaded)
+            try:
+                if (code := gw.refresh_code()) is not None:
+                    changes["code_version"] = code
+            except ConfigError as exc:
+                gw.config_error(str(exc))
+                return Outcome("invalid", gw.generation, str(exc))
             return Outcome("applied", gw.generation, changes)
 
     async def watch(self) -> None:
