@@ -25,6 +25,10 @@ class Executor(Protocol):
 
     async def run(self, job: Job) -> Response: ...
 
+    def status(self) -> dict[str, object]:
+        """Its figures for /stats and /healthz (`available`: False when it cannot run jobs now)."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

@@ -78,5 +78,8 @@ class ThreadExecutor:
             log.debug("handler %s traceback", job.handler, exc_info=exc)
             raise HandlerFailed(f"handler {job.handler} raised {type(exc).__name__}") from exc
 
+    def status(self) -> dict[str, object]:
+        return {"available": True, "size": self.size, "busy": self.busy}
+
     async def aclose(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

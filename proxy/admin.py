@@ -6,6 +6,7 @@ import time
 
 from aiohttp import web
 
+from policy.config import Mode
 from policy.errors import IsogateError
 from policy.identity import Identity
 from proxy.auth import authenticate
@@ -45,19 +46,20 @@ def _caller(request: web.Request) -> Identity:
 
 
 def _executors(gw: Gateway, *, reasons: bool = True) -> dict[str, object]:
-    thread, containers = gw.thread, gw.containers
+    thread, containers = gw.executors.get(Mode.THREAD), gw.executors.get(Mode.DOCKER)
     docker = {"enabled": gw.config.docker.enabled, **(containers.status() if containers else {})}
     if not reasons:
         docker.pop("reason", None)
-    return {"thread_pool": {"size": thread.size, "busy": thread.busy} if thread else None, "docker": docker}
+    pool = {k: v for k, v in thread.status().items() if k in ("size", "busy")} if thread else None
+    return {"thread_pool": pool, "docker": docker}
 
 
 async def healthz(request: web.Request) -> web.Response:
     """200 ok, or 503 degraded naming what is down (a load balancer takes this gateway out of rotation).
     Anyone may ask, so it says what, never why: the engine's error text is in /stats, for admins."""
     gw = request.app[GATEWAY]
-    containers = gw.containers
-    docker_ok = not gw.config.docker.enabled or (containers is not None and containers.available)
+    containers = gw.executors.get(Mode.DOCKER)
+    docker_ok = not gw.config.docker.enabled or (containers is not None and containers.status()["available"])
     problems = [] if docker_ok else ["docker decisions cannot run (details in /stats)"]
     status = {"status": "degraded", "problems": problems} if problems else {"status": "ok"}
     # A replica that cannot run fails its route's docker decisions closed (503); it is reported, but it

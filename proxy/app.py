@@ -226,7 +226,7 @@ async def thread_executor(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     pool = gw.config.thread_pool
     executor = ThreadExecutor(gw.registry, pool.min_workers, pool.max_workers, pool.max_queue)
-    gw.executors[Mode.THREAD] = executor
+    gw.executors[Mode.THREAD] = gw.thread = executor
     yield
     await executor.aclose()
 
@@ -242,7 +242,7 @@ async def docker_executor(app: web.Application) -> AsyncIterator[None]:
     replicas = Replicas()
     # The warm pools are ready before the gateway serves, or they say why not.
     await asyncio.gather(pool.start(), replicas.start(gw.config))
-    gw.executors[Mode.DOCKER], gw.replicas = pool, replicas
+    gw.executors[Mode.DOCKER], gw.containers, gw.replicas = pool, pool, replicas
     yield
     await asyncio.gather(pool.aclose(), replicas.aclose())
 

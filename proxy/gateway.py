@@ -49,7 +49,9 @@ class Gateway:
     forwarder: Forwarder
     base_dir: Path = field(default_factory=Path.cwd)  # apps' sources are relative to it (config.yaml's)
     code_version: str = ""  # of the handlers' and apps' code being served (HandlerRegistry.code_version)
-    executors: dict[Mode, Executor] = field(default_factory=dict)
+    executors: dict[Mode, Executor] = field(default_factory=dict)  # what runs each decision (see execute)
+    thread: ThreadExecutor | None = None  # the two executors the lifecycles made, for resizing on reload
+    containers: ContainerPool | None = None
     replicas: Replicas | None = None  # the isolated replicas' pools (None: docker.enabled is false)
     generation: int = 1
     started: float = field(default_factory=time.time)
@@ -62,16 +64,6 @@ class Gateway:
     _writes: set[asyncio.Task[None]] = field(default_factory=set)
     inflight_threads: Counter[str] = field(default_factory=Counter)  # entity -> thread jobs running
     _ran: set[str] = field(default_factory=set)  # entities with thread jobs since the last memory check
-
-    @property
-    def thread(self) -> ThreadExecutor | None:
-        executor = self.executors.get(Mode.THREAD)
-        return executor if isinstance(executor, ThreadExecutor) else None
-
-    @property
-    def containers(self) -> ContainerPool | None:
-        executor = self.executors.get(Mode.DOCKER)
-        return executor if isinstance(executor, ContainerPool) else None
 
     @property
     def memory_pressure(self) -> bool:
