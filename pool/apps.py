@@ -14,6 +14,7 @@ each process and runs lifespan startup once there; it is the only hand-written p
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib
 import inspect
 import io
@@ -159,7 +160,13 @@ class AsgiBridge:
         self._lifespan = task
 
     def call(self, request: Request, mount: str) -> Response:
-        return asyncio.run_coroutine_threadsafe(self._call(request, mount), self.loop()).result()
+        """From a thread (a worker, a session): wait for the app's answer."""
+        return self.submit(request, mount).result()
+
+    def submit(self, request: Request, mount: str) -> concurrent.futures.Future[Response]:
+        """Start the request on the app's loop; an event loop awaits the future without a worker thread
+        (one hop instead of two), and cancelling it cancels the request's task."""
+        return asyncio.run_coroutine_threadsafe(self._call(request, mount), self.loop())
 
     async def _call(self, request: Request, mount: str) -> Response:
         script_name, path_info, query = split_target(request, mount)

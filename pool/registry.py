@@ -10,11 +10,13 @@ import os
 import re
 import sys
 from collections.abc import Callable
+from concurrent.futures import Future
+from functools import partial
 from pathlib import Path
 from typing import cast
 
 from handlers import Request
-from pool.apps import AppSpec, load
+from pool.apps import AppSpec, AsgiBridge, load
 
 # A module name, never a path (policy.config.HANDLER_NAME checks the same at load; this module runs in the
 # container too, where only the agent, the handler contract and user code exist).
@@ -142,5 +144,12 @@ class HandlerRegistry:
         def handle(request: Request) -> object:
             return call(request, mount)
 
+        bridge = getattr(call, "__self__", None)
+        if isinstance(bridge, AsgiBridge):  # an event loop may await it without a thread (see pool.thread)
+            handle.submit = partial(submit_to, bridge, mount)  # type: ignore[attr-defined]
         self._loaded[name] = handle
         return handle
+
+
+def submit_to(bridge: AsgiBridge, mount: str, request: Request) -> Future[object]:
+    return bridge.submit(request, mount)  # type: ignore[return-value]

@@ -64,7 +64,8 @@ class ThreadExecutor:
                     retry_after=RETRY_AFTER_S,
                 )
             self.busy += 1
-        future = self._pool.submit(_call, handle, job.request)
+        submit = getattr(handle, "submit", None)  # an ASGI app: its own loop runs it, no worker needed
+        future = submit(job.request) if submit is not None else self._pool.submit(_call, handle, job.request)
         future.add_done_callback(self._finished)
         try:
             async with asyncio.timeout(job.timeout_s):
