@@ -90,12 +90,13 @@ async def test_a_fork_bomb_is_stopped_by_the_process_limit_and_the_gateway_keeps
     gateway: Gateway, docker_settings: dict[str, Any]
 ) -> None:
     """The 64th process is refused: by the pids limit under runc, by RLIMIT_NPROC inside gVisor under
-    runsc. Memory is raised here because gVisor's ptrace platform costs ~5 MB of the container's memory per
-    process: at 96m a bomb meets the memory limit first (a 507, also a bound); a fork there takes ~50 ms."""
+    runsc. Memory is raised here because gVisor's ptrace platform costs ~5-8 MB of the container's memory
+    per process (at 512m, one run in three here met the memory limit first, since the handler package became
+    a bind mount or by chance): at 96m a bomb meets the memory limit first (a 507, also a bound)."""
     limits = {"execution": {"max_time_ms": 20000}}
-    client = await gateway(docker_mode({**docker_settings, "memory_limit": "512m"}, limits=limits))
+    client = await gateway(docker_mode({**docker_settings, "memory_limit": "1g"}, limits=limits))
     probe = await (await client.get("/probe/fork?n=1000")).json()
-    assert probe["started"] < 64 and probe["error"] == "BlockingIOError"
+    assert probe.get("started", 64) < 64 and probe["error"] == "BlockingIOError", probe
     assert (await client.get("/echo")).status == 200
 
 
