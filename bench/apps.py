@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -25,11 +24,10 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, Server, bench_env, free_port, gateway, summary, timed  # noqa: E402
+from bench.common import ROOT, Server, bench_env, free_port, gateway, publish, summary, timed  # noqa: E402
 from bench.scenarios import DOCKER, token  # noqa: E402
 from bench.upstream import wrk  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 APPS_DIR = ROOT / "tests" / "apps"
 APPS = {
     "flaskshop": {"source": str(APPS_DIR), "target": "flask_shop:app"},
@@ -131,11 +129,7 @@ def report(
             f"- {'met' if docker - thread <= 2 else 'MISSED'}: {app} in a warm container"
             f" {docker - thread:+.3f} ms p50 over isogate threads (<= 2 ms)"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "apps.md").write_text(text)
-    (RESULTS / "apps.json").write_text(json.dumps({"latency_ms": latency, "c50": load}, indent=1))
+    publish("apps", lines, {"latency_ms": latency, "c50": load})
 
 
 if __name__ == "__main__":

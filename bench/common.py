@@ -6,6 +6,7 @@ Every server listens on 127.0.0.1 only, and every load is bounded in count or ti
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import statistics
@@ -19,6 +20,7 @@ import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
 
 
 def free_port() -> int:
@@ -124,3 +126,12 @@ async def timed(
                 f"{method} {url}: {response.status} mode {response.headers.get('X-Isogate-Mode')}"
             )
     return (time.perf_counter() - started) * 1000
+
+
+def publish(name: str, lines: list[str], data: object) -> None:
+    """Print a benchmark's report and keep it, with its raw figures, as bench/results/<name>.{md,json}."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.md").write_text(text)
+    (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1))

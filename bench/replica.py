@@ -25,10 +25,9 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, bare, bench_env, gateway, summary, timed  # noqa: E402
+from bench.common import ROOT, bare, bench_env, gateway, publish, summary, timed  # noqa: E402
 from bench.scenarios import DOCKER, token  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 IMAGE = "isogate-example-app:latest"
 PATHS = {
     "warm handler container (echo handler)": "/echo?x=1",
@@ -122,11 +121,7 @@ def report(samples: dict[str, list[float]], alone: dict[str, list[float]], round
         f"- {'met' if static <= 2 else 'MISSED'}: the replica (static file) adds {static:.3f} ms p50"
         " over a warm handler container (<= 2 ms)",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "replica.md").write_text(text)
-    (RESULTS / "replica.json").write_text(json.dumps({"gateway": samples, "app_alone": alone}, indent=1))
+    publish("replica", lines, {"gateway": samples, "app_alone": alone})
 
 
 if __name__ == "__main__":

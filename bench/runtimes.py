@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import tempfile
 import time
@@ -28,12 +27,11 @@ import aiodocker
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, Server, bench_env, gateway, summary, timed  # noqa: E402
+from bench.common import ROOT, Server, bench_env, gateway, publish, summary, timed  # noqa: E402
 from bench.scenarios import DOCKER, Naive, container_memory, document, token  # noqa: E402
 from pool.sandbox import Workload, container_config  # noqa: E402
 from proxy.loader import create_config  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 RUNTIMES = ("runc", "runsc")
 SWITCH = "warm, new caller"  # a warm container whose session served someone else: the switch cost
 KINDS = {  # column -> docker settings
@@ -155,11 +153,7 @@ def report(table: dict[str, dict[str, float]], extra: dict[str, Any], rounds: in
         f"| time to a ready warm pool of 3 (s) | {extra['time_to_ready_s runc warm']:.2f}"
         f" | {extra['time_to_ready_s runsc warm']:.2f} |",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "runtimes.md").write_text(text)
-    (RESULTS / "runtimes.json").write_text(json.dumps({"latency_ms": table, **extra}, indent=1))
+    publish("runtimes", lines, {"latency_ms": table, **extra})
 
 
 if __name__ == "__main__":

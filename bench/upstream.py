@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
 import shutil
 import statistics
@@ -24,10 +23,9 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, Server, bare, bench_env, free_port, gateway  # noqa: E402
+from bench.common import Server, bare, bench_env, free_port, gateway, publish  # noqa: E402
 from bench.scenarios import token  # noqa: E402
 
-RESULTS = ROOT / "bench" / "results"
 TARGET = "/echo?x=1"
 NGINX = """
 worker_processes 1;
@@ -145,11 +143,7 @@ def report(samples: dict[str, dict[str, list[dict[str, float]]]], rounds: int, s
         " (>= 0.5x)",
         f"- non-2xx answers from isogate: {errors:.0f}",
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "upstream.md").write_text(text)
-    (RESULTS / "upstream.json").write_text(json.dumps(samples, indent=1))
+    publish("upstream", lines, samples)
 
 
 if __name__ == "__main__":
