@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import importlib
 import inspect
 import io
@@ -44,20 +45,41 @@ class AppSpec:
     interface: str = "auto"
 
 
-def load(spec: AppSpec) -> Callable[[Request, str], Response]:
-    """Import the app and return `call(request, mount)` for it."""
+def load(spec: AppSpec) -> WsgiBridge | AsgiBridge:
+    """Import the app and bridge it: `bridge.call(request, mount)` serves one request."""
     if spec.source not in sys.path:
         sys.path.insert(0, spec.source)
     module_name, _, attribute = spec.target.partition(":")
     app = getattr(importlib.import_module(module_name), attribute or "app")
     interface = spec.interface if spec.interface != "auto" else detect(app)
-    return AsgiBridge(app).call if interface == "asgi" else WsgiBridge(app).call
+    return AsgiBridge(app) if interface == "asgi" else WsgiBridge(app)
+
+
+class AppHandle:
+    """An app served under a mount, as the registry hands out handlers: called with a request from a
+    thread (a worker, a session). `submit`, set for an app that runs on a loop of its own (ASGI), starts
+    the request there so an event loop can await it without a worker thread (see pool.thread)."""
+
+    def __init__(self, bridge: WsgiBridge | AsgiBridge, mount: str) -> None:
+        self.bridge, self.mount = bridge, mount
+        self.submit: Callable[[Request], concurrent.futures.Future[Response]] | None = None
+        if isinstance(bridge, AsgiBridge):
+            self.submit = functools.partial(bridge.submit, mount=mount)
+
+    def __call__(self, request: Request) -> Response:
+        return self.bridge.call(request, self.mount)
 
 
 def detect(app: object) -> str:
     """asgi when calling the app makes a coroutine (an async function, or an object whose __call__ is)."""
     call = app if inspect.isfunction(app) or inspect.ismethod(app) else getattr(app, "__call__", None)  # noqa: B004
     return "asgi" if inspect.iscoroutinefunction(call) else "wsgi"
+
+
+def origin(request: Request) -> tuple[str, str, str]:
+    """(host, port, scheme) the client addressed: from Host and X-Forwarded-Proto ("" for no port)."""
+    host, _, port = (request.header("host") or "localhost").partition(":")
+    return host, port, request.header("x-forwarded-proto") or "http"
 
 
 def split_target(request: Request, mount: str) -> tuple[str, str, str]:
@@ -76,8 +98,7 @@ class WsgiBridge:
 
     def call(self, request: Request, mount: str) -> Response:
         script_name, path_info, query = split_target(request, mount)
-        host, _, port = (request.header("host") or "localhost").partition(":")
-        scheme = request.header("x-forwarded-proto") or "http"
+        host, port, scheme = origin(request)
         environ: dict[str, Any] = {
             "REQUEST_METHOD": request.method,
             "SCRIPT_NAME": script_name,
@@ -170,8 +191,7 @@ class AsgiBridge:
 
     async def _call(self, request: Request, mount: str) -> Response:
         script_name, path_info, query = split_target(request, mount)
-        host, _, port = (request.header("host") or "localhost").partition(":")
-        scheme = request.header("x-forwarded-proto") or "http"
+        host, port, scheme = origin(request)
         scope = {
             "type": "http",
             "asgi": {"version": "3.0", "spec_version": "2.3"},

@@ -10,21 +10,19 @@ import os
 import re
 import sys
 from collections.abc import Callable
-from concurrent.futures import Future
-from functools import partial
 from pathlib import Path
 from typing import cast
 
 from handlers import Request
-from pool.apps import AppSpec, AsgiBridge, load
+from pool.apps import AppHandle, AppSpec, AsgiBridge, WsgiBridge, load
 
 # A module name, never a path (policy.config.HANDLER_NAME checks the same at load; this module runs in the
 # container too, where only the agent, the handler contract and user code exist).
 HANDLER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 Handle = Callable[[Request], object]
-AppCall = Callable[[Request, str], object]
-Imported = tuple[dict[str, Handle], dict[str, AppCall]]  # handlers by name, apps by name
+Bridge = WsgiBridge | AsgiBridge
+Imported = tuple[dict[str, Handle], dict[str, Bridge]]  # handlers by name, apps by name
 APP_PREFIX = "app:"
 MAX_CODE_FILES = 5000  # .py files a code version looks at (a stray virtualenv must not make it slow)
 
@@ -49,7 +47,7 @@ class HandlerRegistry:
         self._dirs = [Path(p) for p in spec.submodule_search_locations]
         self._loaded: dict[str, Handle] = {}
         self.apps = apps or {}
-        self._apps: dict[str, AppCall] = {}  # imported apps, by name
+        self._apps: dict[str, Bridge] = {}  # imported apps, by name
 
     def get(self, name: str) -> Handle:
         """The `handle` function of module `name`; raises UnknownHandler with the reason."""
@@ -139,17 +137,5 @@ class HandlerRegistry:
             raise UnknownHandler(f"no app {app!r} in apps")
         if app not in self._apps:
             self._apps[app] = load(spec)  # imports the app: its errors are the caller's to report
-        call = self._apps[app]
-
-        def handle(request: Request) -> object:
-            return call(request, mount)
-
-        bridge = getattr(call, "__self__", None)
-        if isinstance(bridge, AsgiBridge):  # an event loop may await it without a thread (see pool.thread)
-            handle.submit = partial(submit_to, bridge, mount)  # type: ignore[attr-defined]
-        self._loaded[name] = handle
-        return handle
-
-
-def submit_to(bridge: AsgiBridge, mount: str, request: Request) -> Future[object]:
-    return bridge.submit(request, mount)  # type: ignore[return-value]
+        self._loaded[name] = AppHandle(self._apps[app], mount)
+        return self._loaded[name]

@@ -74,11 +74,7 @@ class Gateway:
         An untrusted caller holds at most `thread_pool.max_per_entity` workers; trusted tokens are vouched
         for by the operator and bounded only by the pool's queue."""
         if mode is not Mode.THREAD:
-            try:
-                return await self.executors[mode].run(job)
-            except MemoryLimitExceeded:
-                self.stats.violation(entity)
-                raise
+            return await self.contained(self.executors[mode], job, entity)
         share = self.config.thread_pool.max_per_entity
         if untrusted and self.inflight_threads[entity] >= share:
             raise EntityBusy(
@@ -93,6 +89,15 @@ class Gateway:
             self.inflight_threads[entity] -= 1
             if not self.inflight_threads[entity]:
                 del self.inflight_threads[entity]
+
+    async def contained(self, executor: Executor, job: Job, entity: str) -> Response:
+        """Run `job` in a container (a handler's, or an isolated replica's): a memory-limit kill there is
+        the entity's resource violation."""
+        try:
+            return await executor.run(job)
+        except MemoryLimitExceeded:
+            self.stats.violation(entity)
+            raise
 
     def workload(self, config: Config) -> Workload:
         """What the handler containers run: the handler package and the apps, at this code version."""

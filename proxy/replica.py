@@ -13,7 +13,7 @@ from multidict import CIMultiDict
 
 from handlers import Request, Response
 from policy.config import IsolatedConfig
-from pool.base import DockerUnavailable, ExecutorError, Job, MemoryLimitExceeded
+from pool.base import DockerUnavailable, ExecutorError, Job
 from proxy.forward import IsolationUnavailable, end_to_end, outgoing_headers
 from proxy.gateway import Gateway
 
@@ -52,11 +52,7 @@ async def to_replica(
     )
     counts = gw.forwarder.count(f"replica {isolated.image} port {isolated.port}", route)
     try:
-        answer = await pool.run(job)
-    except MemoryLimitExceeded:
-        counts.add("failed")
-        gw.stats.violation(entity)
-        raise
+        answer = await gw.contained(pool, job, entity)
     except ExecutorError as exc:
         counts.add("timeout" if exc.status == 504 else "failed")
         raise
