@@ -113,10 +113,16 @@ def url(server: TestServer) -> str:
     return f"http://127.0.0.1:{server.port}"
 
 
+REFUSING: list[socket.socket] = []  # held for the run: a closed port could be taken by another server
+
+
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
+    """A loopback port that refuses connections: bound and never listening, so nothing else can take it
+    meanwhile (a port merely closed again can be: the likely cause of one 504 where a 502 was due)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    REFUSING.append(sock)
+    return int(sock.getsockname()[1])
 
 
 def routes(upstream: Any, **extra: Any) -> dict[str, Any]:
