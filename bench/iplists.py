@@ -19,12 +19,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from policy.iplist import IpSet, parse_address  # noqa: E402
-from pool.memory import MemoryWatch  # noqa: E402
-from pool.registry import HandlerRegistry  # noqa: E402
 from proxy.gateway import Gateway  # noqa: E402
 from proxy.loader import ConfigSource, load  # noqa: E402
 from proxy.reload import Reloader  # noqa: E402
-from proxy.stats import Stats  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef0123456789"
 
@@ -74,7 +71,7 @@ async def reload_stall(path: Path, size: int) -> tuple[float, float]:
     """(reload seconds, longest event-loop stall in ms) while the gateway reloads a new list of `size`."""
     loaded = load(ConfigSource(path, env={}))
     config = loaded.config
-    gateway = Gateway(config, HandlerRegistry(), {}, Stats(config.stats, 50), MemoryWatch(1000))
+    gateway = Gateway.create(config, {}, path.parent)
     reloader = Reloader(gateway, loaded.source, loaded)
     write_config(path.parent, size, seed=2)  # a different list of the same size
     worst, stop = 0.0, asyncio.Event()

@@ -29,7 +29,8 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import ROOT, Server, bench_env, gateway, publish, summary, timed  # noqa: E402
 from bench.scenarios import DOCKER, Naive, container_memory, document, token  # noqa: E402
-from pool.sandbox import Workload, container_config  # noqa: E402
+from pool.sandbox import container_config  # noqa: E402
+from pool.workload import Workload  # noqa: E402
 from proxy.loader import create_config  # noqa: E402
 
 RUNTIMES = ("runc", "runsc")

@@ -39,7 +39,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import ROOT, Server, bare, bench_env, gateway, summary, timed  # noqa: E402
 from handlers.compute import count_primes  # noqa: E402
 from pool.frames import decode, encode  # noqa: E402
-from pool.sandbox import Workload, container_config  # noqa: E402
+from pool.sandbox import container_config  # noqa: E402
+from pool.workload import Workload  # noqa: E402
 from proxy.loader import create_config  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results"

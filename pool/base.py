@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from handlers import Request, Response
-from policy.errors import IsogateError
+from pool.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +25,10 @@ class Executor(Protocol):
 
     async def run(self, job: Job) -> Response: ...
 
+    def reconfigure(self, settings: Settings) -> None:
+        """Apply reloaded settings (the part of them this executor uses) without dropping running jobs."""
+        ...
+
     def status(self) -> dict[str, object]:
         """Its figures for /stats and /healthz (`available`: False when it cannot run jobs now)."""
         ...
@@ -41,9 +45,19 @@ def one_line(text: str, limit: int = 500) -> str:
     return text[:limit].encode("unicode_escape").decode("ascii")
 
 
-class ExecutorError(IsogateError):
+class ExecutorError(Exception):
+    """Base of the executors' errors; `status` and `code` are what the proxy answers with (the same shape
+    as policy.errors.IsogateError, which pool/ does not import)."""
+
     status = 502
     code = "executor_error"
+    retry_after: int | None = None  # seconds, sent as Retry-After: the refusal is about load, not the request
+
+    def __init__(self, detail: str = "", *, retry_after: int | None = None) -> None:
+        super().__init__(detail or self.code)
+        self.detail = detail or self.code
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class ExecutionTimeout(ExecutorError):

@@ -26,7 +26,6 @@ import aiohttp
 from aiodocker.containers import DockerContainer
 
 from handlers import Response
-from policy.config import DockerConfig
 from pool.base import (
     RETRY_AFTER_S,
     DockerUnavailable,
@@ -43,18 +42,17 @@ from pool.engine import EngineTimeout, deadline
 from pool.metrics import percentiles
 from pool.oom import OomWatch
 from pool.sandbox import (
-    CODE_LABEL,
-    LABEL,
     NotDelivered,
     Sandbox,
     SandboxDied,
-    Workload,
     container_config,
     container_name,
     remove,
     to_response,
 )
+from pool.settings import ContainerLimits, Settings
 from pool.waiters import WaitQueue
+from pool.workload import CODE_LABEL, LABEL, Workload
 
 log = logging.getLogger("isogate.pool")
 
@@ -70,10 +68,10 @@ class _Undelivered(SandboxCrashed):
 class ContainerPool:
     """The Executor for docker decisions."""
 
-    def __init__(self, config: DockerConfig, workload: Workload) -> None:
+    def __init__(self, config: ContainerLimits, workload: Workload) -> None:
         self._config = config
         self._workload = workload
-        self.name = workload.pool_name(config)
+        self.name = workload.pool_name(config.pool_name)
         self.exclusive = workload.replica  # a container serves one caller in its life
         self._client: aiodocker.Docker | None = None
         self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
@@ -350,13 +348,16 @@ class ContainerPool:
         self._busy.discard(sandbox)
         self._offer(sandbox)
 
-    def reconfigure(self, config: DockerConfig, workload: Workload | None = None) -> None:
+    def reconfigure(self, settings: Settings) -> None:
+        """The handler containers' part of a reload: `settings.docker` running `settings.workload`."""
+        self.update(settings.docker, settings.workload)
+
+    def update(self, config: ContainerLimits, workload: Workload) -> None:
         """Apply a reloaded docker section (and what the containers run): grow or drain to the new sizes
         without touching busy containers. When the container spec changed (image, limits, apps, code) the
         pool rolls: containers of the new spec are warmed, and each old idle one goes when a new one is
         ready (until then it serves: no request waits for the roll); busy old ones go after their request."""
-        self._config = config
-        self._workload = workload or self._workload
+        self._config, self._workload = config, workload
         self._spec = container_config(config, self._workload)
         while self._idle and (len(self._idle) > config.warm_pool_size or self.size > config.max_containers):
             self._discard(self._idle[0])

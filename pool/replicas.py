@@ -6,34 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import replace
 from typing import Any
 
-from policy.config import Config, DockerConfig, IsolatedConfig
 from pool.containers import ContainerPool
-from pool.sandbox import Workload
+from pool.settings import Settings
+from pool.workload import Workload
 
 log = logging.getLogger("isogate.pool.replicas")
 
 DRAIN_POLL_S = 0.1
-
-
-def wanted(config: Config) -> dict[Workload, DockerConfig]:
-    """Each replica the routes name, with its pool's docker section (the first route naming it sizes it)."""
-    found: dict[Workload, DockerConfig] = {}
-    for route in config.routes:
-        isolated = route.isolated
-        if isolated is not None and isolated.image:
-            found.setdefault(workload_of(isolated), sized(config.docker, isolated))
-    return found
-
-
-def workload_of(isolated: IsolatedConfig) -> Workload:
-    return Workload(image=isolated.image, port=isolated.port)
-
-
-def sized(docker: DockerConfig, isolated: IsolatedConfig) -> DockerConfig:
-    return replace(docker, warm_pool_size=isolated.warm_pool_size, max_containers=isolated.max_containers)
 
 
 class Replicas:
@@ -42,17 +23,15 @@ class Replicas:
         self.drain_s = 0.0  # how long a retired pool's requests may take to finish: the longest deadline
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def start(self, config: Config) -> None:
-        """The pools of the replicas `config` names, warm before the gateway serves."""
-        self.sync(config)
+    async def start(self, settings: Settings) -> None:
+        """The pools of the replicas `settings` names, warm before the gateway serves."""
+        self.reconfigure(settings)
         await asyncio.gather(*self._tasks)
 
-    def sync(self, config: Config) -> None:
-        """Open the pools of replicas new in `config` (warming in the background), resize or respec the
-        ones kept, and retire the ones no route names any more."""
-        pools = wanted(config)
-        limit = config.limits.execution.max_time_ms
-        self.drain_s = max([limit, *(route.timeout_ms or limit for route in config.routes)]) / 1000
+    def reconfigure(self, settings: Settings) -> None:
+        """Open the pools of replicas new in `settings.replicas` (warming in the background), resize or
+        respec the ones kept, and retire the ones no route names any more."""
+        pools, self.drain_s = settings.replicas, settings.drain_s
         for workload, docker in pools.items():
             pool = self.pools.get(workload)
             if pool is None:
@@ -60,12 +39,12 @@ class Replicas:
                 self._spawn(pool.start())
                 log.info("isolated replica %s:%d: pool %s opened", workload.image, workload.port, pool.name)
             else:
-                pool.reconfigure(docker)
+                pool.update(docker, workload)
         for workload in [w for w in self.pools if w not in pools]:
             self._spawn(self._retire(self.pools.pop(workload)))
 
-    def get(self, isolated: IsolatedConfig) -> ContainerPool | None:
-        return self.pools.get(workload_of(isolated))
+    def get(self, workload: Workload) -> ContainerPool | None:
+        return self.pools.get(workload)
 
     async def _retire(self, pool: ContainerPool) -> None:
         """Close `pool` once its requests finished (or after drain_s: what still runs then is cut)."""

@@ -6,12 +6,9 @@ logged. A sandbox serves one request at a time; once broken it never serves agai
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import secrets
 import time
-from dataclasses import asdict, dataclass
 from typing import Any
 
 import aiodocker
@@ -20,21 +17,17 @@ from aiodocker.containers import DockerContainer
 from aiodocker.stream import Stream
 
 from handlers import Request, Response
-from policy.config import DockerConfig
-from pool import relay
-from pool.apps import AppSpec
 from pool.base import one_line
 from pool.engine import CREATE_S, EngineTimeout, deadline
 from pool.frames import decode, encode
+from pool.settings import ContainerLimits
+from pool.workload import LABEL, Workload
 
 log = logging.getLogger("isogate.pool.sandbox")
 
-LABEL = "isogate.pool"
 UID = "65534:65534"  # nobody: the agent never runs as root
 STDERR_LIMIT = 4096  # bytes of a sandbox's stderr kept for the log
 GVISOR_BASE_TASKS, GVISOR_TASKS_PER_PROCESS = 128, 8  # host tasks of a runsc sandbox, with headroom
-APPS_ROOT = "/srv/apps"  # apps' sources, mounted read-only
-CODE_LABEL = f"{LABEL}.code"  # the code version a container runs
 
 
 class SandboxDied(Exception):
@@ -45,61 +38,11 @@ class NotDelivered(SandboxDied):
     """The request could not even be written: no handler saw it, so another sandbox may serve it."""
 
 
-@dataclass(frozen=True, slots=True)
-class Workload:
-    """What a pool's containers run: the runner image (`docker.image`) idling while the handler agent
-    (`pool.agent`) serves `package`; or, for an isolated replica, an app's own `image` with its own command
-    and the relay agent (`pool.relay`) in front of its `port`."""
-
-    package: str = "handlers"
-    image: str = ""
-    port: int = 0
-    apps: tuple[tuple[str, AppSpec], ...] = ()  # (name, spec with the host's source directory)
-    handlers_dir: str = ""  # the host's handler package, mounted over the image's copy ("": the image's)
-    code: str = ""  # the handlers' and apps' code version (HandlerRegistry.code_version)
-
-    @property
-    def replica(self) -> bool:
-        return bool(self.image)
-
-    def pool_name(self, docker: DockerConfig) -> str:
-        """The pool's label: docker.pool_name, and for a replica a digest of its image and port."""
-        if not self.replica:
-            return docker.pool_name
-        digest = hashlib.sha256(f"{self.image}|{self.port}".encode()).hexdigest()[:10]
-        return f"{docker.pool_name}-replica-{digest}"
-
-    def agent(self, max_response: int) -> list[str]:
-        """The command line of the agent exec'd once per container."""
-        if self.replica:
-            return relay.command(self.port, max_response)
-        command = ["python3", "-u", "-m", "pool.agent", self.package, str(max_response)]
-        if self.apps:  # as the container sees them: each source mounted at APPS_ROOT/<name>
-            inside = {name: {**asdict(spec), "source": f"{APPS_ROOT}/{name}"} for name, spec in self.apps}
-            command.append(json.dumps(inside))
-        return command
-
-    def labels(self) -> dict[str, str]:
-        """What the agent serves: the apps (a digest) and the code version. Containers made for other
-        apps or older code differ in their spec, so the pool rolls them."""
-        labels = {CODE_LABEL: self.code} if self.code else {}
-        if self.apps:
-            served = json.dumps([[name, asdict(spec)] for name, spec in self.apps], sort_keys=True)
-            labels[f"{LABEL}.apps"] = hashlib.sha256(served.encode()).hexdigest()[:16]
-        return labels
-
-    def binds(self) -> list[str]:
-        """The handler package and each app's source directory, read-only, where the agent looks for them:
-        new code reaches new containers without a new image."""
-        own = [f"{self.handlers_dir}:/app/{self.package}:ro"] if self.handlers_dir else []
-        return own + [f"{spec.source}:{APPS_ROOT}/{name}:ro" for name, spec in self.apps]
-
-
 def container_name(pool: str) -> str:
     return f"isogate-{pool}-{secrets.token_hex(4)}"
 
 
-def container_config(docker: DockerConfig, workload: Workload) -> dict[str, Any]:
+def container_config(docker: ContainerLimits, workload: Workload) -> dict[str, Any]:
     """The container: no network, read-only root, no capabilities, bounded memory, CPU and processes.
     A replica keeps its image's command and working directory; every other setting is the same."""
     pids_limit, ulimits = docker.pids_limit, [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]
@@ -115,7 +58,7 @@ def container_config(docker: DockerConfig, workload: Workload) -> dict[str, Any]
         "Image": workload.image or docker.image,
         **own,
         "User": UID,
-        "Labels": {LABEL: workload.pool_name(docker), **workload.labels()},
+        "Labels": {LABEL: workload.pool_name(docker.pool_name), **workload.labels()},
         "NetworkDisabled": True,
         "HostConfig": {
             "Runtime": docker.runtime,
@@ -158,7 +101,7 @@ class Sandbox:
     async def create(
         cls,
         client: aiodocker.Docker,
-        docker: DockerConfig,
+        docker: ContainerLimits,
         spec: dict[str, Any],
         name: str,
         workload: Workload,

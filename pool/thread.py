@@ -14,6 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from handlers import Request, Response, to_response
 from pool.base import RETRY_AFTER_S, ExecutionTimeout, HandlerFailed, Job, ThreadPoolFull, one_line
 from pool.registry import Handle, HandlerRegistry
+from pool.settings import Settings
 
 log = logging.getLogger("isogate.pool.thread")
 
@@ -41,14 +42,16 @@ class ThreadExecutor:
             for _ in range(count):
                 self._pool.submit(barrier.wait, 5.0)
 
-    def resize(self, min_workers: int, max_workers: int, max_queue: int) -> None:
-        """A new pool for new jobs; jobs already running finish in the old one, which then goes away."""
-        self.max_queue = max_queue
-        if max_workers == self.size:
+    def reconfigure(self, settings: Settings) -> None:
+        """Resized: a new pool for new jobs; jobs already running finish in the old one, which then goes."""
+        limits = settings.threads
+        self.max_queue = limits.max_queue
+        if limits.max_workers == self.size:
             return
-        old, self._pool = self._pool, ThreadPoolExecutor(max_workers, thread_name_prefix="isogate-handler")
-        self.size = max_workers
-        self._prestart(min_workers)
+        old = self._pool
+        self._pool = ThreadPoolExecutor(limits.max_workers, thread_name_prefix="isogate-handler")
+        self.size = limits.max_workers
+        self._prestart(limits.min_workers)
         old.shutdown(wait=False)
 
     def _finished(self, _: Future[Response]) -> None:

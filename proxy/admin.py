@@ -46,7 +46,7 @@ def _caller(request: web.Request) -> Identity:
 
 
 def _executors(gw: Gateway, *, reasons: bool = True) -> dict[str, object]:
-    thread, containers = gw.executors.get(Mode.THREAD), gw.executors.get(Mode.DOCKER)
+    thread, containers = gw.dispatch.executors.get(Mode.THREAD), gw.dispatch.executors.get(Mode.DOCKER)
     docker = {"enabled": gw.config.docker.enabled, **(containers.status() if containers else {})}
     if not reasons:
         docker.pop("reason", None)
@@ -58,13 +58,13 @@ async def healthz(request: web.Request) -> web.Response:
     """200 ok, or 503 degraded naming what is down (a load balancer takes this gateway out of rotation).
     Anyone may ask, so it says what, never why: the engine's error text is in /stats, for admins."""
     gw = request.app[GATEWAY]
-    containers = gw.executors.get(Mode.DOCKER)
+    containers = gw.dispatch.executors.get(Mode.DOCKER)
     docker_ok = not gw.config.docker.enabled or (containers is not None and containers.status()["available"])
     problems = [] if docker_ok else ["docker decisions cannot run (details in /stats)"]
     status = {"status": "degraded", "problems": problems} if problems else {"status": "ok"}
     # A replica that cannot run fails its route's docker decisions closed (503); it is reported, but it
     # does not take the gateway out of rotation: every other route serves.
-    replicas = gw.replicas.pools.values() if gw.replicas is not None else ()
+    replicas = gw.dispatch.replicas.pools.values() if gw.dispatch.replicas is not None else ()
     running = {"replicas": {pool.name: pool.available for pool in replicas}}
     return json_response({**status, **_executors(gw, reasons=False), **running}, 503 if problems else 200)
 
@@ -95,23 +95,12 @@ async def gateway_stats(request: web.Request) -> web.Response:
         {
             "uptime_s": round(time.time() - gw.started, 1),
             "execution_mode": gw.config.execution_mode.value,
-            "config": {
-                "generation": gw.generation,
-                "loaded_at": round(gw.loaded_at, 3),
-                "source_sha256": gw.source_sha256,
-                "last_error": gw.last_error,
-                "reloads": list(gw.reloads),
-            },
+            "config": gw.live.status(),
             **gw.stats.snapshot(),
-            "memory": {
-                "rss_mb": round(gw.memory.rss_mb, 1),
-                "limit_mb": gw.memory.limit_mb,
-                "over_limit": gw.memory.over,
-                "checks": gw.memory.checks,
-            },
+            "memory": gw.memory.status(),
             **_executors(gw),
             "upstreams": gw.forwarder.status(),
             "upstream_routes": gw.forwarder.route_status(),
-            "replicas": gw.replicas.status() if gw.replicas is not None else {},
+            "replicas": gw.dispatch.replicas.status() if gw.dispatch.replicas is not None else {},
         }
     )

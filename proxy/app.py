@@ -22,22 +22,20 @@ from policy.risk import Factor, RiskInput, score
 from policy.routes import check_path, match_route
 from pool.base import Job
 from pool.containers import ContainerPool
-from pool.memory import MemoryWatch
-from pool.registry import HandlerRegistry
 from pool.replicas import Replicas
 from pool.thread import ThreadExecutor
 from proxy import admin
 from proxy.auth import authenticate
+from proxy.code import handler_of
 from proxy.egress import to_web_response
 from proxy.errors import MissingToken
-from proxy.forward import Forwarder, IsolationUnavailable
-from proxy.gateway import GATEWAY, TRACE, Gateway, Trace, handler_of
+from proxy.forward import IsolationUnavailable
+from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
 from proxy.ingress import body_chunks, handler_request, incoming_of, read_incoming
 from proxy.loader import Loaded
 from proxy.middleware import pipeline_middleware, stamp
 from proxy.reload import RELOADER, SOURCE, Reloader
 from proxy.replica import to_replica
-from proxy.stats import Stats
 from proxy.websocket import is_upgrade, relay_websocket
 
 log = logging.getLogger("isogate")
@@ -70,8 +68,8 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     job = Job(handler_of(route), request_of, config.limits.execution.max_time_ms / 1000)
     started = time.perf_counter()
     try:
-        mode = Mode(decision.action.value)
-        response = await gw.execute(mode, job, identity.entity_id, identity.untrusted)
+        share = config.thread_pool.max_per_entity if identity.untrusted else None
+        response = await gw.dispatch.execute(Mode(decision.action.value), job, identity.entity_id, share)
     finally:
         trace.exec_ms = (time.perf_counter() - started) * 1000
     return to_web_response(response)
@@ -153,9 +151,9 @@ def judge(
     """score -> decide, recorded in `trace`; a request at the block threshold goes no further."""
     history = gw.stats.history(identity.entity_id)
     inp = RiskInput(incoming, identity, history, route, config.risk.max_scan_bytes)
-    trace.risk = score(inp, config, gw.plugins)
-    gw.observe(inp, trace.risk)  # feeds a profile being learned, if one is
-    trace.decision = decide(trace.risk, identity, route, config, memory_pressure=gw.memory_pressure)
+    trace.risk = score(inp, config, gw.live.plugins)
+    gw.learning.observe(inp, trace.risk)  # feeds a profile being learned, if one is
+    trace.decision = decide(trace.risk, identity, route, config, memory_pressure=gw.memory.over)
     if trace.decision.action is Action.BLOCK:
         raise RiskBlocked(f"risk score {trace.risk.total} is at or above hybrid.block_threshold")
     return trace.decision
@@ -178,17 +176,8 @@ def create_app(
 
     With `source` (what `proxy.loader.load` read), the config reloads live from its files.
     """
-    gateway = Gateway(
-        config=config,
-        registry=HandlerRegistry(config.handlers_package),
-        base_dir=source.source.path.parent if source is not None else Path.cwd(),
-        plugins=plugins or {},
-        stats=Stats(config.stats, config.risk.history_window, config.entity_capacity),
-        memory=MemoryWatch(config.limits.memory_limit_mb),
-        forwarder=Forwarder(config.upstream_pool),
-    )
-    gateway.check_handlers(config)
-    gateway.code_version = gateway.registry.code_version()
+    base_dir = source.source.path.parent if source is not None else Path.cwd()
+    gateway = Gateway.create(config, plugins or {}, base_dir)
     app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
     app[GATEWAY] = gateway
     app.cleanup_ctx.extend([thread_executor, docker_executor, memory_monitor, upstream_client])
@@ -196,7 +185,7 @@ def create_app(
     if source is not None:
         app[SOURCE] = source
         app.cleanup_ctx.append(live_reload)
-        gateway.learn_profile(source)
+        gateway.learning.update(source)
     admin.add_routes(app.router)
     app.router.add_route("*", "/{tail:.*}", gateway_view)
     return app
@@ -225,8 +214,8 @@ async def live_reload(app: web.Application) -> AsyncIterator[None]:
 async def thread_executor(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
     pool = gw.config.thread_pool
-    executor = ThreadExecutor(gw.registry, pool.min_workers, pool.max_workers, pool.max_queue)
-    gw.executors[Mode.THREAD] = gw.thread = executor
+    executor = ThreadExecutor(gw.code.registry, pool.min_workers, pool.max_workers, pool.max_queue)
+    gw.dispatch.executors[Mode.THREAD] = executor
     yield
     await executor.aclose()
 
@@ -238,11 +227,11 @@ async def docker_executor(app: web.Application) -> AsyncIterator[None]:
             log.warning("docker.enabled is false: hybrid mode runs every request in a thread")
         yield
         return
-    pool = ContainerPool(gw.config.docker, gw.workload(gw.config))
-    replicas = Replicas()
+    settings = gw.settings()
+    pool, replicas = ContainerPool(settings.docker, settings.workload), Replicas()
     # The warm pools are ready before the gateway serves, or they say why not.
-    await asyncio.gather(pool.start(), replicas.start(gw.config))
-    gw.executors[Mode.DOCKER], gw.containers, gw.replicas = pool, pool, replicas
+    await asyncio.gather(pool.start(), replicas.start(settings))
+    gw.dispatch.executors[Mode.DOCKER], gw.dispatch.replicas = pool, replicas
     yield
     await asyncio.gather(pool.aclose(), replicas.aclose())
 
@@ -256,12 +245,12 @@ async def upstream_client(app: web.Application) -> AsyncIterator[None]:
 
 async def memory_monitor(app: web.Application) -> AsyncIterator[None]:
     gw = app[GATEWAY]
-    gw.check_memory()
+    gw.memory.check()
 
     async def watch() -> None:
         while True:
             await asyncio.sleep(gw.config.limits.memory_check_interval_ms / 1000)
-            gw.check_memory()
+            gw.memory.check()
 
     task = asyncio.create_task(watch(), name="isogate-memory-monitor")
     yield

@@ -8,6 +8,7 @@ from multidict import CIMultiDict
 
 from handlers import Response
 from policy.errors import IsogateError, MethodNotAllowed
+from pool.base import ExecutorError
 
 # RFC 9110 7.6.1 connection-specific headers.
 HOP_BY_HOP = frozenset(
@@ -34,7 +35,7 @@ def json_response(data: object, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(data), content_type="application/json")
 
 
-def error_response(error: IsogateError) -> web.Response:
+def error_response(error: IsogateError | ExecutorError) -> web.Response:
     """`{"error": code, "detail": message}` with the error's status (and Allow for 405)."""
     response = json_response({"error": error.code, "detail": error.detail}, error.status)
     if isinstance(error, MethodNotAllowed):

@@ -14,6 +14,7 @@ from aiohttp.typedefs import Handler
 
 from policy.config import DebugHeaders
 from policy.errors import IsogateError
+from pool.base import ExecutorError
 from proxy.egress import error_response
 from proxy.errors import ClientClosedRequest
 from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
@@ -47,7 +48,7 @@ async def pipeline_middleware(request: web.Request, handler: Handler) -> web.Str
         gone = ClientClosedRequest("the client closed the connection before the answer")
         finish(request.app[GATEWAY], trace, request.method, error_response(gone))
         raise
-    except IsogateError as exc:
+    except (IsogateError, ExecutorError) as exc:
         response = error_response(exc)
     except web.HTTPException as exc:
         response = error_response(_http_error(exc))
@@ -101,7 +102,7 @@ def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResp
                 "reason": trace.decision.reason if trace.decision else None,
                 "status": response.status,
                 "elapsed_ms": round(elapsed_ms, 3),
-                "generation": gateway.generation,
+                "generation": gateway.live.generation,
             }
         ).decode()
     )

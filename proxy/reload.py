@@ -52,35 +52,36 @@ class Reloader:
         self._source = source
         self._files = loaded.files
         self._lock = asyncio.Lock()
-        gateway.source_sha256 = loaded.sha256
+        gateway.live.source_sha256 = loaded.sha256
 
     async def reload(self, trigger: str) -> Outcome:
         """Load, validate and apply; an invalid source is recorded and changes nothing."""
         gw = self._gateway
+        live = gw.live
         async with self._lock:
             try:
                 loaded = await asyncio.to_thread(load, self._source)  # parsing large lists stays off the loop
                 self._files = loaded.files
-                if loaded.sha256 == gw.source_sha256:
+                if loaded.sha256 == live.source_sha256:
                     code = gw.refresh_code()  # the config is the same: is the code?
-                    gw.config_error(None)
+                    live.error(None)
                     if code is None:
-                        return Outcome("unchanged", gw.generation)
-                    return Outcome("applied", gw.generation, {"code_version": code})
+                        return Outcome("unchanged", live.generation)
+                    return Outcome("applied", live.generation, {"code_version": code})
                 plugins = load_factors(loaded)
-                gw.check_handlers(loaded.config)
+                gw.code.check(loaded.config)
             except ConfigError as exc:
-                gw.config_error(str(exc))
-                return Outcome("invalid", gw.generation, str(exc))
+                live.error(str(exc))
+                return Outcome("invalid", live.generation, str(exc))
             changes = gw.apply(loaded.config, plugins, loaded.sha256, trigger)
-            gw.learn_profile(loaded)
+            gw.learning.update(loaded)
             try:
                 if (code := gw.refresh_code()) is not None:
                     changes["code_version"] = code
             except ConfigError as exc:
-                gw.config_error(str(exc))
-                return Outcome("invalid", gw.generation, str(exc))
-            return Outcome("applied", gw.generation, changes)
+                live.error(str(exc))
+                return Outcome("invalid", live.generation, str(exc))
+            return Outcome("applied", live.generation, changes)
 
     async def watch(self) -> None:
         """Poll the watched files; stamps are taken before reading, so a write during a read is not lost."""

@@ -35,7 +35,7 @@ async def to_replica(
 ) -> web.Response:
     if request.headers.get("Upgrade"):
         raise IsolationUnavailable("the isolated replica takes HTTP requests: this upgrade is refused")
-    pool = gw.replicas.get(isolated) if gw.replicas is not None else None
+    pool = gw.dispatch.replica(isolated)
     if pool is None:
         raise DockerUnavailable("docker.enabled is false: the isolated replica cannot run")
     origin = f"http://127.0.0.1:{isolated.port}"
@@ -52,7 +52,7 @@ async def to_replica(
     )
     counts = gw.forwarder.count(f"replica {isolated.image} port {isolated.port}", route)
     try:
-        answer = await gw.contained(pool, job, entity)
+        answer = await gw.dispatch.contained(pool, job, entity)
     except ExecutorError as exc:
         counts.add("timeout" if exc.status == 504 else "failed")
         raise

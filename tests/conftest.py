@@ -18,7 +18,8 @@ from policy.config import Config
 from policy.parse import parse_config
 from policy.schema import merge
 from pool.containers import ContainerPool
-from pool.sandbox import Workload
+from pool.settings import Settings
+from pool.workload import Workload
 from proxy.app import create_app
 from proxy.loader import ConfigSource, load, load_factors
 
@@ -112,11 +113,16 @@ def docker_settings(docker_ready: None, runtime: str) -> dict[str, Any]:
 Client = TestClient[web.Request, web.Application]
 
 
+def pool_settings(settings: dict[str, Any], **overrides: Any) -> Settings:
+    """Executor settings running the probe handlers in containers: `docker_settings` plus `overrides`."""
+    config = make_config({"docker": {**settings, **overrides}})
+    return Settings(config.thread_pool, config.docker, Workload("probe_handlers"))
+
+
 async def open_pool(settings: dict[str, Any], **overrides: Any) -> ContainerPool:
     """A started container pool of the probe handlers: `docker_settings` plus `overrides`."""
-    pool = ContainerPool(
-        make_config({"docker": {**settings, **overrides}}).docker, Workload("probe_handlers")
-    )
+    chosen = pool_settings(settings, **overrides)
+    pool = ContainerPool(chosen.docker, chosen.workload)
     await pool.start()
     return pool
 

@@ -12,7 +12,7 @@ import aiodocker
 import orjson
 import pytest
 
-from conftest import make_config, open_pool
+from conftest import make_config, open_pool, pool_settings
 from dockerenv import kill_agent
 from handlers import Request
 from pool import engine
@@ -26,7 +26,7 @@ from pool.base import (
     SandboxCrashed,
 )
 from pool.containers import ContainerPool
-from pool.sandbox import Workload
+from pool.workload import Workload
 
 pytestmark = pytest.mark.docker
 
@@ -263,15 +263,11 @@ async def test_reconfigure_grows_and_drains_without_killing_busy_containers(
 ) -> None:
     pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=3)
     try:
-        bigger = make_config({"docker": {**docker_settings, "warm_pool_size": 3, "max_containers": 3}}).docker
-        pool.reconfigure(bigger)
+        pool.reconfigure(pool_settings(docker_settings, warm_pool_size=3, max_containers=3))
         await until(lambda: pool.status()["idle"] == 3)
         busy = asyncio.create_task(pool.run(job("sleep", s="1")))
         await asyncio.sleep(0.3)
-        smaller = make_config(
-            {"docker": {**docker_settings, "warm_pool_size": 0, "max_containers": 1}}
-        ).docker
-        pool.reconfigure(smaller)
+        pool.reconfigure(pool_settings(docker_settings, warm_pool_size=0, max_containers=1))
         assert (await busy).status == 200  # the busy container finished its request
         await until(lambda: pool.status()["size"] == 0)  # then it and the idle ones were drained
         assert labelled(docker_settings["pool_name"]) == [] or await_removal(docker_settings["pool_name"])
@@ -291,7 +287,7 @@ async def test_a_changed_container_spec_replaces_idle_containers(docker_settings
     pool = await open_pool(docker_settings, warm_pool_size=1)
     try:
         before = labelled(docker_settings["pool_name"])
-        pool.reconfigure(make_config({"docker": {**docker_settings, "memory_limit": "128m"}}).docker)
+        pool.reconfigure(pool_settings(docker_settings, memory_limit="128m"))
         await until(lambda: pool.counts["destroyed"] == 1 and pool.status()["idle"] == 1)
         after = labelled(docker_settings["pool_name"])
         assert len(after) == 1 and after != before

@@ -1,5 +1,6 @@
 """The handler contract: Request helpers, Response validation, return-value normalisation."""
 
+import ast
 import shutil
 import subprocess
 import sys
@@ -67,3 +68,26 @@ def test_the_agent_imports_only_the_standard_library_pool_and_handlers(tmp_path:
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def imported(path: Path) -> set[str]:
+    """The top-level packages a module imports."""
+    tree = ast.parse(path.read_text())
+    names = {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    names |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    return {name.split(".")[0] for name in names}
+
+
+@pytest.mark.parametrize(
+    ("package", "never"),
+    [
+        ("pool", {"policy", "proxy"}),
+        ("policy", {"pool", "proxy", "handlers"}),
+        ("handlers", {"pool", "policy", "proxy"}),
+    ],
+)
+def test_imports_flow_one_way(package: str, never: set[str]) -> None:
+    """proxy -> policy and proxy -> pool -> handlers: the pool runs what the proxy configures it with, and
+    the policy core is plain values."""
+    wrong = {path.name: imported(path) & never for path in sorted((ROOT / package).glob("*.py"))}
+    assert {name: found for name, found in wrong.items() if found} == {}

@@ -13,6 +13,8 @@ import pytest
 
 from conftest import Gateway, bearer
 from dockerenv import EngineForwarder, kill_agent, labelled
+from policy.config import Mode
+from pool.containers import ContainerPool
 from proxy.gateway import GATEWAY
 
 pytestmark = pytest.mark.docker
@@ -34,8 +36,8 @@ async def test_random_deaths_and_an_engine_outage_leak_nothing(
     }
     routes = [{"path": "/echo", "handler": "echo"}, {"path": "/sleep", "handler": "sleep"}]
     client = await gateway({"execution_mode": "docker", "docker": settings, "routes": routes})
-    pool = client.app[GATEWAY].containers
-    assert pool is not None
+    pool = client.app[GATEWAY].dispatch.executors[Mode.DOCKER]
+    assert isinstance(pool, ContainerPool)
     answers: list[tuple[int, str]] = []
     ends = time.monotonic() + TRAFFIC_S
 

@@ -23,6 +23,7 @@ from pool.base import (
     SandboxCrashed,
     ThreadPoolFull,
 )
+from pool.settings import Settings
 from proxy.gateway import GATEWAY
 
 TRUSTED = bearer("ops", trust="trusted")
@@ -38,6 +39,9 @@ class FakeExecutor:
     async def run(self, job: Job) -> Response:
         self.jobs.append(job)
         return self.answer(job)
+
+    def reconfigure(self, settings: Settings) -> None:
+        self.settings = settings
 
     def status(self) -> dict[str, object]:
         return {"available": self.available, "reason": None if self.available else "fake: down"}
@@ -70,7 +74,7 @@ async def test_each_executor_error_has_its_status_and_json_body(
     gateway: Gateway, error: ExecutorError, status: int, code: str, retry_after: str | None
 ) -> None:
     client = await gateway({"execution_mode": "thread"})
-    fake = client.app[GATEWAY].executors[Mode.THREAD] = FakeExecutor(failing(error))
+    fake = client.app[GATEWAY].dispatch.executors[Mode.THREAD] = FakeExecutor(failing(error))
     response = await client.get("/echo?x=1", headers=TRUSTED)
     assert (response.status, await response.json()) == (status, {"error": code, "detail": error.detail})
     assert response.headers.get("Retry-After") == retry_after
@@ -83,12 +87,12 @@ async def test_a_response_passes_as_made_and_an_unavailable_docker_executor_degr
 ) -> None:
     client = await gateway({"execution_mode": "thread"})
     made = Response(201, (("X-Made", "here"), ("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")), b"\x00made")
-    client.app[GATEWAY].executors[Mode.THREAD] = FakeExecutor(lambda job: made)
+    client.app[GATEWAY].dispatch.executors[Mode.THREAD] = FakeExecutor(lambda job: made)
     response = await client.get("/echo", headers=TRUSTED)
     assert (response.status, await response.read()) == (201, b"\x00made")
     assert response.headers.getall("Set-Cookie") == ["a=1", "b=2"] and response.headers["X-Made"] == "here"
     gw = client.app[GATEWAY]
-    gw.config = replace(gw.config, docker=replace(gw.config.docker, enabled=True))
-    gw.executors[Mode.DOCKER] = FakeExecutor(lambda job: made, available=False)
+    gw.live.config = replace(gw.config, docker=replace(gw.config.docker, enabled=True))
+    gw.dispatch.executors[Mode.DOCKER] = FakeExecutor(lambda job: made, available=False)
     health = await client.get("/healthz")
     assert health.status == 503 and (await health.json())["status"] == "degraded"

@@ -65,7 +65,7 @@ async def replica_gateway(
 
 
 def replica_pool(client: Client) -> Any:
-    replicas = client.app[GATEWAY].replicas
+    replicas = client.app[GATEWAY].dispatch.replicas
     assert replicas is not None
     (pool,) = replicas.pools.values()
     return pool
