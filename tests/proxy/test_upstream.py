@@ -10,6 +10,7 @@ import io
 import socket
 import tracemalloc
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -113,7 +114,14 @@ def url(server: TestServer) -> str:
     return f"http://127.0.0.1:{server.port}"
 
 
-REFUSING: list[socket.socket] = []  # held for the run: a closed port could be taken by another server
+REFUSING: list[socket.socket] = []  # held while this module runs: a closed port could be taken meanwhile
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_refusing_ports() -> Iterator[None]:
+    yield
+    while REFUSING:
+        REFUSING.pop().close()
 
 
 def closed_port() -> int:
