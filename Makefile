@@ -3,12 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint image bench token clean
+.PHONY: run test lint deps image bench token clean
 
-$(VENV)/.installed: pyproject.toml requirements.txt
+$(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]' -r requirements.txt
+	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
+
+# What handlers and apps import (config.yaml's docker.requirements), in the venv for thread mode; the
+# runner image gets the same file (scripts/runner-image.sh). Skipped while the file is unchanged.
+deps: $(VENV)/.installed
+	@$(BIN)/python -m proxy.requirements --install >/dev/null
 
 .env: .env.example
 	@test -f .env || { umask 077 && cp .env.example .env && echo "wrote .env (overrides, all commented out)"; }
@@ -20,12 +25,12 @@ $(VENV)/.installed: pyproject.toml requirements.txt
 
 # The Docker engine, the runner image and the example replica app (installs docker.io and starts dockerd if
 # needed; needs root).
-image:
+image: $(VENV)/.installed
 	scripts/runner-image.sh
 	scripts/example-image.sh
 
 # Without a Docker engine the gateway still starts, in thread mode, and says so.
-run: $(VENV)/.installed .env .secret_key
+run: deps .env .secret_key
 	@set -a && . ./.env && set +a && export SECRET_KEY_FILE=.secret_key && \
 	if ! scripts/runner-image.sh; then \
 		echo "isogate: WARNING: no Docker engine: starting in thread mode (EXECUTION_MODE=thread DOCKER_ENABLED=false)" >&2; \
@@ -39,7 +44,7 @@ lint: $(VENV)/.installed
 
 # Container tests fail (never skip) with the reason when the image step could not get an engine, and
 # run twice: under runc, then under gVisor (runsc, registered by scripts/gvisor.sh).
-test: lint
+test: lint deps
 	-scripts/runner-image.sh
 	-scripts/gvisor.sh
 	$(BIN)/pytest

@@ -12,6 +12,7 @@ RESTART_KEYS = (
     "server.host",
     "server.port",
     "server.watch_config",
+    "server.watch_code",
     "handlers_package",
     "docker.enabled",
     "docker.host",

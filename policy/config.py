@@ -67,6 +67,9 @@ class ServerConfig:
     watch_config: bool = (
         True  # reload when config.yaml or a list file changes (SIGHUP and the API always work)
     )
+    watch_code: bool = (
+        False  # also reload when a handler's or an app's .py file changes (checked each second)
+    )
     proxies: IpSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -144,6 +147,7 @@ class DockerConfig:
     pool_name: str = "isogate"
     runtime: str = "runc"  # the engine's OCI runtime: runc (namespaces) or runsc (gVisor; scripts/gvisor.sh)
     host: str = ""  # engine URL; empty: DOCKER_HOST, else unix:///var/run/docker.sock
+    requirements: str = ""  # pip requirements of handlers and apps, relative to config.yaml ("": none)
     memory_limit_bytes: int = field(init=False, repr=False, compare=False)
     tmpfs_size_bytes: int = field(init=False, repr=False, compare=False)
 
@@ -176,6 +180,7 @@ class DockerConfig:
         require(
             bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.pool_name)), "pool_name", "expected a label"
         )
+        require("\0" not in self.requirements, "requirements", "expected a file name")
         require(
             bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.runtime)),
             "runtime",

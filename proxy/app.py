@@ -195,9 +195,11 @@ async def live_reload(app: web.Application) -> AsyncIterator[None]:
     """Reload on file changes and on SIGHUP; `POST /admin/reload` uses the same reloader."""
     source = app[SOURCE]
     reloader = app[RELOADER] = Reloader(app[GATEWAY], source.source, source)
-    watch = app[GATEWAY].config.server.watch_config
+    server = app[GATEWAY].config.server
+    watching = server.watch_config or server.watch_code
     watcher = asyncio.create_task(
-        reloader.watch() if watch else asyncio.sleep(0), name="isogate-config-watch"
+        reloader.watch(server.watch_config, server.watch_code) if watching else asyncio.sleep(0),
+        name="isogate-config-watch",
     )
     loop = asyncio.get_running_loop()
     hangup = False

@@ -44,6 +44,18 @@ class LiveConfig:
         log.info("config generation %d applied (%s): %s", self.generation, trigger, changes)
         return record
 
+    def code_changed(self, version: str, trigger: str) -> dict[str, Any]:
+        """Record new handler or app code served under the same config (same generation)."""
+        record = {
+            "generation": self.generation,
+            "at": time.time(),
+            "trigger": trigger,
+            "code_version": version,
+        }
+        self.reloads.append(record)
+        self.last_error = None
+        return record
+
     def error(self, error: str | None) -> None:
         """Record a reload's error (logged once, not on every poll), or clear it."""
         if error is not None and error != self.last_error:

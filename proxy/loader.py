@@ -84,6 +84,11 @@ def load(source: ConfigSource) -> Loaded:
             raise
         raise ConfigError(exc.path, f"{exc.message} ({source.path.name} line {line})") from None
     settings, base = config.risk.profile, source.path.parent
+    requirements = config.docker.requirements
+    if requirements and not (base / requirements).is_file():
+        raise ConfigError(
+            "docker.requirements", f"{requirements}: no such file (relative to {source.path.name}'s folder)"
+        )
     profile, profile_path = None, base / settings.file if settings.file else None
     if profile_path is not None:
         files.append(profile_path)

@@ -9,6 +9,7 @@ edit clears it.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from proxy.loader import ConfigSource, Loaded, load, load_factors
 
 log = logging.getLogger("isogate.reload")
 POLL_S = 0.1  # how often the watched files are stat-ed (a few stat calls): a change applies well within 1 s
+CODE_POLL_TICKS = 10  # the code (a stat per .py file, maybe hundreds) every 10th poll: within about 1 s
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class Reloader:
                     live.error(None)
                     if code is None:
                         return Outcome("unchanged", live.generation)
-                    return Outcome("applied", live.generation, {"code_version": code})
+                    return Outcome("applied", live.generation, live.code_changed(code, trigger))
                 plugins = load_factors(loaded)
                 gw.code.check(loaded.config)
             except ConfigError as exc:
@@ -83,15 +85,23 @@ class Reloader:
                 return Outcome("invalid", live.generation, str(exc))
             return Outcome("applied", live.generation, changes)
 
-    async def watch(self) -> None:
-        """Poll the watched files; stamps are taken before reading, so a write during a read is not lost."""
-        seen = _stamps(self._files)
-        while True:
+    async def watch(self, config: bool = True, code: bool = False) -> None:
+        """Poll the config's files (`config`) and the handlers' and apps' code (`code`, every CODE_POLL_S;
+        stat calls in a worker thread). Stamps are taken before reading, so a write during a read is not
+        lost; code that failed to import is tried again only once it changes again."""
+        seen, version = _stamps(self._files), self._gateway.code.version
+        registry = self._gateway.code.registry
+        for tick in itertools.count(1):
             await asyncio.sleep(POLL_S)
-            now = _stamps(self._files)
+            now = _stamps(self._files) if config else seen
             if now != seen:
                 seen = now
                 await self.reload("file changed")
+            elif code and tick % CODE_POLL_TICKS == 0:
+                now_version = await asyncio.to_thread(registry.code_version)
+                if now_version not in (version, self._gateway.code.version):
+                    version = now_version
+                    await self.reload("code changed")
 
 
 SOURCE = web.AppKey("source", Loaded)

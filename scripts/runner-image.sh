@@ -23,10 +23,15 @@ if ! docker image inspect "$PYTHON_IMAGE" >/dev/null 2>&1; then
     fi
     PYTHON_IMAGE=$BASE
 fi
-# The packages handlers and apps import (RUNNER_REQUIREMENTS: another file, into a directory of its own).
-REQUIREMENTS=${RUNNER_REQUIREMENTS:-requirements.txt}
-DEPS=.build/deps
-[ "$REQUIREMENTS" = requirements.txt ] || DEPS=.build/deps-$(basename "$REQUIREMENTS" .txt)
+# The packages handlers and apps import: the file config.yaml's docker.requirements names (CONFIG: another
+# config; RUNNER_REQUIREMENTS: another file, into a directory of its own).
+python=.venv/bin/python
+[ -x "$python" ] || python=python3
+if [ -n "${RUNNER_REQUIREMENTS:-}" ]; then
+    REQUIREMENTS=$RUNNER_REQUIREMENTS DEPS=.build/deps-$(basename "$RUNNER_REQUIREMENTS" .txt)
+else
+    REQUIREMENTS=$("$python" -m proxy.requirements --config "${CONFIG:-config.yaml}") DEPS=.build/deps
+fi
 scripts/deps-dir.sh "$REQUIREMENTS" "$DEPS"
 docker build -q --target runner --build-arg PYTHON_IMAGE="$PYTHON_IMAGE" --build-arg DEPS="$DEPS" -t "$IMAGE" . >/dev/null 2>/tmp/isogate-build.log \
     || { cat /tmp/isogate-build.log >&2; exit 1; }

@@ -132,6 +132,7 @@ async def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
     config["docker"]["enabled"] = False
     config["server"]["watch_config"] = False  # only the signal may reload
     path = tmp_path / "config.yaml"
+    (tmp_path / "requirements.txt").write_text("")  # the file the shipped config names, beside it
     path.write_text(yaml.safe_dump(config))
     port = free_port()
     command = [sys.executable, "-m", "proxy", "--config", str(path), "--port", str(port)]

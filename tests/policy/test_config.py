@@ -103,6 +103,7 @@ def test_secret_is_never_in_repr() -> None:
         ({"docker": {"memory_limit": "lots"}}, {}, "docker.memory_limit: expected a size"),
         ({"docker": {"warm_pool_size": 20}}, {}, "docker.warm_pool_size: must not exceed max_containers"),
         ({"docker": {"runtime": "runsc --debug"}}, {}, "docker.runtime: expected a runtime the engine knows"),
+        ({"docker": {"requirements": "a\x00b"}}, {}, "docker.requirements: expected a file name"),
         ({"routes": [{"path": "/a"}]}, {}, "routes[0].handler: a route has one of handler, upstream or app"),
         (
             {"routes": [{"path": "/a", "handler": "echo", "upstream": "http://127.0.0.1:9000"}]},

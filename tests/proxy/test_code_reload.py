@@ -76,6 +76,35 @@ async def test_threads_import_changed_code_on_reload_and_keep_it_when_new_code_b
     assert (await reload(client))[1]["status"] == "invalid"  # ...until the code is fixed
 
 
+async def test_the_watcher_reloads_changed_code_when_asked_to(live: Any, package: tuple[str, Path]) -> None:
+    name, folder = package
+    client, _ = await live(config(name, server={"watch_config": False, "watch_code": True}))
+    assert await version(client) == 1
+    write(folder / "version.py", 2)
+    for _ in range(100):  # bounded: the code is looked at about once a second
+        if await version(client) == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert await version(client) == 2
+    write(folder / "version.py", "def handle(request:\n")  # broken: the old code keeps serving
+    await asyncio.sleep(2.5)
+    stats = await (await client.get("/stats", headers=ADMIN)).json()
+    assert await version(client) == 2 and "version" in stats["config"]["last_error"]
+    reloads = stats["config"]["reloads"]
+    assert [(r["trigger"], r["generation"]) for r in reloads] == [("code changed", 1)]  # the same config
+
+
+async def test_without_watch_code_changed_code_waits_for_a_reload(
+    live: Any, package: tuple[str, Path]
+) -> None:
+    name, folder = package
+    client, _ = await live(config(name))
+    write(folder / "version.py", 2)
+    await asyncio.sleep(1.5)  # past the code watcher's interval, were it on
+    assert await version(client) == 1
+    assert (await reload(client))[0] == 200 and await version(client) == 2
+
+
 @pytest.mark.docker
 async def test_the_container_pool_rolls_to_new_code_without_failing_a_request(
     live: Any, package: tuple[str, Path], docker_settings: dict[str, Any]
