@@ -33,6 +33,8 @@ from handlers import Request, Response
 log = logging.getLogger("isogate.apps")
 INTERFACES = ("auto", "wsgi", "asgi")
 ESCAPE = "surrogateescape"  # header values are UTF-8 with undecodable bytes escaped, as aiohttp reads them
+CLOSE_GRACE_S = 10.0  # a retired ASGI app's running requests may finish within this (each has its deadline)
+LIFESPAN_S = 5.0  # lifespan shutdown, and the loop thread's end, each get this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,19 +148,60 @@ class AsgiBridge:
     def __init__(self, app: Any) -> None:
         self.app = app
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None  # runs the loop
         self._owner = 0  # the pid the loop runs in
         self._lock = threading.Lock()
+        self._closed = False
         self._lifespan: asyncio.Future[Any] | None = None  # kept running: it waits for a shutdown
+        self._events: asyncio.Queue[dict[str, Any]] | None = None  # what the lifespan task receives
         self._state: dict[str, Any] = {}  # what lifespan startup put in scope["state"], for every request
 
     def loop(self) -> asyncio.AbstractEventLoop:
         with self._lock:
+            if self._closed:
+                raise RuntimeError("this app was replaced by a reload")
             if self._loop is None or self._owner != os.getpid():
                 loop = asyncio.new_event_loop()
-                threading.Thread(target=loop.run_forever, daemon=True, name="isogate-asgi").start()
+                self._thread = threading.Thread(target=loop.run_forever, daemon=True, name="isogate-asgi")
+                self._thread.start()
                 asyncio.run_coroutine_threadsafe(self._startup(), loop).result()
                 self._loop, self._owner = loop, os.getpid()
             return self._loop
+
+    def close(self, grace_s: float = CLOSE_GRACE_S) -> threading.Thread | None:
+        """Retire the app (a reload replaced it): in the background, its running requests may finish
+        (within `grace_s`), lifespan shutdown runs (within LIFESPAN_S), then its loop and thread end.
+        Returns the thread doing it (None: the app never ran here)."""
+        with self._lock:
+            self._closed = True
+            loop, thread, self._loop = self._loop, self._thread, None
+            if loop is None or thread is None or self._owner != os.getpid():
+                return None
+        stopper = threading.Thread(target=self._stop, args=(loop, thread, grace_s), name="isogate-asgi-stop")
+        stopper.daemon = True
+        stopper.start()
+        return stopper
+
+    def _stop(self, loop: asyncio.AbstractEventLoop, thread: threading.Thread, grace_s: float) -> None:
+        try:
+            asyncio.run_coroutine_threadsafe(self._shutdown(grace_s), loop).result(grace_s + LIFESPAN_S + 1)
+        except Exception as exc:  # the app's shutdown failed or hung: its loop goes anyway
+            log.warning("the ASGI app's shutdown failed: %r", exc)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(LIFESPAN_S)
+        if not thread.is_alive():
+            loop.close()
+
+    async def _shutdown(self, grace_s: float) -> None:
+        running = asyncio.all_tasks() - {asyncio.current_task(), self._lifespan}
+        if running:
+            await asyncio.wait(running, timeout=grace_s)
+        lifespan, events = self._lifespan, self._events
+        if lifespan is None or events is None or lifespan.done():
+            return
+        events.put_nowait({"type": "lifespan.shutdown"})
+        await asyncio.wait([lifespan], timeout=LIFESPAN_S)
+        lifespan.cancel()
 
     async def _startup(self) -> None:
         """Lifespan startup; an app that does not speak lifespan (it raises or returns) is served anyway."""
@@ -178,7 +221,7 @@ class AsgiBridge:
         await asyncio.wait([task, answered], return_when=asyncio.FIRST_COMPLETED)
         if answered.done() and answered.result()["type"] == "lifespan.startup.failed":
             raise RuntimeError(f"lifespan startup failed: {answered.result().get('message', '')}")
-        self._lifespan = task
+        self._lifespan, self._events = task, events
 
     def call(self, request: Request, mount: str) -> Response:
         """From a thread (a worker, a session): wait for the app's answer."""
@@ -187,7 +230,8 @@ class AsgiBridge:
     def submit(self, request: Request, mount: str) -> concurrent.futures.Future[Response]:
         """Start the request on the app's loop; an event loop awaits the future without a worker thread
         (one hop instead of two), and cancelling it cancels the request's task."""
-        return asyncio.run_coroutine_threadsafe(self._call(request, mount), self.loop())
+        loop = self.loop()  # first: a closed app raises before a coroutine exists
+        return asyncio.run_coroutine_threadsafe(self._call(request, mount), loop)
 
     async def _call(self, request: Request, mount: str) -> Response:
         script_name, path_info, query = split_target(request, mount)

@@ -22,7 +22,7 @@ HANDLER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 Handle = Callable[[Request], object]
 Bridge = WsgiBridge | AsgiBridge
-Imported = tuple[dict[str, Handle], dict[str, Bridge]]  # handlers by name, apps by name
+Imported = tuple[dict[str, Handle], dict[str, Bridge], dict[str, AppSpec]]  # handlers, apps, apps' specs
 APP_PREFIX = "app:"
 MAX_CODE_FILES = 5000  # .py files a code version looks at (a stray virtualenv must not make it slow)
 
@@ -92,11 +92,19 @@ class HandlerRegistry:
         return digest.hexdigest()[:12]
 
     def snapshot(self) -> Imported:
-        """What is imported now, to put back if the code imported again fails (see `restore`)."""
-        return dict(self._loaded), dict(self._apps)
+        """What is imported now, to put back if new code or apps fail to import (see `restore`)."""
+        return dict(self._loaded), dict(self._apps), dict(self.apps)
 
     def restore(self, snapshot: Imported) -> None:
-        self._loaded, self._apps = dict(snapshot[0]), dict(snapshot[1])
+        self._loaded, self._apps, self.apps = dict(snapshot[0]), dict(snapshot[1]), dict(snapshot[2])
+
+    def retire(self, snapshot: Imported) -> None:
+        """Close the apps of `snapshot` that are no longer served (an ASGI app's loop thread ends once its
+        running requests finish)."""
+        serving = set(map(id, self._apps.values()))
+        for bridge in snapshot[1].values():
+            if id(bridge) not in serving and isinstance(bridge, AsgiBridge):
+                bridge.close()
 
     def refresh(self) -> None:
         """Forget every imported handler and app so the next request imports their code again. Modules
@@ -125,7 +133,7 @@ class HandlerRegistry:
         """The apps of a new config: one whose spec changed is imported again on next use."""
         for app, spec in self.apps.items():
             if apps.get(app) != spec:
-                self._apps.pop(app, None)
+                self._apps.pop(app, None)  # closed by `retire` once the new apps imported
                 for name in [n for n in self._loaded if n.startswith(f"{APP_PREFIX}{app}@")]:
                     del self._loaded[name]
         self.apps = apps

@@ -23,7 +23,17 @@ class Code:
     version: str = ""  # of the code being served (HandlerRegistry.code_version)
 
     def check(self, config: Config) -> None:
-        """Every routed handler and app must be importable before `config` may serve."""
+        """Every routed handler and app must be importable before `config` may serve; when one is not,
+        the apps imported before stay (ConfigError), else the ones `config` no longer serves are closed."""
+        before = self.registry.snapshot()
+        try:
+            self._import(config)
+        except ConfigError:
+            self.registry.restore(before)
+            raise
+        self.registry.retire(before)
+
+    def _import(self, config: Config) -> None:
         self.registry.set_apps(app_specs(config, self.base_dir))
         for i, route in enumerate(config.routes):
             if not (route.handler or route.app):
@@ -49,6 +59,7 @@ class Code:
         except ConfigError:
             self.registry.restore(before)
             raise
+        self.registry.retire(before)
         log.info("code changed (%s -> %s): re-imported", self.version, version)
         self.version = version
         return version

@@ -8,6 +8,7 @@ import asyncio
 import os
 import sys
 import tempfile
+import threading
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -136,3 +137,54 @@ async def test_the_container_pool_rolls_to_new_code_without_failing_a_request(
             break
         await asyncio.sleep(0.1)
     assert pool["code_versions"] == {body["detail"]["code_version"]: pool["size"]}, pool
+
+
+ASGI_APP = """
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while (message := await receive())["type"] != "lifespan.shutdown":
+            await send({{"type": "lifespan.startup.complete"}})
+        await send({{"type": "lifespan.shutdown.complete"}})
+        return
+    headers = [(b"content-type", b"application/json")]
+    await send({{"type": "http.response.start", "status": 200, "headers": headers}})
+    await send({{"type": "http.response.body", "body": b'{{"v": {v}}}'}})
+"""
+
+
+def asgi_threads() -> int:
+    return sum(t.name == "isogate-asgi" for t in threading.enumerate())
+
+
+async def test_a_replaced_asgi_app_stops_and_a_failed_reload_keeps_the_app_it_had(
+    live: Any, tmp_path: Path
+) -> None:
+    source = tmp_path / f"asgisrc_{uuid.uuid4().hex[:8]}"
+    source.mkdir()
+    module = f"asgiv_{uuid.uuid4().hex[:8]}"
+    write(source / f"{module}.py", ASGI_APP.format(v=1))
+    write(source / "other.py", ASGI_APP.format(v=3))
+    apps = {"a": {"source": str(source), "target": f"{module}:app"}}
+    routes = [{"path": "/a/*", "app": "a"}]
+    client, files = await live({**BASE, "apps": apps, "routes": routes})
+    before = asgi_threads()
+
+    async def answer() -> int:
+        response = await client.get("/a/x", headers=TRUSTED)
+        assert response.status == 200, await response.text()
+        return int((await response.json())["v"])
+
+    assert await answer() == 1 and asgi_threads() == before + 1
+    write(source / f"{module}.py", ASGI_APP.format(v=2))
+    assert (await reload(client))[0] == 200
+    assert await answer() == 2
+    for _ in range(100):  # bounded: the old app's loop thread ends in the background
+        if asgi_threads() == before + 1:
+            break
+        await asyncio.sleep(0.05)
+    assert asgi_threads() == before + 1  # only the new app's loop is left
+    # A new target for `a` and a broken app `b` in one edit: refused, and `a` keeps its running code.
+    broken = {"a": {**apps["a"], "target": "other:app"}, "b": {"source": str(source), "target": "nope:app"}}
+    files.write({**BASE, "apps": broken, "routes": [*routes, {"path": "/b/*", "app": "b"}]})
+    assert (await reload(client))[0] == 422
+    assert await answer() == 2 and asgi_threads() == before + 1
