@@ -87,6 +87,7 @@ def gateway(name: str, tmp: Path, env: dict[str, str], **overrides: Any) -> Serv
         else:
             config[key] = value
     config["docker"]["pool_name"] = f"bench-{name}"
+    config["docker"]["requirements"] = str(ROOT / config["docker"]["requirements"])  # the file moves away
     config["server"]["debug_headers"] = True
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))

@@ -19,7 +19,7 @@ import logging
 import time
 from collections import Counter, deque
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, TypeVar
 
 import aiodocker
 import aiohttp
@@ -59,6 +59,14 @@ log = logging.getLogger("isogate.pool")
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
 SUPERVISE_INTERVAL_S = 1.0
 ATTEMPTS = 3  # sandboxes tried for one request when the first ones turn out dead before it was written
+
+
+T = TypeVar("T")
+
+
+def _retrieved(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 class _Undelivered(SandboxCrashed):
@@ -181,8 +189,13 @@ class ContainerPool:
         return await self._run_once(job)
 
     async def _run_once(self, job: Job) -> Response:
-        sandbox = await self._acquire(job.request.entity_id)
+        sandbox = await self._acquire(job.request.entity_id)  # a caller gone while waiting leaves the queue
         self._busy.add(sandbox)
+        # Once in a container the call runs to its end (its deadline bounds it) even if the caller goes:
+        # cancelled midway it would leave half an answer in the stream, and cost a new container.
+        return await asyncio.shield(self._spawn_task(self._call(job, sandbox)))
+
+    async def _call(self, job: Job, sandbox: Sandbox) -> Response:
         try:
             async with asyncio.timeout(job.timeout_s) as self._calls[sandbox]:
                 try:
@@ -286,7 +299,12 @@ class ContainerPool:
             if none_coming and self.size < self._config.max_containers:
                 self.counts["cold_starts"] += 1
                 self._creating += 1
-                return await self._create_reserved()
+                creation = self._spawn_task(self._create_reserved())
+                try:
+                    return await asyncio.shield(creation)
+                except asyncio.CancelledError:  # the caller left (or its wait timed out): it serves the next
+                    creation.add_done_callback(self._adopt)
+                    raise
             if not retry and len(self._waiters) >= self._config.max_waiting:
                 self.counts["refused"] += 1
                 raise PoolExhausted(
@@ -342,6 +360,12 @@ class ContainerPool:
             self._idle.append(sandbox)
             if sandbox.spec == self._spec:
                 self._retire_stale(1)  # rolling: a current one is ready, an old one can go
+
+    def _adopt(self, creation: asyncio.Task[Sandbox]) -> None:
+        """A sandbox created for a caller that is gone joins the pool (a failed creation already woke the
+        next waiter)."""
+        if not creation.cancelled() and creation.exception() is None:
+            self._offer(creation.result())
 
     def _returned(self, sandbox: Sandbox) -> None:
         """A waiter gave up after being handed `sandbox`: the next one gets it."""
@@ -517,10 +541,13 @@ class ContainerPool:
             self._idle.remove(sandbox)
             self._spawn_task(sandbox.destroy())
 
-    def _spawn_task(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+    def _spawn_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """A task the pool owns (aclose waits for it); its error, if nobody awaits it any more, is dropped
+        here rather than reported as never retrieved: its effect on the pool is already handled."""
         task = asyncio.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_retrieved)
         return task
 
     def status(self) -> dict[str, object]:

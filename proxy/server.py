@@ -167,7 +167,9 @@ class GatewayRunner(web.AppRunner):
 
 async def serve(app: web.Application, host: str, port: int, ready: Callable[[], Any]) -> None:
     """Serve `app` on host:port until SIGINT or SIGTERM, then shut down cleanly."""
-    runner = GatewayRunner(app, access_log=None)  # every request already gets one structured line
+    # Every request already gets one structured line; a handler whose client left is cancelled (a request
+    # waiting for a container or a thread leaves the queue; one already running finishes, see pool/).
+    runner = GatewayRunner(app, access_log=None, handler_cancellation=True)
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -204,3 +205,52 @@ def test_a_key_file_readable_by_others_is_refused(tmp_path: Path) -> None:
         timeout=30,
     )
     assert result.returncode != 0 and "readable by others (mode 644): chmod 600" in result.stderr
+
+
+async def test_a_client_that_leaves_frees_its_place_in_the_queue(tmp_path: Path) -> None:
+    """The real server cancels the handler of a client that disconnected: its job leaves the thread pool's
+    queue at once (it would otherwise hold a place and run for nobody)."""
+    config = yaml.safe_load((ROOT / "config.yaml").read_text())
+    config |= {
+        "execution_mode": "thread",
+        "limits": {**config["limits"], "execution": {"max_time_ms": 30000}},
+    }
+    config["docker"] |= {"enabled": False, "requirements": ""}
+    config["thread_pool"] = {"min_workers": 1, "max_workers": 1, "max_per_entity": 8, "max_queue": 8}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    port = free_port()
+    command = [sys.executable, "-m", "proxy", "--config", str(path), "--port", str(port)]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env=env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    admin = {"Authorization": f"Bearer {mint('--sub', 'ops', '--role', 'admin')}"}
+    url = f"http://127.0.0.1:{port}"
+    try:
+        await wait_ready(port)
+        async with aiohttp.ClientSession() as session:
+
+            async def pool() -> dict[str, Any]:
+                async with session.get(f"{url}/stats", headers=admin) as response:
+                    return dict((await response.json())["thread_pool"])
+
+            slow = asyncio.create_task(session.get(f"{url}/compute?n=2000000"))  # holds the one worker
+            for _ in range(50):
+                if (await pool())["busy"] == 1:
+                    break
+                await asyncio.sleep(0.05)
+            gone = aiohttp.ClientTimeout(total=0.3)
+            for _ in range(3):  # queued behind it, then the clients leave
+                with pytest.raises(TimeoutError):
+                    await session.get(f"{url}/compute?n=10", timeout=gone)
+            for _ in range(50):
+                if (await pool())["busy"] == 1:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await pool())["busy"] == 1 and not slow.done()  # only the running job is left
+            response = await slow
+            assert response.status == 200
+            response.release()
+    finally:
+        process.terminate()
+        process.wait(timeout=10)

@@ -379,6 +379,44 @@ async def test_past_max_waiting_a_request_is_refused_at_once_with_retry_after(
         await pool.aclose()
 
 
+async def test_callers_that_leave_free_their_place_and_never_cost_a_container(
+    docker_settings: dict[str, Any],
+) -> None:
+    """A caller gone (client disconnected: its handler is cancelled) while waiting leaves the queue at once;
+    one gone mid-call lets the call finish, and the container serves on; one gone during a cold start
+    leaves the new container to the pool."""
+    pool = await open_pool(docker_settings, warm_pool_size=1, max_containers=1)
+    try:
+        running = asyncio.create_task(pool.run(job("sleep", s="0.6")))
+        await until(lambda: pool.status()["busy"] == 1)
+        waiting = [asyncio.create_task(pool.run(job("echo"))) for _ in range(5)]
+        await until(lambda: pool.status()["waiting"] == 5)
+        for task in waiting:
+            task.cancel()
+        await asyncio.gather(*waiting, return_exceptions=True)
+        assert pool.status()["waiting"] == 0
+        running.cancel()  # mid-call
+        with pytest.raises(asyncio.CancelledError):
+            await running
+        assert pool.status()["busy"] == 1  # still running its request
+        await until(lambda: pool.status()["idle"] == 1, pool=pool)
+        assert (await pool.run(job("echo"))).status == 200
+        assert (pool.counts["created"], pool.counts["destroyed"]) == (1, 0)
+    finally:
+        await pool.aclose()
+    cold = await open_pool(docker_settings, warm_pool_size=0, max_containers=1)
+    try:
+        caller = asyncio.create_task(cold.run(job("echo")))
+        await until(lambda: cold.status()["creating"] == 1)
+        caller.cancel()
+        await asyncio.gather(caller, return_exceptions=True)
+        await until(lambda: cold.status()["idle"] == 1, pool=cold)  # made anyway, kept for the next caller
+        assert (await cold.run(job("echo"))).status == 200
+        assert (cold.counts["created"], cold.counts["destroyed"]) == (1, 0)
+    finally:
+        await cold.aclose()
+
+
 async def test_containers_of_the_pool_that_it_does_not_hold_are_removed(
     docker_settings: dict[str, Any],
 ) -> None:
