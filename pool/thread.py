@@ -71,8 +71,13 @@ class ThreadExecutor:
         future = submit(job.request) if submit is not None else self._pool.submit(_call, handle, job.request)
         future.add_done_callback(self._finished)
         try:
-            async with asyncio.timeout(job.timeout_s):
-                return await asyncio.wrap_future(future)
+            async with asyncio.timeout(job.timeout_s) as deadline:
+                try:
+                    return await asyncio.wrap_future(future)
+                except asyncio.CancelledError:  # the caller left: a queued job is dropped with it...
+                    if future.running():  # ...a running one keeps its worker (a thread cannot be stopped)
+                        await self._outlive(future, deadline)
+                    raise
         except TimeoutError:
             raise ExecutionTimeout(
                 f"handler {job.handler} ran past limits.execution.max_time_ms ({job.timeout_s * 1000:.0f} ms)"
@@ -81,6 +86,15 @@ class ThreadExecutor:
             log.error("handler %s raised %s: %s", job.handler, type(exc).__name__, one_line(str(exc)))
             log.debug("handler %s traceback", job.handler, exc_info=exc)
             raise HandlerFailed(f"handler {job.handler} raised {type(exc).__name__}") from exc
+
+    @staticmethod
+    async def _outlive(future: Future[Response], deadline: asyncio.Timeout) -> None:
+        """Return only when a job whose caller left has ended or reached its deadline, as a timed-out one
+        does: until then the caller still holds its share of the workers (proxy.dispatch), so leaving
+        and asking again cannot take more of them."""
+        remaining = (deadline.when() or 0) - asyncio.get_running_loop().time()
+        if remaining > 0:
+            await asyncio.wait([asyncio.wrap_future(future)], timeout=remaining)
 
     def status(self) -> dict[str, object]:
         return {"available": True, "size": self.size, "busy": self.busy}

@@ -4,6 +4,7 @@ import asyncio
 import logging
 import time
 
+import aiohttp
 import psutil
 import pytest
 
@@ -140,6 +141,23 @@ async def test_an_untrusted_caller_holds_at_most_its_share_and_others_keep_being
     refused = next(answer for answer in answers if answer.status == 429)
     assert (await refused.json())["error"] == "too_many_concurrent_requests"
     assert refused.headers["Retry-After"] == "1"
+
+
+async def test_a_caller_that_leaves_keeps_its_share_while_its_job_runs(gateway: Gateway) -> None:
+    """Leaving (the handler is cancelled) and asking again must not take more than the share: a running
+    thread cannot be stopped, so the share is released when the job ends or reaches its deadline."""
+    client = await gateway({"routes": ROUTES, "thread_pool": {"max_workers": 4, "max_per_entity": 1}})
+    with pytest.raises(TimeoutError):
+        await client.get("/sleep?s=1.0", timeout=aiohttp.ClientTimeout(total=0.2))
+    admin = await (await client.get("/stats", headers=bearer("ops", role="admin"))).json()
+    assert admin["thread_pool"]["busy"] == 1  # the job runs on, for nobody
+    again = await client.get("/echo")
+    assert again.status == 429  # and still counts against its caller
+    for _ in range(40):  # bounded: the job ends after 1 s and the share is free again
+        if (again := await client.get("/echo")).status == 200:
+            break
+        await asyncio.sleep(0.1)
+    assert again.status == 200
 
 
 async def test_a_full_thread_pool_refuses_at_once_with_503(gateway: Gateway) -> None:
