@@ -208,7 +208,8 @@ async def remove(container: DockerContainer) -> None:
     try:
         await deadline(container.delete(force=True))
     except aiodocker.DockerError as exc:
-        if exc.status != 404:
+        gone = exc.status == 404 or (exc.status == 409 and "already in progress" in str(exc))
+        if not gone:  # a removal already under way (the supervisor's and a destroy's can cross) is fine
             log.warning("could not remove container %s: %s", container.id[:12], exc)
     except (OSError, aiohttp.ClientError, EngineTimeout) as exc:  # the engine went away or hangs
         log.warning("could not remove container %s: %s", container.id[:12], exc)

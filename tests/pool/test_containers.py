@@ -1,6 +1,7 @@
 """The container pool against the real Docker engine: lifecycle, lock-down, faults and recycling."""
 
 import asyncio
+import logging
 import os
 import subprocess
 import time
@@ -26,6 +27,7 @@ from pool.base import (
     SandboxCrashed,
 )
 from pool.containers import ContainerPool
+from pool.sandbox import remove
 from pool.workload import Workload
 
 pytestmark = pytest.mark.docker
@@ -415,6 +417,33 @@ async def test_callers_that_leave_free_their_place_and_never_cost_a_container(
         assert (cold.counts["created"], cold.counts["destroyed"]) == (1, 0)
     finally:
         await cold.aclose()
+
+
+async def test_two_removals_of_one_container_crossing_are_not_an_error(
+    docker_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The supervisor may remove a container a destroy is already removing (seen on a pool's roll): the
+    engine answers 409 "already in progress", which is no failure to warn about."""
+    label = f"isogate.pool={docker_settings['pool_name']}"
+    run = [
+        "docker",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--label",
+        label,
+        docker_settings["image"],
+        "sleep",
+        "60",
+    ]
+    container_id = subprocess.run(run, capture_output=True, text=True, check=True).stdout.strip()
+    async with aiodocker.Docker() as client:
+        container = await client.containers.get(container_id)
+        with caplog.at_level(logging.WARNING, logger="isogate.pool.sandbox"):
+            await asyncio.gather(*(remove(container) for _ in range(4)))
+    assert labelled(docker_settings["pool_name"]) == []
+    assert [r.getMessage() for r in caplog.records] == []
 
 
 async def test_containers_of_the_pool_that_it_does_not_hold_are_removed(
