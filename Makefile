@@ -45,6 +45,7 @@ lint: $(VENV)/.installed
 # Container tests fail (never skip) with the reason when the image step could not get an engine, and
 # run twice: under runc, then under gVisor (runsc, registered by scripts/gvisor.sh).
 test: lint deps
+	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 	-scripts/runner-image.sh
 	-scripts/gvisor.sh
 	$(BIN)/pytest

@@ -88,6 +88,7 @@ def gateway(name: str, tmp: Path, env: dict[str, str], **overrides: Any) -> Serv
             config[key] = value
     config["docker"]["pool_name"] = f"bench-{name}"
     config["docker"]["requirements"] = str(ROOT / config["docker"]["requirements"])  # the file moves away
+    config["state"]["path"] = f"{name}.db"  # each benchmarked gateway its own callers
     config["server"]["debug_headers"] = True
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))

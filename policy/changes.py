@@ -18,6 +18,7 @@ RESTART_KEYS = (
     "docker.host",
     "docker.pool_name",
     "stats",
+    "state",
     "risk.history_window",
 )
 

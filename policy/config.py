@@ -387,6 +387,30 @@ class StatsConfig:
         require(self.latency_samples >= 1, "latency_samples", "must be >= 1")
 
 
+class StateBackend(StrEnum):
+    """Where entity history is kept beyond this process's memory (proxy/store)."""
+
+    MEMORY = "memory"  # this process only: a restart forgets every caller
+    SQLITE = "sqlite"  # a file: survives restarts, shared by the gateways of one machine
+    REDIS = "redis"  # a server: shared by gateways on several machines
+
+
+@dataclass(frozen=True, slots=True)
+class StateConfig:
+    backend: StateBackend = StateBackend.MEMORY
+    path: str = "isogate-state.db"  # sqlite: relative to config.yaml's folder
+    url: str = "redis://127.0.0.1:6379/0"  # redis
+    key_prefix: str = "isogate:"  # redis: the keys' prefix (gateways sharing history share it)
+    flush_ms: int = 1000  # local updates are written, and entities seen refreshed from the store, this often
+
+    def __post_init__(self) -> None:
+        require(bool(self.path) and "\0" not in self.path, "path", "expected a file name")
+        require(
+            self.url.startswith(("redis://", "rediss://", "unix://")), "url", "expected redis://HOST:PORT/DB"
+        )
+        require(10 <= self.flush_ms <= 60_000, "flush_ms", "must be within 10..60000")
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole policy. Replace it whole; never mutate it."""
@@ -402,6 +426,7 @@ class Config:
     risk: RiskConfig = field(default_factory=RiskConfig)
     ip_lists: IpListsConfig = field(default_factory=IpListsConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
+    state: StateConfig = field(default_factory=StateConfig)
     routes: tuple[RouteConfig, ...] = ()
     upstream_pool: UpstreamPoolConfig = field(default_factory=UpstreamPoolConfig)
     apps: dict[str, AppConfig] = field(default_factory=dict)

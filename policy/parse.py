@@ -62,6 +62,9 @@ ENV_VARS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "DOCKER_FOR_HIGH_RESOURCE": (("hybrid", "docker_for", "high_resource"), parse_bool),
     "DOCKER_FOR_SUSPICIOUS": (("hybrid", "docker_for", "suspicious"), parse_bool),
     "DOCKER_FOR_NEW": (("hybrid", "docker_for", "new"), parse_bool),
+    "STATE_BACKEND": (("state", "backend"), parse_str),
+    "STATE_PATH": (("state", "path"), parse_str),
+    "STATE_URL": (("state", "url"), parse_str),
     "SECRET_KEY": (("auth", "secret_key"), str),  # taken verbatim: whitespace may be part of a key
 }
 

@@ -65,7 +65,9 @@ async def healthz(request: web.Request) -> web.Response:
     # A replica that cannot run fails its route's docker decisions closed (503); it is reported, but it
     # does not take the gateway out of rotation: every other route serves.
     replicas = gw.dispatch.replicas.pools.values() if gw.dispatch.replicas is not None else ()
-    running = {"replicas": {pool.name: pool.available for pool in replicas}}
+    running: dict[str, object] = {"replicas": {pool.name: pool.available for pool in replicas}}
+    if gw.state is not None:  # a store down is reported: the gateway serves on from its own table
+        running["state"] = {"backend": gw.state.store.name, "available": gw.state.available}
     return json_response({**status, **_executors(gw, reasons=False), **running}, 503 if problems else 200)
 
 
@@ -102,5 +104,6 @@ async def gateway_stats(request: web.Request) -> web.Response:
             "upstreams": gw.forwarder.status(),
             "upstream_routes": gw.forwarder.route_status(),
             "replicas": gw.dispatch.replicas.status() if gw.dispatch.replicas is not None else {},
+            "state": gw.state.status() if gw.state is not None else {"backend": "memory"},
         }
     )

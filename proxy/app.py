@@ -36,6 +36,8 @@ from proxy.loader import Loaded
 from proxy.middleware import pipeline_middleware, stamp
 from proxy.reload import RELOADER, SOURCE, Reloader
 from proxy.replica import to_replica
+from proxy.store import store_for
+from proxy.store.sync import StateSync
 from proxy.websocket import is_upgrade, relay_websocket
 
 log = logging.getLogger("isogate")
@@ -180,7 +182,8 @@ def create_app(
     gateway = Gateway.create(config, plugins or {}, base_dir)
     app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
     app[GATEWAY] = gateway
-    app.cleanup_ctx.extend([thread_executor, docker_executor, memory_monitor, upstream_client])
+    # entity_state first: cleaned up last, once every request is done (its last updates are written).
+    app.cleanup_ctx.extend([entity_state, thread_executor, docker_executor, memory_monitor, upstream_client])
     app.on_response_prepare.append(stamp)
     if source is not None:
         app[SOURCE] = source
@@ -211,6 +214,19 @@ async def live_reload(app: web.Application) -> AsyncIterator[None]:
         loop.remove_signal_handler(signal.SIGHUP)
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def entity_state(app: web.Application) -> AsyncIterator[None]:
+    """Entity history in the store `state.backend` names: loaded before serving, written as it changes."""
+    gw = app[GATEWAY]
+    store = store_for(gw.config.state, gw.base_dir)
+    if store is None:
+        yield
+        return
+    gw.state = StateSync(store, gw.stats, gw.config.state.flush_ms / 1000)
+    await gw.state.start()
+    yield
+    await gw.state.aclose()
 
 
 async def thread_executor(app: web.Application) -> AsyncIterator[None]:

@@ -1,5 +1,6 @@
 """The gateway's live state, one object per concern: the config being served (live), the handlers' and
-apps' code, dispatch to the executors, memory accounting, profile learning, stats and the upstream client.
+apps' code, dispatch to the executors, memory accounting, profile learning, stats (kept in step with a
+store when one is configured) and the upstream client.
 A reload fans out to them from here."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from proxy.learning import ProfileLearning
 from proxy.live import LiveConfig
 from proxy.memory import MemoryAccount, ThreadUse
 from proxy.stats import Stats
+from proxy.store.sync import StateSync
 
 
 @dataclass
@@ -35,6 +37,8 @@ class Gateway:
     learning: ProfileLearning
     stats: Stats
     forwarder: Forwarder
+    base_dir: Path = field(default_factory=Path.cwd)  # config.yaml's folder: relative paths start there
+    state: StateSync | None = None  # entity history kept in a store (None: this process's table only)
     started: float = field(default_factory=time.time)
 
     @classmethod
@@ -53,6 +57,7 @@ class Gateway:
             learning=ProfileLearning(),
             stats=stats,
             forwarder=Forwarder(config.upstream_pool),
+            base_dir=base_dir,
         )
 
     @property

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from policy.config import StatsConfig
 from policy.risk import History
 from pool.metrics import percentiles
 
+MAX_MISSES = 10_000  # entities waiting to be read from the store (more: they are read when next asked for)
 REJECTED = "rejected"  # the mode column of a request that never reached an executor
 # A failure is a 5xx (timeouts and memory violations included) or a request the gateway refused.
 FAILURE_STATUSES = frozenset({401, 403, 413})
@@ -49,6 +51,21 @@ class EntityStats:
             self.executed += 1
             self.exec_ms_total += outcome.exec_ms
 
+    def merge(self, later: EntityStats, window: int) -> EntityStats:
+        """Add `later`'s figures, its outcomes after ours (another gateway's, or ones not yet written)."""
+        self.total += later.total
+        self.failed += later.failed
+        self.executed += later.executed
+        self.exec_ms_total += later.exec_ms_total
+        self.violations += later.violations
+        shifted = (self.recent_bits << min(later.recent, window)) | later.recent_bits
+        self.recent_bits = shifted & ((1 << window) - 1)
+        self.recent = min(self.recent + later.recent, window)
+        return self
+
+    def copy(self) -> EntityStats:
+        return EntityStats().merge(self, 1 << 16)  # a window wider than any: nothing cut
+
     def history(self) -> History:
         return History(self.total, self.recent, self.recent_bits.bit_count())
 
@@ -79,13 +96,28 @@ class Stats:
         self.violations = 0
         self.malformed = 0  # requests aiohttp's parser refused (counted, no entity charged)
         self._latency: dict[str, deque[float]] = {}
+        # With a store (proxy/store): each entity's figures not yet written to it, and the entities asked
+        # for that this table did not hold (read from the store in the background, `on_miss` says when).
+        self.pending: dict[str, EntityStats] | None = None
+        self.misses: set[str] = set()
+        self.on_miss: Callable[[], None] | None = None
+
+    @property
+    def window(self) -> int:
+        return self._window
 
     def entity(self, entity: str) -> EntityStats | None:
         return self._entities.get(entity)
 
     def history(self, entity: str) -> History:
         found = self._entities.get(entity)
-        return found.history() if found else History()
+        if found is not None:
+            return found.history()
+        if self.pending is not None and len(self.misses) < MAX_MISSES:
+            self.misses.add(entity)
+            if self.on_miss is not None:
+                self.on_miss()
+        return History()
 
     def _touch(self, entity: str) -> EntityStats:
         found = self._entities.get(entity)
@@ -97,8 +129,27 @@ class Stats:
             self._entities.move_to_end(entity)
         return found
 
+    def stored(self, entity: str, figures: EntityStats) -> None:
+        """`figures` read from the store for `entity`: its figures from now on, with what this gateway has
+        not written yet added."""
+        unwritten = self.pending.get(entity) if self.pending is not None else None
+        if unwritten is not None:
+            figures.merge(unwritten, self._window)
+        self._touch(entity)
+        self._entities[entity] = figures
+
+    def _changed(self, entity: str) -> EntityStats | None:
+        if self.pending is None:
+            return None
+        found = self.pending.get(entity)
+        if found is None:
+            found = self.pending[entity] = EntityStats()
+        return found
+
     def record(self, outcome: Outcome) -> None:
         self._touch(outcome.entity).add(outcome, self._window)
+        if (unwritten := self._changed(outcome.entity)) is not None:
+            unwritten.add(outcome, self._window)
         self.total += 1
         self.by_mode[outcome.mode] += 1
         self.by_status[f"{outcome.status // 100}xx"] += 1
@@ -117,6 +168,8 @@ class Stats:
     def violation(self, entity: str) -> None:
         self._touch(entity).violations += 1
         self.violations += 1
+        if (unwritten := self._changed(entity)) is not None:
+            unwritten.violations += 1
 
     def snapshot(self) -> dict[str, object]:
         top = heapq.nlargest(self._config.top_entities, self._entities.items(), key=lambda i: i[1].total)

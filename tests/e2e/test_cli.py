@@ -27,8 +27,10 @@ def free_port() -> int:
 
 
 def env(**extra: str) -> dict[str, str]:
+    """The test's environment: its own key, and entity history in this process's memory only (the shipped
+    config keeps it in a file beside config.yaml, which would carry callers from one run to the next)."""
     clean = {k: v for k, v in os.environ.items() if k not in {"EXECUTION_MODE", "SECRET_KEY"}}
-    return {**clean, "SECRET_KEY": SECRET, **extra}
+    return {**clean, "SECRET_KEY": SECRET, "STATE_BACKEND": "memory", **extra}
 
 
 @pytest.fixture

@@ -50,6 +50,9 @@ def test_every_documented_env_variable_is_read() -> None:
         "DOCKER_FOR_HIGH_RESOURCE": "0",
         "DOCKER_FOR_SUSPICIOUS": "no",
         "DOCKER_FOR_NEW": "off",
+        "STATE_BACKEND": "redis",
+        "STATE_PATH": "h.db",
+        "STATE_URL": "redis://127.0.0.1:7000/2",
         "SECRET_KEY": "s" * 40,
     }
     assert set(env) == set(ENV_VARS)
@@ -65,6 +68,8 @@ def test_every_documented_env_variable_is_read() -> None:
     triggers = config.hybrid.docker_for
     assert not (triggers.untrusted or triggers.high_resource or triggers.suspicious or triggers.new)
     assert config.auth.secret_key == "s" * 40
+    state = config.state
+    assert (state.backend.value, state.path, state.url) == ("redis", "h.db", "redis://127.0.0.1:7000/2")
 
 
 def test_precedence_is_programmatic_then_env_then_file() -> None:

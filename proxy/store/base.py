@@ -1,0 +1,46 @@
+"""The store's interface: entity figures read in bulk and updates added in bulk. A store adds what it is
+given to what it holds (other gateways add theirs too); it never overwrites with one gateway's view."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Protocol
+
+from proxy.stats import EntityStats
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached or refused the operation; the gateway serves on from its own table."""
+
+
+class Store(Protocol):
+    name: str
+
+    async def open(self) -> None: ...
+
+    async def fetch(self, entities: Iterable[str]) -> dict[str, EntityStats]:
+        """The stored figures of those of `entities` the store knows."""
+        ...
+
+    async def recent(self, limit: int) -> dict[str, EntityStats]:
+        """The `limit` entities seen most recently (a restarted gateway starts with them)."""
+        ...
+
+    async def add(self, updates: dict[str, EntityStats], window: int) -> None:
+        """Add each entity's `updates` (outcomes after the stored ones) to what is stored, at once."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def pack_bits(figures: EntityStats) -> str:
+    return format(figures.recent_bits, "x")
+
+
+def unpack(row: tuple[int, int, int, float, int, str, int]) -> EntityStats:
+    figures = EntityStats()
+    total, failed, executed, exec_ms_total, violations, bits, recent = row
+    figures.total, figures.failed, figures.executed = int(total), int(failed), int(executed)
+    figures.exec_ms_total, figures.violations = float(exec_ms_total), int(violations)
+    figures.recent_bits, figures.recent = int(bits or "0", 16), int(recent)
+    return figures

@@ -1,0 +1,132 @@
+"""`state.backend: sqlite`: one file (WAL) shared by the gateways of one machine. Every call runs on one
+thread of its own, never on the event loop; a write adds a batch of updates in one transaction, reading
+the stored rows and writing the sums under `BEGIN IMMEDIATE`, so two gateways' batches never lose each
+other's outcomes."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TypeVar
+
+from proxy.stats import EntityStats
+from proxy.store.base import StoreUnavailable, pack_bits, unpack
+
+T = TypeVar("T")
+COLUMNS = "total, failed, executed, exec_ms_total, violations, recent_bits, recent"
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS entities (
+    id TEXT PRIMARY KEY, total INTEGER, failed INTEGER, executed INTEGER, exec_ms_total REAL,
+    violations INTEGER, recent_bits TEXT, recent INTEGER, seen REAL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS entities_seen ON entities (seen);
+"""
+CHUNK = 500  # ids per IN (...) query: well under SQLite's variable limit
+BUSY_MS = 2000  # another gateway's write holds the file: wait this long, then the batch waits for the next
+
+
+class SqliteStore:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="isogate-sqlite")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                raise StoreUnavailable(f"{self.path} is not open")
+            try:
+                return work(self._db)
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"{self.path}: {exc}") from exc
+
+        return await asyncio.get_running_loop().run_in_executor(self._thread, call)
+
+    async def open(self) -> None:
+        """Connect (again: a connection already open is closed first)."""
+
+        def connect() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            try:
+                db = sqlite3.connect(
+                    self.path, timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=False
+                )
+            except sqlite3.Error as exc:
+                raise StoreUnavailable(f"{self.path}: {exc}") from exc
+            try:
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a committed batch survives the process
+                db.executescript(SCHEMA)
+            except sqlite3.Error as exc:
+                db.close()
+                raise StoreUnavailable(f"{self.path}: {exc}") from exc
+            self._db = db
+
+        await asyncio.get_running_loop().run_in_executor(self._thread, connect)
+
+    async def fetch(self, entities: Iterable[str]) -> dict[str, EntityStats]:
+        wanted = list(entities)
+
+        def read(db: sqlite3.Connection) -> dict[str, EntityStats]:
+            return _rows(db, wanted)
+
+        return await self._run(read)
+
+    async def recent(self, limit: int) -> dict[str, EntityStats]:
+        def read(db: sqlite3.Connection) -> dict[str, EntityStats]:
+            query = f"SELECT id, {COLUMNS} FROM entities ORDER BY seen DESC LIMIT ?"
+            rows = db.execute(query, (limit,)).fetchall()
+            return {row[0]: unpack(row[1:]) for row in reversed(rows)}  # oldest first: the LRU order
+
+        return await self._run(read)
+
+    async def add(self, updates: dict[str, EntityStats], window: int) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                stored = _rows(db, list(updates))
+                now = time.time()
+                rows = []
+                for entity, update in updates.items():
+                    figures = stored.get(entity, EntityStats()).merge(update, window)
+                    rows.append(
+                        (entity, figures.total, figures.failed, figures.executed, figures.exec_ms_total,
+                         figures.violations, pack_bits(figures), figures.recent, now)
+                    )  # fmt: skip
+                db.executemany(
+                    f"INSERT OR REPLACE INTO entities (id, {COLUMNS}, seen) VALUES ({'?, ' * 8}?)", rows
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def aclose(self) -> None:
+        def close(db: sqlite3.Connection) -> None:
+            db.close()
+
+        try:
+            await self._run(close)
+        except StoreUnavailable:
+            pass
+        self._db = None
+        self._thread.shutdown(wait=True)
+
+
+def _rows(db: sqlite3.Connection, entities: list[str]) -> dict[str, EntityStats]:
+    found: dict[str, EntityStats] = {}
+    for start in range(0, len(entities), CHUNK):
+        chunk = entities[start : start + CHUNK]
+        query = f"SELECT id, {COLUMNS} FROM entities WHERE id IN ({', '.join('?' * len(chunk))})"
+        found.update((row[0], unpack(row[1:])) for row in db.execute(query, chunk))
+    return found

@@ -1,0 +1,157 @@
+"""Entity history that survives the gateway and is shared between gateways: real gateway processes, a real
+SQLite file, a real redis-server on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from storeenv import RedisServer, free_port, redis_server
+
+from conftest import SECRET, bearer
+from proxy.store.redis import RedisStore
+
+ROOT = Path(__file__).resolve().parents[2]
+BIG = b"x" * 2048  # over server.max_body_bytes: a 413, which is charged to the caller as a failure
+
+
+class Process:
+    """`python -m proxy` on its own port, with config.yaml plus `state`, in thread mode."""
+
+    def __init__(self, folder: Path, state: dict[str, Any]) -> None:
+        config = yaml.safe_load((ROOT / "config.yaml").read_text())
+        config |= {"execution_mode": "thread", "state": state}
+        config["docker"] |= {"enabled": False, "requirements": ""}
+        config["server"] |= {"debug_headers": "all", "max_body_bytes": 1024}
+        self.path = folder / f"config-{free_port()}.yaml"
+        self.path.write_text(yaml.safe_dump(config))
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    async def start(self) -> None:
+        env = {k: v for k, v in os.environ.items() if k not in {"EXECUTION_MODE", "SECRET_KEY"}}
+        command = [sys.executable, "-m", "proxy", "--config", str(self.path), "--port", str(self.port)]
+        self.process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**env, "SECRET_KEY": SECRET},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        async with aiohttp.ClientSession() as session:
+            for _ in range(100):  # bounded: ready within 10 s
+                try:
+                    async with session.get(f"{self.url}/healthz") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise AssertionError("gateway did not become ready")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.process is not None:
+            self.process.send_signal(sig)
+            self.process.wait(timeout=20)
+            self.process = None
+
+
+async def send(session: aiohttp.ClientSession, gateway: Process, who: str, body: bytes = b"") -> str:
+    """One request as `who`; the risk factors it was scored with."""
+    async with session.post(f"{gateway.url}/echo", data=body, headers=bearer(who)) as response:
+        assert response.status in (200, 413), await response.text()
+        return response.headers.get("X-Isogate-Factors", "")
+
+
+async def figures(session: aiohttp.ClientSession, gateway: Process, who: str) -> tuple[int, int]:
+    async with session.get(f"{gateway.url}/api/stats", headers=bearer(who)) as response:
+        stats = (await response.json())["stats"]
+        return stats["totalRequests"], stats["failedRequests"]
+
+
+async def test_history_survives_sigterm_and_kill_9_within_the_flush_window(tmp_path: Path) -> None:
+    gateway = Process(tmp_path, {"backend": "sqlite", "flush_ms": 200})
+    await gateway.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(9):
+                await send(session, gateway, "alice")
+            for _ in range(4):
+                await send(session, gateway, "alice", BIG)
+            assert "failure_rate" in await send(session, gateway, "alice")  # 4 of 13 failed
+            gateway.stop(signal.SIGTERM)  # drains: nothing is lost
+            await gateway.start()
+            assert await figures(session, gateway, "alice") == (14, 4)
+            factors = await send(session, gateway, "alice")  # known from the first request after a restart
+            assert "new_entity" not in factors and "failure_rate" in factors
+            await asyncio.sleep(1.0)  # past state.flush_ms: written
+            gateway.stop(signal.SIGKILL)  # no goodbye
+            await gateway.start()
+            assert await figures(session, gateway, "alice") == (15, 4)
+    finally:
+        gateway.stop()
+    assert (tmp_path / "isogate-state.db").exists()  # beside the config
+
+
+async def test_two_gateways_share_history_through_redis_and_survive_its_outage(tmp_path: Path) -> None:
+    server = RedisServer()
+    server.start()
+    state = {"backend": "redis", "url": server.url, "flush_ms": 100}
+    first, second = Process(tmp_path, state), Process(tmp_path, state)
+    await asyncio.gather(first.start(), second.start())
+    try:
+        async with aiohttp.ClientSession() as session:
+            for _ in range(12):
+                await send(session, first, "mallory", BIG)  # failures seen by the first gateway...
+            await asyncio.sleep(0.5)
+            factors = ""
+            for _ in range(30):  # ...raise mallory's score on the second (read once it is asked for)
+                factors = await send(session, second, "mallory")
+                if "failure_rate" in factors:
+                    break
+                await asyncio.sleep(0.1)
+            assert "failure_rate" in factors and "new_entity" not in factors
+            server.stop()  # the store goes away mid-traffic: every request is still served
+            for _ in range(20):
+                await send(session, first, "trudy")
+            async with session.get(f"{first.url}/healthz") as response:
+                health = await response.json()
+            assert response.status == 200 and health["state"] == {"backend": "redis", "available": False}
+            server.start()  # back (empty: no persistence): what was kept meanwhile is written
+            store = RedisStore(server.url, "isogate:")
+            await store.open()
+            try:
+                for _ in range(50):  # bounded: caught up within 5 s
+                    held = await store.fetch(["trudy"])
+                    if held and held["trudy"].total == 20:
+                        break
+                    await asyncio.sleep(0.1)
+                assert held["trudy"].total == 20
+            finally:
+                await store.aclose()
+    finally:
+        first.stop()
+        second.stop()
+        server.stop()
+
+
+async def test_a_gateway_starts_and_serves_when_its_store_is_down(tmp_path: Path) -> None:
+    with redis_server() as gone:
+        url = gone.url
+    gateway = Process(tmp_path, {"backend": "redis", "url": url, "flush_ms": 100})
+    await gateway.start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            await send(session, gateway, "eve")
+            async with session.get(f"{gateway.url}/healthz") as response:
+                assert response.status == 200 and (await response.json())["state"]["available"] is False
+    finally:
+        gateway.stop()

@@ -1,0 +1,100 @@
+"""The entity state stores, for real: a SQLite file and a redis-server on 127.0.0.1. What one gateway adds is
+added to what another added (nothing overwritten), the window keeps the newest outcomes, and the most
+recently seen entities come back first."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+from storeenv import redis_server
+
+from proxy.stats import EntityStats, Outcome
+from proxy.store.base import Store, StoreUnavailable
+from proxy.store.redis import RedisStore
+from proxy.store.sqlite import SqliteStore
+
+WINDOW = 5
+
+
+def figures(*statuses: int, violations: int = 0) -> EntityStats:
+    made = EntityStats()
+    for status in statuses:
+        made.add(Outcome("e", status, "thread", "low", 1.0, 2.0), WINDOW)
+    made.violations = violations
+    return made
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+async def stores(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Callable[[], Store]]:
+    """Makes stores that share one backing store, as gateways would."""
+    made: list[Store] = []
+    if request.param == "sqlite":
+
+        def make() -> Store:
+            made.append(SqliteStore(tmp_path / "state.db"))
+            return made[-1]
+
+        yield make
+    else:
+        with redis_server() as server:
+
+            def make() -> Store:
+                made.append(RedisStore(server.url, "test:"))
+                return made[-1]
+
+            yield make
+    for store in made:
+        await store.aclose()
+
+
+def view(found: EntityStats) -> tuple[int, int, int, int, int, int]:
+    return found.total, found.failed, found.violations, found.recent, found.recent_bits, found.executed
+
+
+async def test_updates_add_up_and_the_window_keeps_the_newest(stores: Callable[[], Store]) -> None:
+    store = stores()
+    await store.open()
+    assert await store.fetch(["alice"]) == {}
+    await store.add({"alice": figures(200, 500, 200), "bob": figures(403)}, WINDOW)
+    await store.add({"alice": figures(500, 500, 500, violations=1)}, WINDOW)
+    found = await store.fetch(["alice", "bob", "nobody"])
+    # alice: 6 outcomes (200 500 200 500 500 500), the window keeps the newest 5 -> bits 10111
+    assert view(found["alice"]) == (6, 4, 1, 5, 0b10111, 6)
+    assert view(found["bob"]) == (1, 1, 0, 1, 0b1, 1) and "nobody" not in found
+    assert found["alice"].exec_ms_total == pytest.approx(12.0)
+
+
+async def test_two_gateways_adding_at_once_lose_nothing(stores: Callable[[], Store]) -> None:
+    first, second = stores(), stores()
+    await asyncio.gather(first.open(), second.open())
+    for _ in range(20):  # bounded: 40 batches, interleaved
+        await asyncio.gather(
+            first.add({"carol": figures(200, 500)}, WINDOW), second.add({"carol": figures(200)}, WINDOW)
+        )
+    found = (await first.fetch(["carol"]))["carol"]
+    assert (found.total, found.failed, found.recent) == (60, 20, WINDOW)
+
+
+async def test_the_most_recently_seen_come_back_oldest_first(stores: Callable[[], Store]) -> None:
+    store = stores()
+    await store.open()
+    for name in ("a", "b", "c", "d"):
+        await store.add({name: figures(200)}, WINDOW)
+        await asyncio.sleep(0.01)
+    await store.add({"b": figures(200)}, WINDOW)
+    assert list(await store.recent(3)) == ["c", "d", "b"]
+
+
+async def test_an_unreachable_store_says_so() -> None:
+    with redis_server() as server:
+        url = server.url
+    store = RedisStore(url, "test:")  # its server is gone
+    with pytest.raises(StoreUnavailable, match="redis"):
+        await store.open()
+    locked = SqliteStore(Path("/proc/isogate-cannot-be-here.db"))
+    with pytest.raises(StoreUnavailable):
+        await locked.open()
+    await locked.aclose()
