@@ -95,6 +95,9 @@ class AuthConfig:
     leeway_s: int = 0
     require_exp: bool = True  # a token without `exp` would be valid forever
     max_token_lifetime_s: int = 86400  # exp - iat (or exp - now); 0: no cap
+    anonymous_ipv6_prefix: int = (
+        64  # anonymous IPv6 callers: one entity per network of this size (128: per address)
+    )
 
     def __post_init__(self) -> None:
         algs = set(self.algorithms)
@@ -106,6 +109,7 @@ class AuthConfig:
         require(not (hmac and public), "algorithms", "cannot mix HMAC and public-key algorithms")
         require(0 <= self.leeway_s <= MAX_LEEWAY_S, "leeway_s", f"must be within 0..{MAX_LEEWAY_S}")
         require(self.max_token_lifetime_s >= 0, "max_token_lifetime_s", "must be >= 0")
+        require(32 <= self.anonymous_ipv6_prefix <= 128, "anonymous_ipv6_prefix", "must be within 32..128")
         if public:
             require(bool(self.public_key.strip()), "public_key", "required for " + ", ".join(public))
             return

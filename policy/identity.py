@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -54,19 +55,31 @@ def client_ip(peer: str | None, forwarded_for: str | None, trusted_proxies: IpSe
     return address
 
 
-def identify(claims: Mapping[str, object] | None, ip: str, trusted_ip: bool = False) -> Identity:
-    """Identity from verified JWT claims, or the anonymous identity of `ip`.
+def anonymous_entity(ip: str, ipv6_prefix: int = 128) -> str:
+    """An anonymous caller's entity: its IPv4 address, or its IPv6 address's /`ipv6_prefix` network (one
+    host holds a whole /64: one entity per address would let it be new, unlimited times)."""
+    address = parse_address(ip)
+    if not isinstance(address, ipaddress.IPv6Address) or ipv6_prefix >= 128:
+        return ip
+    return str(ipaddress.IPv6Network((address, ipv6_prefix), strict=False))
+
+
+def identify(
+    claims: Mapping[str, object] | None, ip: str, trusted_ip: bool = False, ipv6_prefix: int = 128
+) -> Identity:
+    """Identity from verified JWT claims, or the anonymous identity of `ip` (see anonymous_entity).
 
     An address in `ip_lists.trusted` makes its callers trusted, unless a token says otherwise.
     """
     default = Trust.TRUSTED if trusted_ip else Trust.UNSPECIFIED
     if claims is None:
-        return Identity(ip, authenticated=False, trust=Trust.TRUSTED if trusted_ip else Trust.UNTRUSTED)
+        anonymous = Trust.TRUSTED if trusted_ip else Trust.UNTRUSTED
+        return Identity(anonymous_entity(ip, ipv6_prefix), authenticated=False, trust=anonymous)
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip() or len(sub) > 256:
         raise InvalidClaims("claim 'sub' must be a non-empty string of at most 256 characters")
-    if parse_address(sub) is not None:  # anonymous callers are named by their address: never share it
-        raise InvalidClaims("claim 'sub' must not be an IP address")
+    if parse_address(sub) is not None or _is_network(sub):  # anonymous callers' names: never share them
+        raise InvalidClaims("claim 'sub' must not be an IP address or network")
     trust = claims.get("trust", default.value)
     if trust not in {Trust.TRUSTED.value, Trust.UNTRUSTED.value, Trust.UNSPECIFIED.value}:
         raise InvalidClaims("claim 'trust' must be 'trusted' or 'untrusted'")
@@ -76,3 +89,11 @@ def identify(claims: Mapping[str, object] | None, ip: str, trusted_ip: bool = Fa
         trust=Trust(str(trust)),
         is_admin=claims.get("role") == "admin",
     )
+
+
+def _is_network(text: str) -> bool:
+    try:
+        ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return False
+    return True

@@ -26,11 +26,11 @@ _REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
 def authenticate(authorization: str | None, ip: str, auth: AuthConfig, trusted_ip: bool = False) -> Identity:
     """The caller's identity: from a verified bearer token, or anonymous (the client IP) without one."""
     if authorization is None:
-        return identify(None, ip, trusted_ip)
+        return identify(None, ip, trusted_ip, auth.anonymous_ipv6_prefix)
     scheme, _, token = authorization.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization must be 'Bearer <token>'")
-    return identify(verify(token.strip(), auth), ip, trusted_ip)
+    return identify(verify(token.strip(), auth), ip, trusted_ip, auth.anonymous_ipv6_prefix)
 
 
 def verify(token: str, auth: AuthConfig) -> dict[str, object]:

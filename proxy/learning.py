@@ -55,7 +55,16 @@ class ProfileLearning:
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically: the config watcher must never read half a profile."""
+    """Write atomically and durably: the config watcher never reads half a profile, and after a crash the
+    file is the old one or the whole new one (data synced before the rename, the rename synced after)."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+    with open(partial, "w", encoding="utf-8") as out:
+        out.write(json.dumps(data, indent=1, sort_keys=True))
+        out.flush()
+        os.fsync(out.fileno())
     os.replace(partial, path)
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)

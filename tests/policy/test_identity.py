@@ -48,7 +48,32 @@ def test_claims(claims: dict[str, object], trust: Trust, admin: bool, untrusted:
 
 
 @pytest.mark.parametrize(
-    "claims", [{}, {"sub": ""}, {"sub": 5}, {"sub": "x" * 300}, {"sub": "u", "trust": "very"}]
+    ("ip", "prefix", "entity"),
+    [
+        ("1.2.3.4", 64, "1.2.3.4"),  # IPv4: the address
+        ("2001:db8:1:2:a:b:c:d", 64, "2001:db8:1:2::/64"),  # a host holds a whole /64
+        ("2001:db8:1:2:ffff::1", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:a:b:c:d", 48, "2001:db8:1::/48"),
+        ("2001:db8:1:2:a:b:c:d", 128, "2001:db8:1:2:a:b:c:d"),
+        ("::ffff:1.2.3.4", 64, "::ffff:1.2.3.4"),  # IPv4-mapped: an IPv4 caller, kept as given
+        ("unknown", 64, "unknown"),
+    ],
+)
+def test_anonymous_ipv6_callers_are_one_entity_per_network(ip: str, prefix: int, entity: str) -> None:
+    assert identify(None, ip, ipv6_prefix=prefix).entity_id == entity
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {},
+        {"sub": ""},
+        {"sub": 5},
+        {"sub": "x" * 300},
+        {"sub": "u", "trust": "very"},
+        {"sub": "1.2.3.4"},
+        {"sub": "2001:db8:1:2::/64"},  # an anonymous entity's name: a token must not take its history
+    ],
 )
 def test_bad_claims_are_rejected(claims: dict[str, object]) -> None:
     with pytest.raises(InvalidClaims):
