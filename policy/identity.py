@@ -78,7 +78,7 @@ def identify(
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip() or len(sub) > 256:
         raise InvalidClaims("claim 'sub' must be a non-empty string of at most 256 characters")
-    if parse_address(sub) is not None or _is_network(sub):  # anonymous callers' names: never share them
+    if parse_address(sub) is not None or ("/" in sub and _is_network(sub)):  # anonymous callers' names
         raise InvalidClaims("claim 'sub' must not be an IP address or network")
     trust = claims.get("trust", default.value)
     if trust not in {Trust.TRUSTED.value, Trust.UNTRUSTED.value, Trust.UNSPECIFIED.value}:

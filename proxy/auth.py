@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 
 import jwt
 
@@ -23,14 +24,65 @@ _REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
 )
 
 
-def authenticate(authorization: str | None, ip: str, auth: AuthConfig, trusted_ip: bool = False) -> Identity:
+def authenticate(
+    authorization: str | None,
+    ip: str,
+    auth: AuthConfig,
+    trusted_ip: bool = False,
+    verified: TokenCache | None = None,
+) -> Identity:
     """The caller's identity: from a verified bearer token, or anonymous (the client IP) without one."""
     if authorization is None:
         return identify(None, ip, trusted_ip, auth.anonymous_ipv6_prefix)
     scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Authorization must be 'Bearer <token>'")
-    return identify(verify(token.strip(), auth), ip, trusted_ip, auth.anonymous_ipv6_prefix)
+    claims = verified.get(token, auth) if verified is not None else None
+    if claims is None:
+        claims = verify(token, auth)
+        if verified is not None:
+            verified.put(token, claims, auth)
+    return identify(claims, ip, trusted_ip, auth.anonymous_ipv6_prefix)
+
+
+class TokenCache:
+    """Claims of tokens already verified, by the token's exact text (signature included: a token changed
+    in any byte is verified afresh), until its `exp`. Bounded (least recently used go first), and emptied
+    when the auth settings change (a rotated key, another audience): nothing verified under the old ones
+    is believed under the new."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._auth: AuthConfig | None = None
+        self._claims: OrderedDict[str, tuple[float, dict[str, object]]] = OrderedDict()
+
+    def _under(self, auth: AuthConfig) -> None:
+        if auth is not self._auth:
+            if auth != self._auth:
+                self._claims.clear()
+            self._auth = auth
+
+    def get(self, token: str, auth: AuthConfig) -> dict[str, object] | None:
+        self._under(auth)
+        found = self._claims.get(token)
+        if found is None:
+            return None
+        if time.time() >= found[0]:
+            del self._claims[token]
+            return None
+        self._claims.move_to_end(token)
+        return found[1]
+
+    def put(self, token: str, claims: dict[str, object], auth: AuthConfig) -> None:
+        """Keep `claims`, which `token` was verified to carry under `auth`."""
+        self._under(auth)
+        exp = claims.get("exp")
+        if not isinstance(exp, int | float):
+            return  # valid forever would be cached forever: verified each time instead
+        self._claims[token] = (float(exp), claims)
+        while len(self._claims) > self.size:
+            self._claims.popitem(last=False)
 
 
 def verify(token: str, auth: AuthConfig) -> dict[str, object]:

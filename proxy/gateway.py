@@ -18,6 +18,7 @@ from policy.risk import Factor, RiskScore
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry
 from pool.settings import Settings
+from proxy.auth import TokenCache
 from proxy.code import Code
 from proxy.dispatch import Dispatch, settings_of
 from proxy.forward import Forwarder
@@ -39,6 +40,7 @@ class Gateway:
     forwarder: Forwarder
     base_dir: Path = field(default_factory=Path.cwd)  # config.yaml's folder: relative paths start there
     state: StateSync | None = None  # entity history kept in a store (None: this process's table only)
+    tokens: TokenCache = field(default_factory=TokenCache)  # verified bearer tokens, until their exp
     started: float = field(default_factory=time.time)
 
     @classmethod

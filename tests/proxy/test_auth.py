@@ -2,6 +2,7 @@
 
 import base64
 import time
+from typing import Any
 
 import jwt
 import orjson
@@ -9,7 +10,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import SECRET, Gateway, token
+from conftest import BASE, SECRET, Gateway, make_config, token
+from proxy.auth import TokenCache, verify
 
 ROUTES = [{"path": "/echo", "handler": "echo"}]
 RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -159,3 +161,38 @@ def test_leeway_is_capped(leeway: int, ok: bool) -> None:
     else:
         with pytest.raises(ConfigError, match="auth.leeway_s: must be within 0..300"):
             make_config({"auth": {"leeway_s": leeway}})
+
+
+# Verified tokens are cached by their exact text until exp: what the cache must never do.
+
+
+def test_the_token_cache_holds_a_token_only_until_its_exp_and_only_under_the_same_settings() -> None:
+    auth = make_config().auth
+    cache = TokenCache(size=2)
+    good = token("carol")
+    claims = verify(good, auth)
+    cache.put(good, claims, auth)
+    assert cache.get(good, auth) is claims
+    assert cache.get(good[:-2] + "xx", auth) is None  # any other text: verified afresh
+    cache.put("stale", {"sub": "s", "exp": time.time() - 1}, auth)
+    assert cache.get("stale", auth) is None  # past its exp: gone
+    rotated = make_config({"auth": {"secret_key": "a-rotated-secret-of-sufficient-length-42"}}).auth
+    assert cache.get(good, rotated) is None and cache.get(good, auth) is None  # new settings: emptied
+    for name in ("a", "b", "c"):
+        cache.put(name, {"sub": name, "exp": time.time() + 60}, auth)
+    assert [cache.get(name, auth) is not None for name in ("a", "b", "c")] == [False, True, True]
+    cache.put("forever", {"sub": "f"}, auth)  # no exp (require_exp off): never cached
+    assert cache.get("forever", auth) is None
+
+
+async def test_a_cached_token_is_refused_once_the_key_is_rotated(live: Any) -> None:
+    client, files = await live({**BASE, "routes": [{"path": "/echo", "handler": "echo"}]})
+    caller = {"Authorization": f"Bearer {token('dave')}"}
+    assert (await client.get("/echo", headers=caller)).status == 200
+    assert (await client.get("/echo", headers=caller)).status == 200  # from the cache
+    files.write({**BASE, "auth": {"secret_key": "a-rotated-secret-of-sufficient-length-42"}})
+    admin = {"Authorization": f"Bearer {token('ops', role='admin')}"}  # the key that still serves
+    status = (await client.post("/admin/reload", headers=admin)).status
+    assert status in (200, 401)  # 401: the watcher applied the new key first
+    refused = await client.get("/echo", headers=caller)
+    assert refused.status == 401 and "signature" in (await refused.json())["detail"]
