@@ -2,13 +2,22 @@
 
 import asyncio
 import time
+from typing import NamedTuple
 
 import pytest
 
 from handlers import Request, Response
 from pool.base import ExecutionTimeout, HandlerFailed, Job
 from pool.registry import HandlerRegistry, UnknownHandler
+from pool.settings import Settings
 from pool.thread import ThreadExecutor
+from pool.workload import Workload
+
+
+class Limits(NamedTuple):
+    min_workers: int
+    max_workers: int
+    max_queue: int
 
 
 @pytest.fixture
@@ -77,3 +86,30 @@ def test_only_handle_functions_of_modules_in_the_package_can_be_loaded(name: str
 def test_an_unimportable_package_is_refused() -> None:
     with pytest.raises(UnknownHandler):
         HandlerRegistry("no_such_package_here")
+
+
+async def test_sys_exit_in_a_handler_is_a_handler_error_and_the_pool_serves_on(
+    executor: ThreadExecutor,
+) -> None:
+    with pytest.raises(HandlerFailed, match="RuntimeError"):
+        await executor.run(job("sys_exit"))
+    assert (await executor.run(job("echo"))).status == 200 and executor.busy == 0
+
+
+async def test_resizing_starts_workers_as_needed_and_ends_extra_ones_after_their_job() -> None:
+    executor = ThreadExecutor(HandlerRegistry("probe_handlers"), min_workers=1, max_workers=1)
+    try:
+        assert executor.status() == {"available": True, "size": 1, "busy": 0} and executor._workers == 1
+        executor.reconfigure(Settings(Limits(1, 3, 8), None, Workload()))  # type: ignore[arg-type]
+        running = [asyncio.create_task(executor.run(job("sleep", s="0.4"))) for _ in range(3)]
+        await asyncio.sleep(0.2)
+        assert (executor._workers, executor.busy) == (3, 3)  # all three at once
+        executor.reconfigure(Settings(Limits(1, 1, 8), None, Workload()))  # type: ignore[arg-type]
+        assert all(r.status == 200 for r in await asyncio.gather(*running))  # not cut
+        for _ in range(100):  # bounded: the two extra workers end once free
+            if executor._workers == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert executor._workers == 1 and (await executor.run(job("echo"))).status == 200
+    finally:
+        await executor.aclose()
