@@ -62,6 +62,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/upstream.py
 	$(BIN)/python bench/replica.py
 	$(BIN)/python bench/apps.py
+	$(BIN)/python bench/churn.py
 	scripts/gvisor.sh
 	$(BIN)/python bench/runtimes.py
 

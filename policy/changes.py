@@ -13,6 +13,7 @@ RESTART_KEYS = (
     "server.port",
     "server.watch_config",
     "server.watch_code",
+    "server.workers",
     "handlers_package",
     "docker.enabled",
     "docker.host",

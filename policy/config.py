@@ -67,9 +67,8 @@ class ServerConfig:
     watch_config: bool = (
         True  # reload when config.yaml or a list file changes (SIGHUP and the API always work)
     )
-    watch_code: bool = (
-        False  # also reload when a handler's or an app's .py file changes (checked each second)
-    )
+    watch_code: bool = False  # also reload when a handler's or an app's .py file changes (each second)
+    workers: int | str = 1  # gateway processes on one port (SO_REUSEPORT), or "auto": one per core
     proxies: IpSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -82,6 +81,11 @@ class ServerConfig:
         require(self.min_body_rate >= 1, "min_body_rate", "must be >= 1")
         require(self.max_connections >= 1, "max_connections", "must be >= 1")
         require(self.max_connections_per_ip >= 1, "max_connections_per_ip", "must be >= 1")
+        require(
+            self.workers == "auto" or (isinstance(self.workers, int) and 1 <= self.workers <= 256),
+            "workers",
+            "expected a number of processes (1..256) or auto",
+        )
         derive(self, "proxies", ip_set("trusted_proxies", self.trusted_proxies))
 
 

@@ -14,6 +14,7 @@ from policy.errors import ConfigError
 from proxy.app import create_app
 from proxy.loader import ConfigSource, load, load_factors
 from proxy.server import serve
+from proxy.workers import count, supervise
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -21,14 +22,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", default="config.yaml", help="policy file (default: config.yaml)")
     parser.add_argument("--host", help="listen address (overrides server.host)")
     parser.add_argument("--port", type=int, help="listen port (overrides server.port)")
+    parser.add_argument("--worker", type=worker_arg, help=argparse.SUPPRESS)  # I/N, set by the supervisor
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     server = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    env = dict(os.environ)
+    worker = args.worker or (0, 1)
     try:
-        loaded = load(
-            ConfigSource(Path(args.config), dict(os.environ), {"server": server} if server else None)
-        )
+        loaded = load(ConfigSource(Path(args.config), env, {"server": server} if server else None, worker))
         config = loaded.config
+        workers = count(config.server.workers)
+        if workers > 1 and args.worker is None:  # this process supervises; the workers serve
+            sys.exit(supervise(sys.argv[1:] if argv is None else argv, workers, env))
         app = create_app(config, load_factors(loaded), source=loaded)
     except ConfigError as exc:
         sys.exit(f"isogate: refusing to start: {exc}")
@@ -39,7 +44,14 @@ def main(argv: list[str] | None = None) -> None:
     ready = lambda: logging.getLogger("isogate").info(  # noqa: E731
         "listening on http://%s:%d (mode %s)", host, port, config.execution_mode.value
     )
-    uvloop.run(serve(app, host, port, ready))
+    uvloop.run(serve(app, host, port, ready, reuse_port=worker[1] > 1))
+
+
+def worker_arg(text: str) -> tuple[int, int]:
+    index, _, total = text.partition("/")
+    if not (index.isdigit() and total.isdigit() and int(index) < int(total)):
+        raise argparse.ArgumentTypeError("expected INDEX/COUNT")
+    return int(index), int(total)
 
 
 if __name__ == "__main__":

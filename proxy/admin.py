@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 from aiohttp import web
@@ -13,7 +14,7 @@ from proxy.auth import authenticate
 from proxy.egress import json_response
 from proxy.errors import Forbidden, MissingToken
 from proxy.gateway import GATEWAY, Gateway
-from proxy.reload import RELOADER
+from proxy.reload import RELOADER, SOURCE
 from proxy.stats import EntityStats
 
 
@@ -93,9 +94,12 @@ async def reload_config(request: web.Request) -> web.Response:
 async def gateway_stats(request: web.Request) -> web.Response:
     _admin(request)
     gw = request.app[GATEWAY]
+    source = request.app.get(SOURCE)
+    worker = source.source.worker if source is not None else (0, 1)  # each worker answers for itself
     return json_response(
         {
             "uptime_s": round(time.time() - gw.started, 1),
+            "worker": {"index": worker[0], "of": worker[1], "pid": os.getpid()},
             "execution_mode": gw.config.execution_mode.value,
             "config": gw.live.status(),
             **gw.stats.snapshot(),

@@ -22,6 +22,7 @@ from policy.errors import ConfigError
 from policy.parse import list_files, parse_config
 from policy.profile import Profile, fit
 from policy.risk import Factor, profile_factor
+from policy.workers import worker_slice
 
 DEFAULT_PATH = Path("config.yaml")
 
@@ -33,6 +34,7 @@ class ConfigSource:
     path: Path
     env: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     overrides: Mapping[str, Any] | None = None
+    worker: tuple[int, int] = (0, 1)  # (index, count): this process's share (policy.workers)
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,9 @@ def load(source: ConfigSource) -> Loaded:
         texts[name] = _read(path, f"ip list file {name}")
         digest.update(texts[name].encode())
     try:
-        config = parse_config(mapping, secret_from_file(source.env), source.overrides, texts)
+        config = worker_slice(
+            parse_config(mapping, secret_from_file(source.env), source.overrides, texts), *source.worker
+        )
     except ConfigError as exc:
         line = line_of(text, exc.path)
         if line is None:

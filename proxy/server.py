@@ -165,8 +165,11 @@ class GatewayRunner(web.AppRunner):
         return server
 
 
-async def serve(app: web.Application, host: str, port: int, ready: Callable[[], Any]) -> None:
-    """Serve `app` on host:port until SIGINT or SIGTERM, then shut down cleanly."""
+async def serve(
+    app: web.Application, host: str, port: int, ready: Callable[[], Any], *, reuse_port: bool = False
+) -> None:
+    """Serve `app` on host:port until SIGINT or SIGTERM, then shut down cleanly (with `reuse_port`, one of
+    several worker processes listening on the same port: the kernel spreads connections between them)."""
     # Every request already gets one structured line; a handler whose client left is cancelled (a request
     # waiting for a container or a thread leaves the queue; one already running finishes, see pool/).
     runner = GatewayRunner(app, access_log=None, handler_cancellation=True)
@@ -176,7 +179,7 @@ async def serve(app: web.Application, host: str, port: int, ready: Callable[[], 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
         ready()
         await stop.wait()
     finally:
