@@ -63,6 +63,7 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/replica.py
 	$(BIN)/python bench/apps.py
 	$(BIN)/python bench/churn.py
+	$(BIN)/python bench/throughput.py
 	scripts/gvisor.sh
 	$(BIN)/python bench/runtimes.py
 

@@ -87,10 +87,10 @@ async def churn(backend: str, callers: int, tmp: Path, env: dict[str, str]) -> d
     }
 
 
-async def main(callers: int) -> None:
+async def main(callers: int, backends: list[str]) -> None:
     env = bench_env()
     tmp = Path(tempfile.mkdtemp(prefix="isogate-churn-"))
-    runs = [await churn(backend, callers, tmp, env) for backend in ("memory", "sqlite")]
+    runs = [await churn(backend, callers, tmp, env) for backend in backends]
     lines = [
         f"Identity churn, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {callers:,} distinct"
         f" anonymous callers, GET /echo, 64 at a time, thread mode, limits.memory_limit_mb {LIMIT_MB}.",
@@ -116,4 +116,6 @@ if __name__ == "__main__":
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--callers", type=int, default=200_000)
-    asyncio.run(main(parser.parse_args().callers))
+    parser.add_argument("--backends", nargs="+", default=["memory", "sqlite"])
+    args = parser.parse_args()
+    asyncio.run(main(args.callers, args.backends))

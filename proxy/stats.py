@@ -135,8 +135,9 @@ class Stats:
         unwritten = self.pending.get(entity) if self.pending is not None else None
         if unwritten is not None:
             figures.merge(unwritten, self._window)
-        self._touch(entity)
-        self._entities[entity] = figures
+        kept = self._touch(entity)  # updated in place: replacing objects by the thousand fragments the heap
+        for name in EntityStats.__slots__:
+            setattr(kept, name, getattr(figures, name))
 
     def _changed(self, entity: str) -> EntityStats | None:
         if self.pending is None:

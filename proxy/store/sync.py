@@ -14,6 +14,7 @@ from proxy.stats import EntityStats, Stats
 from proxy.store.base import Store, StoreUnavailable
 
 log = logging.getLogger("isogate.state")
+MIN_GAP_S = 0.05  # between two syncs, however often a miss asks for one
 
 
 class StateSync:
@@ -55,6 +56,7 @@ class StateSync:
                 await self.sync()
             except Exception:  # a bug here must not end syncing for the gateway's life
                 log.exception("entity state sync failed")
+            await asyncio.sleep(MIN_GAP_S)  # callers new by the thousand a second wake it once per gap
 
     async def sync(self) -> None:
         """Write the updates since the last sync, then read back the entities they concern and the ones
