@@ -48,38 +48,45 @@ class ThreadExecutor:
         self._jobs: SimpleQueue[_Work | None] = SimpleQueue()  # None: one worker too many, it ends
         self._lock = threading.Lock()
         self._workers = 0
-        self._idle = 0  # workers waiting for a job
-        for _ in range(min(min_workers, max_workers)):
-            self._start_worker()
+        self._idle = 0  # workers free for a job (started ones included: they will be)
+        self._queued = 0  # jobs put in the queue and not taken yet
+        with self._lock:
+            for _ in range(min(min_workers, max_workers)):
+                self._start_worker()
 
     def _start_worker(self) -> None:
+        """Called with the lock held."""
         self._workers += 1
+        self._idle += 1
         threading.Thread(target=self._work, name="isogate-handler", daemon=True).start()
 
     def _work(self) -> None:
         while True:
-            with self._lock:
-                self._idle += 1
             work = self._jobs.get()
             with self._lock:
                 self._idle -= 1
                 if work is None:
                     self._workers -= 1
                     return
-                if work.dropped:
-                    continue
-                work.started = True
-            result: Response | Exception
-            try:
-                result = to_response(work.handle(work.request))
-            except Exception as exc:  # the handler's: the caller gets it
-                result = exc
-            except BaseException as exc:  # SystemExit and the like: a failed handler, not a gateway exit
-                result = RuntimeError(f"the handler raised {type(exc).__name__}")
-            try:
-                work.loop.call_soon_threadsafe(self._ended, work, result)
-            except RuntimeError:  # the gateway's loop is closed: nobody waits any more
-                return
+                self._queued -= 1
+                work.started = not work.dropped
+            if work.started:
+                self._run(work)
+            with self._lock:
+                self._idle += 1
+
+    def _run(self, work: _Work) -> None:
+        result: Response | Exception
+        try:
+            result = to_response(work.handle(work.request))
+        except Exception as exc:  # the handler's: the caller gets it
+            result = exc
+        except BaseException as exc:  # SystemExit and the like: a failed handler, not a gateway exit
+            result = RuntimeError(f"the handler raised {type(exc).__name__}")
+        try:
+            work.loop.call_soon_threadsafe(self._ended, work, result)
+        except RuntimeError:  # the gateway's loop is closed: nobody waits any more
+            pass
 
     def _ended(self, work: _Work, result: Response | Exception) -> None:
         self.busy -= 1
@@ -127,7 +134,8 @@ class ThreadExecutor:
         loop = asyncio.get_running_loop()
         work = _Work(handle, request, loop)
         with self._lock:
-            if self._idle <= self._jobs.qsize() and self._workers < self.size:
+            self._queued += 1
+            if self._queued > self._idle and self._workers < self.size:
                 self._start_worker()
         self._jobs.put(work)
         try:
