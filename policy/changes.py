@@ -20,6 +20,7 @@ RESTART_KEYS = (
     "docker.pool_name",
     "stats",
     "state",
+    "metrics",
     "risk.history_window",
 )
 

@@ -420,6 +420,23 @@ class StateConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MetricsConfig:
+    """`GET /metrics` in Prometheus's text format: on the gateway's port for admin tokens (`listen` empty),
+    or on a listener of its own with no token (`listen: HOST:PORT`: bind it where only the scraper reaches)."""
+
+    enabled: bool = True
+    listen: str = ""
+
+    def __post_init__(self) -> None:
+        host, _, port = self.listen.rpartition(":")
+        require(
+            not self.listen or (bool(host) and port.isdigit() and 0 < int(port) < 65536),
+            "listen",
+            "expected HOST:PORT, e.g. 127.0.0.1:9464",
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole policy. Replace it whole; never mutate it."""
 
@@ -435,6 +452,7 @@ class Config:
     ip_lists: IpListsConfig = field(default_factory=IpListsConfig)
     stats: StatsConfig = field(default_factory=StatsConfig)
     state: StateConfig = field(default_factory=StateConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
     routes: tuple[RouteConfig, ...] = ()
     upstream_pool: UpstreamPoolConfig = field(default_factory=UpstreamPoolConfig)
     apps: dict[str, AppConfig] = field(default_factory=dict)

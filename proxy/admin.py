@@ -8,12 +8,13 @@ import time
 from aiohttp import web
 
 from policy.config import Mode
-from policy.errors import IsogateError
+from policy.errors import IsogateError, NotFound
 from policy.identity import Identity
 from proxy.auth import authenticate
 from proxy.egress import json_response
 from proxy.errors import Forbidden, MissingToken
 from proxy.gateway import GATEWAY, Gateway
+from proxy.metrics import CONTENT_TYPE
 from proxy.reload import RELOADER, SOURCE
 from proxy.stats import EntityStats
 
@@ -23,6 +24,7 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/api/stats", entity_stats)
     router.add_get("/stats", gateway_stats)
     router.add_post("/admin/reload", reload_config)
+    router.add_get("/metrics", admin_metrics)
 
 
 class NoConfigFile(IsogateError):
@@ -89,6 +91,20 @@ async def reload_config(request: web.Request) -> web.Response:
     outcome = await reloader.reload("admin")
     body = {"status": outcome.status, "generation": outcome.generation, "detail": outcome.detail}
     return json_response(body, 422 if outcome.status == "invalid" else 200)
+
+
+async def admin_metrics(request: web.Request) -> web.Response:
+    """Prometheus's text format, for admin tokens (metrics.listen empty; else only on that listener)."""
+    gw = request.app[GATEWAY]
+    metrics = gw.config.metrics
+    if not metrics.enabled or metrics.listen:
+        raise NotFound("no route for /metrics here (metrics.enabled, metrics.listen)")
+    _admin(request)
+    return metrics_response(gw)
+
+
+def metrics_response(gw: Gateway) -> web.Response:
+    return web.Response(body=gw.metrics.scrape(), headers={"Content-Type": CONTENT_TYPE})
 
 
 async def gateway_stats(request: web.Request) -> web.Response:

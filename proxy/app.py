@@ -41,6 +41,7 @@ from proxy.store.sync import StateSync
 from proxy.websocket import is_upgrade, relay_websocket
 
 log = logging.getLogger("isogate")
+METRICS_SAMPLE_S = 1.0
 
 
 async def gateway_view(request: web.Request) -> web.StreamResponse:
@@ -183,7 +184,9 @@ def create_app(
     app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
     app[GATEWAY] = gateway
     # entity_state first: cleaned up last, once every request is done (its last updates are written).
-    app.cleanup_ctx.extend([entity_state, thread_executor, docker_executor, memory_monitor, upstream_client])
+    app.cleanup_ctx.extend(
+        [entity_state, thread_executor, docker_executor, memory_monitor, upstream_client, metrics_sampler]
+    )
     app.on_response_prepare.append(stamp)
     if source is not None:
         app[SOURCE] = source
@@ -259,6 +262,58 @@ async def upstream_client(app: web.Application) -> AsyncIterator[None]:
     await gw.forwarder.start()
     yield
     await gw.forwarder.aclose()
+
+
+async def metrics_sampler(app: web.Application) -> AsyncIterator[None]:
+    """Pools, the thread pool, the entity table and the store, sampled for /metrics once a second; with
+    `metrics.listen`, /metrics on a listener of its own (no token: bind it where only the scraper reaches)."""
+    gw = app[GATEWAY]
+    if not gw.config.metrics.enabled:
+        yield
+        return
+
+    async def sample() -> None:
+        while True:
+            take_sample(gw)
+            await asyncio.sleep(METRICS_SAMPLE_S)
+
+    task = asyncio.create_task(sample(), name="isogate-metrics")
+    listener = await metrics_listener(gw) if gw.config.metrics.listen else None
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    if listener is not None:
+        await listener.cleanup()
+
+
+def take_sample(gw: Gateway) -> None:
+    metrics, dispatch = gw.metrics, gw.dispatch
+    containers = dispatch.executors.get(Mode.DOCKER)
+    if containers is not None:
+        metrics.pool("handlers", containers.status())
+    for pool in dispatch.replicas.pools.values() if dispatch.replicas is not None else ():
+        metrics.pool(pool.name, pool.status())
+    threads = dispatch.executors.get(Mode.THREAD)
+    metrics.threads_busy.set(int(str(threads.status()["busy"])) if threads is not None else 0)
+    metrics.entities.set(gw.stats.tracked)
+    if gw.state is not None:
+        metrics.store_up.set(1 if gw.state.available else 0)
+        metrics.store_lag.set(time.time() - gw.state.last_sync if gw.state.last_sync else 0)
+
+
+async def metrics_listener(gw: Gateway) -> web.AppRunner:
+    host, _, port = gw.config.metrics.listen.rpartition(":")
+
+    async def scrape(request: web.Request) -> web.Response:
+        return admin.metrics_response(gw)
+
+    exporter = web.Application()
+    exporter.router.add_get("/metrics", scrape)
+    runner = web.AppRunner(exporter, access_log=None)
+    await runner.setup()
+    workers = gw.config.server.workers != 1  # every worker binds it: any of them answers for all
+    await web.TCPSite(runner, host.strip("[]"), int(port), reuse_port=workers or None).start()
+    return runner
 
 
 async def memory_monitor(app: web.Application) -> AsyncIterator[None]:

@@ -25,6 +25,7 @@ from proxy.forward import Forwarder
 from proxy.learning import ProfileLearning
 from proxy.live import LiveConfig
 from proxy.memory import MemoryAccount, ThreadUse
+from proxy.metrics import Metrics
 from proxy.stats import Stats
 from proxy.store.sync import StateSync
 
@@ -41,6 +42,7 @@ class Gateway:
     base_dir: Path = field(default_factory=Path.cwd)  # config.yaml's folder: relative paths start there
     state: StateSync | None = None  # entity history kept in a store (None: this process's table only)
     tokens: TokenCache = field(default_factory=TokenCache)  # verified bearer tokens, until their exp
+    metrics: Metrics = field(default_factory=Metrics)
     started: float = field(default_factory=time.time)
 
     @classmethod

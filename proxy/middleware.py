@@ -89,6 +89,7 @@ def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResp
         trace.entity, response.status, mode.value if mode else REJECTED, band, elapsed_ms, trace.exec_ms
     )
     gateway.stats.record(outcome)
+    gateway.metrics.request(outcome.mode, trace.route, response.status, band, elapsed_ms / 1000)
     decision_log.info(
         orjson.dumps(
             {

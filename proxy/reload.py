@@ -58,6 +58,11 @@ class Reloader:
 
     async def reload(self, trigger: str) -> Outcome:
         """Load, validate and apply; an invalid source is recorded and changes nothing."""
+        outcome = await self._reload(trigger)
+        self._gateway.metrics.reloads.labels(outcome.status).inc()
+        return outcome
+
+    async def _reload(self, trigger: str) -> Outcome:
         gw = self._gateway
         live = gw.live
         async with self._lock:

@@ -106,6 +106,10 @@ class Stats:
     def window(self) -> int:
         return self._window
 
+    @property
+    def tracked(self) -> int:
+        return len(self._entities)
+
     def entity(self, entity: str) -> EntityStats | None:
         return self._entities.get(entity)
 

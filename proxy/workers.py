@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from types import FrameType
+
+from prometheus_client import multiprocess
 
 log = logging.getLogger("isogate.workers")
 POLL_S = 0.2
@@ -36,17 +40,24 @@ class Supervisor:
         self.pause: dict[int, float] = dict.fromkeys(range(workers), 0.0)
         self.due: dict[int, float] = {}  # worker index -> when to start it again
         self.stopping = False
+        self.metrics_dir = ""
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, self._stop)
         signal.signal(signal.SIGINT, self._stop)
         signal.signal(signal.SIGHUP, self._hangup)
-        for index in range(self.workers):
-            self._start(index)
-        while not self.stopping:
-            time.sleep(POLL_S)
-            self._watch()
-        return self._drain()
+        # The workers' /metrics values: files any worker reads at a scrape (prometheus-client multiprocess).
+        self.metrics_dir = tempfile.mkdtemp(prefix="isogate-metrics-")
+        self.env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
+        try:
+            for index in range(self.workers):
+                self._start(index)
+            while not self.stopping:
+                time.sleep(POLL_S)
+                self._watch()
+            return self._drain()
+        finally:
+            shutil.rmtree(self.metrics_dir, ignore_errors=True)
 
     def _start(self, index: int) -> None:
         argv = [*self.command, "--worker", f"{index}/{self.workers}"]
@@ -61,6 +72,7 @@ class Supervisor:
             if code is None:
                 continue
             del self.children[index]
+            multiprocess.mark_process_dead(child.pid, self.metrics_dir)  # type: ignore[no-untyped-call]
             young = now - self.born[index] < YOUNG_S
             self.pause[index] = min(MAX_PAUSE_S, max(POLL_S, self.pause[index] * 2)) if young else 0.0
             self.due[index] = now + self.pause[index]

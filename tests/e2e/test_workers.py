@@ -87,6 +87,15 @@ async def test_two_workers_serve_one_port_and_a_killed_one_is_replaced(tmp_path:
             for _ in range(20):  # every new connection is served, whichever worker takes it
                 async with session.get(f"{url}/echo") as response:
                     assert response.status == 200
+            for _ in range(4):  # /metrics from any worker counts every worker's requests
+                async with session.get(f"{url}/metrics", headers=ADMIN) as response:
+                    text = await response.text()
+                served = sum(
+                    float(line.rsplit(" ", 1)[1])
+                    for line in text.splitlines()
+                    if line.startswith("isogate_requests_total{") and 'route="/echo"' in line
+                )
+                assert served == 20, text
     finally:
         supervisor.terminate()
         supervisor.wait(timeout=30)

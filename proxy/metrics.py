@@ -1,0 +1,81 @@
+"""`GET /metrics` in Prometheus's text format (prometheus-client). Requests are counted as they finish; the
+pools, faults, the entity table and the store are sampled once a second. With worker processes every
+worker writes its values to PROMETHEUS_MULTIPROC_DIR (set by the supervisor) and whichever worker is asked
+answers for all of them."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+Mode = Literal["livesum", "livemin", "livemax"]  # how a gauge adds up across worker processes
+FAULTS = ("timeouts", "oom_kills", "crashes", "died_idle", "refused", "replaced")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.shared = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+        self.registry = CollectorRegistry()  # each gateway its own: tests run many in one process
+        into = None if self.shared else self.registry  # multiprocess values live in files, read at a scrape
+
+        def gauge(name: str, text: str, labels: Iterable[str] = (), mode: Mode = "livesum") -> Gauge:
+            return Gauge(name, text, list(labels), registry=into, multiprocess_mode=mode)
+
+        self.requests = Counter(
+            "isogate_requests", "Requests answered", ["mode", "route", "status", "band"], registry=into
+        )
+        self.latency = Histogram(
+            "isogate_request_duration_seconds",
+            "Time from the request's arrival to its answer",
+            ["mode"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=into,
+        )
+        self.faults = Counter("isogate_faults", "Container faults", ["pool", "kind"], registry=into)
+        self.reloads = Counter("isogate_reloads", "Config reloads by result", ["result"], registry=into)
+        self.containers = gauge("isogate_pool_containers", "Containers by state", ["pool", "state"])
+        self.engine_up = gauge("isogate_pool_available", "1 when the pool can run jobs", ["pool"], "livemin")
+        self.threads_busy = gauge("isogate_thread_pool_busy", "Thread jobs queued or running")
+        self.entities = gauge("isogate_entities_tracked", "Entities in the gateway's table")
+        self.store_up = gauge("isogate_state_available", "1 when the state store is reachable", (), "livemin")
+        self.store_lag = gauge(
+            "isogate_state_lag_seconds", "Seconds since the last sync with the store", (), "livemax"
+        )
+        self._counted: dict[tuple[str, str], int] = {}  # pool, kind -> the total already counted
+
+    def request(self, mode: str, route: str | None, status: int, band: str | None, seconds: float) -> None:
+        self.requests.labels(mode, route or "-", str(status), band or "-").inc()
+        self.latency.labels(mode).observe(seconds)
+
+    def pool(self, name: str, status: dict[str, Any]) -> None:
+        """A container pool's figures, as its status() reports them."""
+        for state in ("idle", "busy", "creating"):
+            self.containers.labels(name, state).set(int(status.get(state, 0)))
+        self.engine_up.labels(name).set(1 if status.get("available") else 0)
+        for kind in FAULTS:
+            total = int(status.get(kind, 0))
+            seen = self._counted.get((name, kind), 0)
+            if total > seen:
+                self.faults.labels(name, kind).inc(total - seen)
+            self._counted[(name, kind)] = total
+
+    def scrape(self) -> bytes:
+        if not self.shared:
+            return bytes(generate_latest(self.registry))
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return bytes(generate_latest(registry))
+
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
