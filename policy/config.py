@@ -86,6 +86,11 @@ class ServerConfig:
             "workers",
             "expected a number of processes (1..256) or auto",
         )
+        require(
+            self.workers == 1 or self.port != 0,
+            "workers",
+            "needs a fixed port: with port 0 every worker would listen on a port of its own",
+        )
         derive(self, "proxies", ip_set("trusted_proxies", self.trusted_proxies))
 
 
@@ -421,8 +426,9 @@ class StateConfig:
 
 @dataclass(frozen=True, slots=True)
 class MetricsConfig:
-    """`GET /metrics` in Prometheus's text format: on the gateway's port for admin tokens (`listen` empty),
-    or on a listener of its own with no token (`listen: HOST:PORT`: bind it where only the scraper reaches)."""
+    """`GET /metrics` in Prometheus's text format: on the gateway's port for admin tokens (`listen`
+    empty), or on a listener of its own with no token (`listen: HOST:PORT`: bind it where only the scraper
+    reaches)."""
 
     enabled: bool = True
     listen: str = ""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvloop
 
+from policy.config import StateBackend
 from policy.errors import ConfigError
 from proxy.app import create_app
 from proxy.loader import ConfigSource, load, load_factors
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> None:
         config = loaded.config
         workers = count(config.server.workers)
         if workers > 1 and args.worker is None:  # this process supervises; the workers serve
-            sys.exit(supervise(sys.argv[1:] if argv is None else argv, workers, env))
+            shared = config.state.backend is not StateBackend.MEMORY
+            sys.exit(supervise(sys.argv[1:] if argv is None else argv, workers, env, shared))
         app = create_app(config, load_factors(loaded), source=loaded)
     except ConfigError as exc:
         sys.exit(f"isogate: refusing to start: {exc}")

@@ -104,6 +104,11 @@ class Supervisor:
         return 0
 
 
-def supervise(argv: list[str], workers: int, env: dict[str, str]) -> int:
+def supervise(argv: list[str], workers: int, env: dict[str, str], shared_state: bool) -> int:
     """Run `workers` gateway processes of `argv` (this program's own arguments) until told to stop."""
+    if not shared_state:
+        log.warning(
+            "state.backend is memory: each of the %d workers knows only the callers sent to it (use sqlite)",
+            workers,
+        )
     return Supervisor([sys.executable, "-m", "proxy", *argv], workers, env).run()

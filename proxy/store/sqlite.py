@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable
@@ -56,10 +57,11 @@ class SqliteStore:
                 self._db.close()
                 self._db = None
             try:
+                os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))  # callers' ids: the owner's only
                 db = sqlite3.connect(
                     self.path, timeout=BUSY_MS / 1000, isolation_level=None, check_same_thread=False
                 )
-            except sqlite3.Error as exc:
+            except (OSError, sqlite3.Error) as exc:
                 raise StoreUnavailable(f"{self.path}: {exc}") from exc
             try:
                 db.execute("PRAGMA journal_mode=WAL")

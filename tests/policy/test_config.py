@@ -109,6 +109,12 @@ def test_secret_is_never_in_repr() -> None:
         ({"docker": {"warm_pool_size": 20}}, {}, "docker.warm_pool_size: must not exceed max_containers"),
         ({"docker": {"runtime": "runsc --debug"}}, {}, "docker.runtime: expected a runtime the engine knows"),
         ({"docker": {"requirements": "a\x00b"}}, {}, "docker.requirements: expected a file name"),
+        ({"server": {"workers": 2, "port": 0}}, {}, "server.workers: needs a fixed port"),
+        ({"server": {"workers": 0}}, {}, "server.workers: expected a number of processes"),
+        ({"metrics": {"listen": "9464"}}, {}, "metrics.listen: expected HOST:PORT"),
+        ({"state": {"flush_ms": 5}}, {}, "state.flush_ms: must be within 10..60000"),
+        ({"state": {"backend": "mongo"}}, {}, "state.backend"),
+        ({"auth": {"anonymous_ipv6_prefix": 8}}, {}, "auth.anonymous_ipv6_prefix: must be within 32..128"),
         ({"routes": [{"path": "/a"}]}, {}, "routes[0].handler: a route has one of handler, upstream or app"),
         (
             {"routes": [{"path": "/a", "handler": "echo", "upstream": "http://127.0.0.1:9000"}]},

@@ -78,6 +78,13 @@ async def test_two_gateways_adding_at_once_lose_nothing(stores: Callable[[], Sto
     assert (found.total, found.failed, found.recent) == (60, 20, WINDOW)
 
 
+async def test_the_sqlite_file_is_its_owners_only(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    await store.aclose()
+    assert (tmp_path / "state.db").stat().st_mode & 0o777 == 0o600  # the callers' ids and histories
+
+
 async def test_the_most_recently_seen_come_back_oldest_first(stores: Callable[[], Store]) -> None:
     store = stores()
     await store.open()
