@@ -415,6 +415,7 @@ class StateConfig:
     url: str = "redis://127.0.0.1:6379/0"  # redis
     key_prefix: str = "isogate:"  # redis: the keys' prefix (gateways sharing history share it)
     flush_ms: int = 1000  # local updates are written, and entities seen refreshed from the store, this often
+    forget_after_days: int = 90  # an entity not seen for this long is dropped from the store (0: never)
 
     def __post_init__(self) -> None:
         require(bool(self.path) and "\0" not in self.path, "path", "expected a file name")
@@ -422,6 +423,7 @@ class StateConfig:
             self.url.startswith(("redis://", "rediss://", "unix://")), "url", "expected redis://HOST:PORT/DB"
         )
         require(10 <= self.flush_ms <= 60_000, "flush_ms", "must be within 10..60000")
+        require(self.forget_after_days >= 0, "forget_after_days", "must be >= 0")
 
 
 @dataclass(frozen=True, slots=True)

@@ -226,7 +226,8 @@ async def entity_state(app: web.Application) -> AsyncIterator[None]:
     if store is None:
         yield
         return
-    gw.state = StateSync(store, gw.stats, gw.config.state.flush_ms / 1000)
+    state = gw.config.state
+    gw.state = StateSync(store, gw.stats, state.flush_ms / 1000, state.forget_after_days * 86400)
     await gw.state.start()
     yield
     await gw.state.aclose()

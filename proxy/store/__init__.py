@@ -18,5 +18,5 @@ def store_for(state: StateConfig, base: Path) -> Store | None:
     if state.backend is StateBackend.REDIS:
         from proxy.store.redis import RedisStore  # the client is imported only by those who use it
 
-        return RedisStore(state.url, state.key_prefix)
+        return RedisStore(state.url, state.key_prefix, state.forget_after_days * 86400)
     return None

@@ -30,6 +30,10 @@ class Store(Protocol):
         """Add each entity's `updates` (outcomes after the stored ones) to what is stored, at once."""
         ...
 
+    async def forget(self, before: float) -> int:
+        """Drop the entities last seen before `before` (a time.time()); how many went."""
+        ...
+
     async def aclose(self) -> None: ...
 
 

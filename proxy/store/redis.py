@@ -26,14 +26,16 @@ local window = tonumber(ARGV[7])
 if #recent > window then recent = string.sub(recent, -window) end
 redis.call('HSET', KEYS[1], 'recent', recent)
 redis.call('ZADD', KEYS[2], ARGV[8], ARGV[9])
+if tonumber(ARGV[10]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[10]) end
 """
 
 
 class RedisStore:
     name = "redis"
 
-    def __init__(self, url: str, prefix: str) -> None:
+    def __init__(self, url: str, prefix: str, keep_s: int = 0) -> None:
         self.url, self.prefix = url, prefix
+        self.keep_s = keep_s  # an entity's hash expires this long after its last update (0: never)
         self._client: aioredis.Redis | None = None
 
     def _key(self, entity: str) -> str:
@@ -89,9 +91,16 @@ class RedisStore:
                     outcomes = format(update.recent_bits, f"0{update.recent}b") if update.recent else ""
                     args: list[str | int | float] = [update.total, update.failed, update.executed]
                     args += [update.exec_ms_total]
-                    args += [update.violations, outcomes, window, now, entity]
+                    args += [update.violations, outcomes, window, now, entity, self.keep_s]
                     await script(keys=[self._key(entity), self._seen], args=args, client=pipe)
                 await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
+    async def forget(self, before: float) -> int:
+        """The hashes expire by themselves; the last-seen index is trimmed here."""
+        try:
+            return int(await self._connected().zremrangebyscore(self._seen, "-inf", before))
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 

@@ -114,6 +114,12 @@ class SqliteStore:
 
         await self._run(write)
 
+    async def forget(self, before: float) -> int:
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute("DELETE FROM entities WHERE seen < ?", (before,)).rowcount
+
+        return await self._run(delete)
+
     async def aclose(self) -> None:
         def close(db: sqlite3.Connection) -> None:
             db.close()

@@ -15,11 +15,15 @@ from proxy.store.base import Store, StoreUnavailable
 
 log = logging.getLogger("isogate.state")
 MIN_GAP_S = 0.05  # between two syncs, however often a miss asks for one
+FORGET_EVERY_S = 60.0
 
 
 class StateSync:
-    def __init__(self, store: Store, stats: Stats, flush_s: float) -> None:
+    def __init__(self, store: Store, stats: Stats, flush_s: float, forget_after_s: float = 0.0) -> None:
         self.store, self.stats, self.flush_s = store, stats, flush_s
+        self.forget_after_s = forget_after_s  # 0: entities are never dropped from the store
+        self.forgotten = 0
+        self._next_forget = 0.0
         self.available = False
         self.reason: str | None = "not opened"
         self.written = self.read = self.dropped = 0
@@ -86,6 +90,19 @@ class StateSync:
         self.read += len(fresh)
         for entity, figures in fresh.items():
             stats.stored(entity, figures)
+        await self._forget()
+
+    async def _forget(self) -> None:
+        """Once a minute: drop the entities not seen for `state.forget_after_days` (a store that only grows
+        would hold every caller ever seen)."""
+        now = time.time()
+        if not self.forget_after_s or now < self._next_forget:
+            return
+        self._next_forget = now + FORGET_EVERY_S
+        try:
+            self.forgotten += await self.store.forget(now - self.forget_after_s)
+        except StoreUnavailable as exc:
+            self._down(exc)
 
     def _keep(self, batch: dict[str, EntityStats]) -> None:
         """Updates that could not be written go back in front of the newer ones, up to the table's size
@@ -119,6 +136,7 @@ class StateSync:
             "written": self.written,
             "read": self.read,
             "dropped": self.dropped,
+            "forgotten": self.forgotten,
             "lag_s": lag,
         }
 

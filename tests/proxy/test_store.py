@@ -5,6 +5,7 @@ recently seen entities come back first."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -105,3 +106,26 @@ async def test_an_unreachable_store_says_so() -> None:
     with pytest.raises(StoreUnavailable):
         await locked.open()
     await locked.aclose()
+
+
+async def test_entities_not_seen_for_long_are_forgotten(stores: Callable[[], Store]) -> None:
+    store = stores()
+    await store.open()
+    await store.add({"old": figures(200)}, WINDOW)
+    await asyncio.sleep(0.05)
+    cutoff = time.time()
+    await store.add({"new": figures(200)}, WINDOW)
+    assert await store.forget(cutoff) == 1 and await store.forget(cutoff) == 0
+    assert list(await store.recent(10)) == ["new"]
+
+
+async def test_redis_hashes_expire_after_the_configured_time() -> None:
+    with redis_server() as server:
+        store = RedisStore(server.url, "ttl:", keep_s=3600)
+        await store.open()
+        try:
+            await store.add({"zed": figures(500)}, WINDOW)
+            client = store._connected()
+            assert 3500 < await client.ttl("ttl:e:zed") <= 3600
+        finally:
+            await store.aclose()
