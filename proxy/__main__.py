@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> None:
     ready = lambda: logging.getLogger("isogate").info(  # noqa: E731
         "listening on http://%s:%d (mode %s)", host, port, config.execution_mode.value
     )
-    uvloop.run(serve(app, host, port, ready, reuse_port=worker[1] > 1))
+    try:
+        uvloop.run(serve(app, host, port, ready, reuse_port=worker[1] > 1))
+    except ConfigError as exc:  # found while starting up (a listener that cannot bind, say)
+        sys.exit(f"isogate: refusing to start: {exc}")
 
 
 def worker_arg(text: str) -> tuple[int, int]:

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from policy.config import Config, ExecutionMode, Mode, RouteAuth, RouteConfig
 from policy.decision import Action, Decision, decide
-from policy.errors import IpDenied, RiskBlocked
+from policy.errors import ConfigError, IpDenied, RiskBlocked
 from policy.identity import Identity, client_ip
 from policy.incoming import Incoming
 from policy.risk import Factor, RiskInput, score
@@ -313,7 +313,11 @@ async def metrics_listener(gw: Gateway) -> web.AppRunner:
     runner = web.AppRunner(exporter, access_log=None)
     await runner.setup()
     workers = gw.config.server.workers != 1  # every worker binds it: any of them answers for all
-    await web.TCPSite(runner, host.strip("[]"), int(port), reuse_port=workers or None).start()
+    try:
+        await web.TCPSite(runner, host.strip("[]"), int(port), reuse_port=workers or None).start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise ConfigError("metrics.listen", f"cannot listen on {host}:{port}: {exc.strerror}") from None
     return runner
 
 

@@ -130,6 +130,22 @@ def test_a_broken_config_file_is_refused_with_its_line(tmp_path: Path) -> None:
     assert result.returncode != 0 and f"{bad}: line" in result.stderr
 
 
+def test_a_metrics_port_already_taken_is_refused_with_a_clear_reason(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        config = yaml.safe_load((ROOT / "config.yaml").read_text())
+        config["docker"] |= {"enabled": False, "requirements": ""}
+        config["metrics"] = {"listen": f"127.0.0.1:{taken.getsockname()[1]}"}
+        path = tmp_path / "config.yaml"
+        path.write_text(yaml.safe_dump(config))
+        command = [sys.executable, "-m", "proxy", "--config", str(path), "--port", str(free_port())]
+        result = subprocess.run(command, cwd=ROOT, env=env(), capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert "refusing to start: metrics.listen: cannot listen on 127.0.0.1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     config["docker"]["enabled"] = False
