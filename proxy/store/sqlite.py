@@ -64,10 +64,11 @@ class SqliteStore:
             except (OSError, sqlite3.Error) as exc:
                 raise StoreUnavailable(f"{self.path}: {exc}") from exc
             try:
-                db.execute("PRAGMA journal_mode=WAL")
+                # Switching a new file to WAL does not wait for a busy file: workers starting together retry.
+                _retrying(lambda: db.execute("PRAGMA journal_mode=WAL"))
                 db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a committed batch survives the process
                 db.execute("PRAGMA cache_size=-1024")  # 1 MB of page cache: the gateway's table is the cache
-                db.executescript(SCHEMA)
+                _retrying(lambda: db.executescript(SCHEMA))
             except sqlite3.Error as exc:
                 db.close()
                 raise StoreUnavailable(f"{self.path}: {exc}") from exc
@@ -137,3 +138,16 @@ def _rows(db: sqlite3.Connection, entities: list[str]) -> dict[str, EntityStats]
     array), so the connection caches one prepared statement, not one per batch size."""
     query = f"SELECT id, {COLUMNS} FROM entities WHERE id IN (SELECT value FROM json_each(?))"
     return {row[0]: unpack(row[1:]) for row in db.execute(query, (json.dumps(entities),))}
+
+
+def _retrying(work: Callable[[], object]) -> None:
+    """`work`, again while the file is locked by another connection, for up to BUSY_MS."""
+    until = time.monotonic() + BUSY_MS / 1000
+    while True:
+        try:
+            work()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > until:
+                raise
+            time.sleep(0.01)

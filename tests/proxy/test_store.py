@@ -129,3 +129,14 @@ async def test_redis_hashes_expire_after_the_configured_time() -> None:
             assert 3500 < await client.ttl("ttl:e:zed") <= 3600
         finally:
             await store.aclose()
+
+
+async def test_workers_opening_a_new_sqlite_file_together_all_succeed(tmp_path: Path) -> None:
+    """Switching a new file to WAL does not wait on a busy file (seen once in CI as 'database is locked')."""
+    for attempt in range(20):  # bounded: 20 new files, 4 openers each
+        stores = [SqliteStore(tmp_path / f"race-{attempt}.db") for _ in range(4)]
+        try:
+            await asyncio.gather(*(store.open() for store in stores))
+        finally:
+            for store in stores:
+                await store.aclose()
