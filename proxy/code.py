@@ -25,7 +25,14 @@ class Code:
     def check(self, config: Config) -> None:
         """Every routed handler and app must be importable before `config` may serve; when one is not,
         the apps imported before stay (ConfigError), else the ones `config` no longer serves are closed."""
+        self._import_or_restore(config, again=False)
+
+    def _import_or_restore(self, config: Config, *, again: bool) -> None:
+        """Import what `config` routes to (`again`: forgetting every earlier import first); when something
+        does not import, put back what was imported before and raise, else close the apps left behind."""
         before = self.registry.snapshot()
+        if again:
+            self.registry.refresh()
         try:
             self._import(config)
         except ConfigError:
@@ -52,14 +59,7 @@ class Code:
         version = self.registry.code_version()
         if version == self.version:
             return None
-        before = self.registry.snapshot()
-        self.registry.refresh()
-        try:
-            self.check(config)
-        except ConfigError:
-            self.registry.restore(before)
-            raise
-        self.registry.retire(before)
+        self._import_or_restore(config, again=True)
         log.info("code changed (%s -> %s): re-imported", self.version, version)
         self.version = version
         return version

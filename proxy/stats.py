@@ -63,9 +63,6 @@ class EntityStats:
         self.recent = min(self.recent + later.recent, window)
         return self
 
-    def copy(self) -> EntityStats:
-        return EntityStats().merge(self, 1 << 16)  # a window wider than any: nothing cut
-
     def history(self) -> History:
         return History(self.total, self.recent, self.recent_bits.bit_count())
 

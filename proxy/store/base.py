@@ -35,16 +35,3 @@ class Store(Protocol):
         ...
 
     async def aclose(self) -> None: ...
-
-
-def pack_bits(figures: EntityStats) -> str:
-    return format(figures.recent_bits, "x")
-
-
-def unpack(row: tuple[int, int, int, float, int, str, int]) -> EntityStats:
-    figures = EntityStats()
-    total, failed, executed, exec_ms_total, violations, bits, recent = row
-    figures.total, figures.failed, figures.executed = int(total), int(failed), int(executed)
-    figures.exec_ms_total, figures.violations = float(exec_ms_total), int(violations)
-    figures.recent_bits, figures.recent = int(bits or "0", 16), int(recent)
-    return figures

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from proxy.stats import EntityStats
-from proxy.store.base import StoreUnavailable, pack_bits, unpack
+from proxy.store.base import StoreUnavailable
 
 T = TypeVar("T")
 COLUMNS = "total, failed, executed, exec_ms_total, violations, recent_bits, recent"
@@ -131,6 +131,19 @@ class SqliteStore:
             pass
         self._db = None
         self._thread.shutdown(wait=True)
+
+
+def pack_bits(figures: EntityStats) -> str:
+    return format(figures.recent_bits, "x")
+
+
+def unpack(row: tuple[int, int, int, float, int, str, int]) -> EntityStats:
+    figures = EntityStats()
+    total, failed, executed, exec_ms_total, violations, bits, recent = row
+    figures.total, figures.failed, figures.executed = int(total), int(failed), int(executed)
+    figures.exec_ms_total, figures.violations = float(exec_ms_total), int(violations)
+    figures.recent_bits, figures.recent = int(bits or "0", 16), int(recent)
+    return figures
 
 
 def _rows(db: sqlite3.Connection, entities: list[str]) -> dict[str, EntityStats]:
