@@ -130,9 +130,14 @@ def scan(text: str) -> tuple[tuple[str, str], ...]:
     return _scan_cached(text) if len(text) <= CACHED_LENGTH else _scan(text)
 
 
-def file_probe(path: str) -> str | None:
-    """Hidden, backup and admin files asked for by path."""
+@functools.lru_cache(maxsize=4096)
+def _file_probe_cached(path: str) -> str | None:
     return _first(PROBE, path)
+
+
+def file_probe(path: str) -> str | None:
+    """Hidden, backup and admin files asked for by path (the same paths come back: short ones cached)."""
+    return _file_probe_cached(path) if len(path) <= CACHED_LENGTH else _first(PROBE, path)
 
 
 def crlf_injection(raw: str) -> str | None:

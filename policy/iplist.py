@@ -60,6 +60,8 @@ class IpSet:
         self.size = size
 
     def __contains__(self, address: object) -> bool:
+        if not self.size:
+            return False
         addr = parse_address(address) if isinstance(address, str) else address
         if not isinstance(addr, ipaddress.IPv4Address | ipaddress.IPv6Address):
             return False

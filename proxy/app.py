@@ -183,9 +183,18 @@ def create_app(
     gateway = Gateway.create(config, plugins or {}, base_dir)
     app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
     app[GATEWAY] = gateway
-    # entity_state first: cleaned up last, once every request is done (its last updates are written).
+    # decision_log and entity_state first: cleaned up last, once every request is done (last lines and
+    # updates written).
     app.cleanup_ctx.extend(
-        [entity_state, thread_executor, docker_executor, memory_monitor, upstream_client, metrics_sampler]
+        [
+            decision_log,
+            entity_state,
+            thread_executor,
+            docker_executor,
+            memory_monitor,
+            upstream_client,
+            metrics_sampler,
+        ]
     )
     app.on_response_prepare.append(stamp)
     if source is not None:
@@ -217,6 +226,12 @@ async def live_reload(app: web.Application) -> AsyncIterator[None]:
         loop.remove_signal_handler(signal.SIGHUP)
     watcher.cancel()
     await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def decision_log(app: web.Application) -> AsyncIterator[None]:
+    """The decision log's writer thread: every line recorded is written before the gateway stops."""
+    yield
+    await asyncio.to_thread(app[GATEWAY].decisions.flush)
 
 
 async def entity_state(app: web.Application) -> AsyncIterator[None]:

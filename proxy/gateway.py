@@ -20,6 +20,7 @@ from pool.registry import HandlerRegistry
 from pool.settings import Settings
 from proxy.auth import TokenCache
 from proxy.code import Code
+from proxy.decisions import DecisionLog
 from proxy.dispatch import Dispatch, settings_of
 from proxy.forward import Forwarder
 from proxy.learning import ProfileLearning
@@ -43,6 +44,7 @@ class Gateway:
     state: StateSync | None = None  # entity history kept in a store (None: this process's table only)
     tokens: TokenCache = field(default_factory=TokenCache)  # verified bearer tokens, until their exp
     metrics: Metrics = field(default_factory=Metrics)
+    decisions: DecisionLog = field(default_factory=DecisionLog)  # one line per request, written off the loop
     started: float = field(default_factory=time.time)
 
     @classmethod

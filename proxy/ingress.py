@@ -45,6 +45,8 @@ async def body_chunks(request: web.Request, limit: int, server: ServerConfig) ->
 
 async def read_body(request: web.Request, limit: int, server: ServerConfig) -> bytes:
     """The whole body (see body_chunks for its limits)."""
+    if not request.body_exists:  # no Content-Length, no chunks: nothing to wait for
+        return b""
     body = bytearray()
     async for chunk in body_chunks(request, limit, server):
         body += chunk

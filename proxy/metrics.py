@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 
 Mode = Literal["livesum", "livemin", "livemax"]  # how a gauge adds up across worker processes
+MAX_LABEL_SETS = 4096  # label sets whose child is kept at hand (routes x statuses x modes x bands)
 FAULTS = ("timeouts", "oom_kills", "crashes", "died_idle", "refused", "replaced")
 
 
@@ -53,10 +54,23 @@ class Metrics:
             "isogate_state_lag_seconds", "Seconds since the last sync with the store", (), "livemax"
         )
         self._counted: dict[tuple[str, str], int] = {}  # pool, kind -> the total already counted
+        # Each label set's child, found once: prometheus-client's labels() costs a lock and a lookup a call.
+        self._request_counters: dict[tuple[str, str | None, int, str | None], Counter] = {}
+        self._latencies: dict[str, Histogram] = {}
 
     def request(self, mode: str, route: str | None, status: int, band: str | None, seconds: float) -> None:
-        self.requests.labels(mode, route or "-", str(status), band or "-").inc()
-        self.latency.labels(mode).observe(seconds)
+        key = (mode, route, status, band)
+        counter = self._request_counters.get(key)
+        if counter is None:
+            if len(self._request_counters) >= MAX_LABEL_SETS:
+                self._request_counters.clear()
+            counter = self.requests.labels(mode, route or "-", str(status), band or "-")
+            self._request_counters[key] = counter
+        counter.inc()
+        latency = self._latencies.get(mode)
+        if latency is None:
+            latency = self._latencies[mode] = self.latency.labels(mode)
+        latency.observe(seconds)
 
     def pool(self, name: str, status: dict[str, Any]) -> None:
         """A container pool's figures, as its status() reports them."""

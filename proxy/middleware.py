@@ -8,7 +8,6 @@ import logging
 import secrets
 import time
 
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
@@ -21,7 +20,6 @@ from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
 from proxy.stats import REJECTED, Outcome
 
 log = logging.getLogger("isogate")
-decision_log = logging.getLogger("isogate.decision")
 # Request ids: a random per-process prefix and a counter; unique and far cheaper than uuid4 per request.
 _ID_PREFIX = secrets.token_hex(8)
 _ID_COUNTER = itertools.count(1)
@@ -90,20 +88,19 @@ def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResp
     )
     gateway.stats.record(outcome)
     gateway.metrics.request(outcome.mode, trace.route, response.status, band, elapsed_ms / 1000)
-    decision_log.info(
-        orjson.dumps(
-            {
-                "request_id": trace.request_id,
-                "entity": trace.entity,
-                "method": method,
-                "route": trace.route,
-                "score": trace.risk.total if trace.risk else None,
-                "factors": trace.risk.summary() if trace.risk else None,
-                "mode": outcome.mode,
-                "reason": trace.decision.reason if trace.decision else None,
-                "status": response.status,
-                "elapsed_ms": round(elapsed_ms, 3),
-                "generation": gateway.live.generation,
-            }
-        ).decode()
+    risk, decision = trace.risk, trace.decision
+    gateway.decisions.record(
+        (
+            trace.request_id,
+            trace.entity,
+            method,
+            trace.route,
+            risk.total if risk else None,
+            risk.summary() if risk else None,
+            outcome.mode,
+            decision.reason if decision else None,
+            response.status,
+            round(elapsed_ms, 3),
+            gateway.live.generation,
+        )
     )

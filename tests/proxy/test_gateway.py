@@ -6,6 +6,7 @@ import os
 import pytest
 
 from conftest import Gateway, bearer
+from proxy.gateway import GATEWAY
 
 ROUTES = [
     {"path": "/echo", "handler": "echo", "methods": ["GET", "POST"]},
@@ -126,6 +127,7 @@ async def test_each_decision_is_one_structured_log_line_without_credentials(
     with caplog.at_level(logging.INFO, logger="isogate.decision"):
         await client.get("/echo?x=1", headers=headers)
         await client.get("/echo", headers={"Authorization": "Bearer forged.token.value"})
+        client.app[GATEWAY].decisions.flush()  # lines are written by the log's own thread
     lines = [r.getMessage() for r in caplog.records if r.name == "isogate.decision"]
     assert len(lines) == 2
     assert '"entity":"logger"' in lines[0] and '"mode":"thread"' in lines[0] and '"status":200' in lines[0]
