@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint deps image bench token clean
+.PHONY: run test lint deps crs image bench token clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,6 +14,10 @@ $(VENV)/.installed: pyproject.toml
 # runner image gets the same file (scripts/runner-image.sh). Skipped while the file is unchanged.
 deps: $(VENV)/.installed
 	@$(BIN)/python -m proxy.requirements --install >/dev/null
+
+# The OWASP Core Rule Set for risk.crs (Debian's modsecurity-crs: rules under /usr/share/modsecurity-crs).
+crs:
+	@test -d /usr/share/modsecurity-crs/rules || { apt-get update -qq && apt-get install -y -qq modsecurity-crs >/dev/null; }
 
 .env: .env.example
 	@test -f .env || { umask 077 && cp .env.example .env && echo "wrote .env (overrides, all commented out)"; }
@@ -30,7 +34,7 @@ image: $(VENV)/.installed
 	scripts/example-image.sh
 
 # Without a Docker engine the gateway still starts, in thread mode, and says so.
-run: deps .env .secret_key
+run: deps crs .env .secret_key
 	@set -a && . ./.env && set +a && export SECRET_KEY_FILE=.secret_key && \
 	if ! scripts/runner-image.sh; then \
 		echo "isogate: WARNING: no Docker engine: starting in thread mode (EXECUTION_MODE=thread DOCKER_ENABLED=false)" >&2; \
@@ -44,7 +48,7 @@ lint: $(VENV)/.installed
 
 # Container tests fail (never skip) with the reason when the image step could not get an engine, and
 # run twice: under runc, then under gVisor (runsc, registered by scripts/gvisor.sh).
-test: lint deps
+test: lint deps crs
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 	-scripts/runner-image.sh
 	-scripts/gvisor.sh

@@ -478,6 +478,10 @@ class Config:
             require(not route.app or route.app in self.apps, f"routes[{i}].app", "no such app under apps")
         for name in self.apps:
             require(bool(HANDLER_NAME.fullmatch(name)), f"apps.{name}", "expected a name like shop")
+        paths = {route.path for route in self.routes}
+        for i, exclusion in enumerate(self.risk.crs.exclude):
+            where = f"risk.crs.exclude[{i}].route"
+            require(not exclusion.route or exclusion.route in paths, where, "no such route path")
         require(
             bool(re.fullmatch(r"[A-Za-z_][\w.]*", self.handlers_package)),
             "handlers_package",

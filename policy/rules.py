@@ -29,6 +29,7 @@ BUILTIN_WEIGHTS = {
     "abnormal_input": 20,
     "uninspected": 30,  # alone it reaches the low threshold, and counts as suspicious content
     "profile": 35,  # only when risk.profile is configured
+    "crs": 40,  # only when risk.crs.enabled
 }
 
 
@@ -149,6 +150,42 @@ class ProfileConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CrsExclusion:
+    """Rule ids not evaluated: on every route, or on those whose path is `route` (as written in routes)."""
+
+    ids: tuple[int, ...]
+    route: str = ""
+
+    def __post_init__(self) -> None:
+        require(bool(self.ids), "ids", "must name at least one rule id")
+        for i, rule_id in enumerate(self.ids):
+            require(900000 <= rule_id <= 999999, f"ids[{i}]", "a CRS rule id has six digits")
+
+
+@dataclass(frozen=True, slots=True)
+class CrsConfig:
+    """The `crs` factor: the OWASP Core Rule Set's request attack rules (REQUEST-930 to 944) from
+    `rules_dir`, evaluated up to `paranoia_level`; it fires when the matched rules' anomaly scores (CRS's:
+    critical 5, error 4, warning 3, notice 2) reach `anomaly_threshold`. Compiled databases are kept in
+    `cache_dir` (default: $XDG_CACHE_HOME/isogate or ~/.cache/isogate), keyed by a hash of the rules."""
+
+    enabled: bool = False
+    rules_dir: str = "/usr/share/modsecurity-crs/rules"
+    paranoia_level: int = 1
+    anomaly_threshold: int = 5
+    exclude: tuple[CrsExclusion, ...] = ()
+    cache_dir: str = ""
+
+    def __post_init__(self) -> None:
+        require(1 <= self.paranoia_level <= 4, "paranoia_level", "must be within 1..4")
+        require(1 <= self.anomaly_threshold <= 1000, "anomaly_threshold", "must be within 1..1000")
+
+    def excluded(self, route: str) -> frozenset[int]:
+        """The rule ids not evaluated for requests of `route` (a route's path)."""
+        return frozenset(i for e in self.exclude if not e.route or e.route == route for i in e.ids)
+
+
+@dataclass(frozen=True, slots=True)
 class RiskConfig:
     weights: dict[str, int] = field(default_factory=dict)
     new_entity_requests: int = 10
@@ -163,6 +200,7 @@ class RiskConfig:
     custom_factors: tuple[CustomFactor, ...] = ()
     plugins: tuple[str, ...] = ()
     profile: ProfileConfig = field(default_factory=lambda: ProfileConfig())
+    crs: CrsConfig = field(default_factory=lambda: CrsConfig())
     matcher: Matcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

@@ -18,11 +18,14 @@ import yaml
 
 from policy.config import Config
 from policy.corpus import to_incoming
+from policy.crs import crs_factor
+from policy.crs.engine import Engine
 from policy.errors import ConfigError
 from policy.parse import list_files, parse_config
 from policy.profile import Profile, fit
 from policy.risk import Factor, profile_factor
 from policy.workers import worker_slice
+from proxy.crs import load_crs
 
 DEFAULT_PATH = Path("config.yaml")
 
@@ -45,6 +48,7 @@ class Loaded:
     files: tuple[Path, ...]  # what a watcher should stat (a profile file still to be learned included)
     profile: Profile | None = None
     profile_path: Path | None = None  # where a profile learned live is written
+    crs: Engine | None = None  # the CRS rules compiled, when risk.crs.enabled
 
 
 def secret_from_file(env: Mapping[str, str]) -> Mapping[str, str]:
@@ -104,7 +108,11 @@ def load(source: ConfigSource) -> Loaded:
         files.append(base / settings.corpus)
         normal = (to_incoming(r) for r in read_corpus(base / settings.corpus) if not r.get("expect_attack"))
         profile = fit(normal)
-    return Loaded(source, config, digest.hexdigest(), tuple(files), profile, profile_path)
+    crs = None
+    if config.risk.crs.enabled:
+        crs, _ = load_crs(config.risk.crs, base)
+        digest.update(repr(crs.compiled.prefiltered).encode() + crs.compiled.database[:64])
+    return Loaded(source, config, digest.hexdigest(), tuple(files), profile, profile_path, crs)
 
 
 def _profile(text: str) -> Profile:
@@ -125,10 +133,12 @@ def read_corpus(path: Path) -> list[dict[str, Any]]:
 
 
 def load_factors(loaded: Loaded) -> dict[str, Factor]:
-    """Plugins by dotted path, plus the profile factor when a profile is loaded."""
+    """Plugins by dotted path, plus the profile and CRS factors when they are loaded."""
     factors = load_plugins(loaded.config)
     if loaded.profile is not None:
         factors["profile"] = profile_factor(loaded.profile)
+    if loaded.crs is not None:
+        factors["crs"] = crs_factor(loaded.crs)
     return factors
 
 

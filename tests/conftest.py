@@ -157,3 +157,12 @@ def live(tmp_path: Path, aiohttp_client: Any) -> Callable[..., Awaitable[tuple[C
         return client, files
 
     return start
+
+
+CRS_RULES = "/usr/share/modsecurity-crs/rules"  # Debian's modsecurity-crs (make test installs it)
+
+
+@pytest.fixture(scope="session")
+def crs_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One cache of compiled CRS databases for the run: the rules compile once (seconds), then load in ms."""
+    return str(tmp_path_factory.mktemp("crs-cache"))

@@ -1,0 +1,245 @@
+"""CRS rules compiled into Hyperscan databases: every value scanned once per distinct transformed text.
+
+Hyperscan (Intel's automaton engine) matches all of a database's expressions in one pass, in time linear in
+the text. The rules up to the paranoia level are grouped by the variables they target (ARGS and cookies
+share one database, headers, the path and the body have their own), each rule's `@rx` an expression and
+each `@pm` phrase a literal. A value is transformed by each pipeline the rules use (prefixes shared, a
+value no transformation changes transformed not at all), and each distinct text is scanned once; a match
+counts only for the rules whose pipeline produced that text.
+
+The few expressions Hyperscan cannot compile exactly (too large, a backreference, a possessive quantifier)
+run in prefilter mode (a superset of their matches) and are confirmed on the text with `regex`, capped in
+input (CONFIRM_BYTES) and time (CONFIRM_S): a confirmation that runs out counts as no match.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+
+import hyperscan
+import regex
+
+from policy import linear
+from policy.crs.rules import Condition, Rule
+from policy.crs.transforms import FUNCTIONS
+
+FLAGS = hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH  # ModSecurity compiles with PCRE_DOTALL
+PHRASE_FLAGS = FLAGS | hyperscan.HS_FLAG_CASELESS  # @pm is case-insensitive
+CONFIRM_BYTES = 8192
+CONFIRM_S = 0.005
+CACHED_LENGTH = 512  # values repeat across requests (user agents, cookies, form choices)
+
+
+@dataclass(frozen=True)
+class Value:
+    """A request's value as CRS names it: `ARGS` `id`, `REQUEST_HEADERS` `user-agent`, `REQUEST_FILENAME`."""
+
+    variable: str
+    key: str
+    text: str
+
+
+def _expressions(condition: Condition, exact: bool) -> list[tuple[bytes, int, Callable[[str], bool] | None]]:
+    if condition.operator == "pm":
+        return [(re.escape(p).encode("utf-8"), PHRASE_FLAGS, None) for p in condition.phrases]
+    pattern = condition.argument.encode("utf-8")
+    if exact:
+        return [(pattern, FLAGS, None)]
+    return [(pattern, FLAGS | hyperscan.HS_FLAG_PREFILTER, _confirmation(condition.argument))]
+
+
+def compiles_exactly(condition: Condition) -> bool:
+    """Whether Hyperscan compiles the rule's regex as it is (else: a prefilter, confirmed)."""
+    if condition.operator != "rx":
+        return True
+    try:
+        hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK).compile(
+            expressions=[condition.argument.encode("utf-8")], flags=[FLAGS]
+        )
+    except hyperscan.error:
+        return False
+    return True
+
+
+def _confirmation(pattern: str) -> Callable[[str], bool]:
+    compiled = regex.compile(pattern, regex.DOTALL)
+
+    def confirm(text: str) -> bool:
+        try:
+            return compiled.search(text[:CONFIRM_BYTES], timeout=CONFIRM_S) is not None
+        except TimeoutError:
+            return False
+
+    return confirm
+
+
+@dataclass(frozen=True)
+class Compiled:
+    """What compiling costs, kept to build the same engine again in milliseconds."""
+
+    database: bytes
+    prefiltered: frozenset[int]  # ids of the rules whose regex runs as a prefilter
+
+
+class Engine:
+    """The rules of `rules` at or under `paranoia`, compiled into one Hyperscan database. `compiled` (from
+    an engine of the same rules) skips compiling."""
+
+    def __init__(self, rules: Sequence[Rule], paranoia: int, compiled: Compiled | None = None) -> None:
+        self.rules = tuple(rule for rule in rules if rule.paranoia <= paranoia)
+        transforms = sorted({rule.condition.transforms for rule in self.rules})
+        self._names = transforms
+        pipelines = {names: index for index, names in enumerate(transforms)}
+        self._lowering = frozenset(
+            i for names, i in pipelines.items() if {"lowercase", "cmdline"} & set(names)
+        )
+        self._base64 = frozenset(i for names, i in pipelines.items() if "base64decode" in names)
+        # Per variable: the pipelines of the rules that target it (a header needs only a few).
+        self._wanted: dict[str, frozenset[int]] = {}
+        for rule in self.rules:
+            for target in rule.targets:
+                if not target.excluded:
+                    wanted = self._wanted.get(target.variable, frozenset())
+                    self._wanted[target.variable] = wanted | {pipelines[rule.condition.transforms]}
+        if compiled is None:
+            prefiltered = frozenset(r.id for r in self.rules if not compiles_exactly(r.condition))
+        else:
+            prefiltered = compiled.prefiltered
+        self.owners: list[tuple[int, int]] = []  # expression id -> (rule index, pipeline index)
+        self._confirm: dict[int, Callable[[str], bool]] = {}
+        expressions, flags = [], []
+        for index, rule in enumerate(self.rules):
+            pipeline = pipelines[rule.condition.transforms]
+            for expression, flag, confirm in _expressions(rule.condition, rule.id not in prefiltered):
+                if confirm is not None:
+                    self._confirm[len(self.owners)] = confirm
+                self.owners.append((index, pipeline))
+                expressions.append(expression)
+                flags.append(flag)
+        if compiled is None:
+            self._database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+            self._database.compile(
+                expressions=expressions,
+                ids=list(range(len(expressions))),
+                elements=len(expressions),
+                flags=flags,
+            )
+            compiled = Compiled(bytes(hyperscan.dumpb(self._database)), prefiltered)
+        else:
+            self._database = hyperscan.loadb(compiled.database, hyperscan.HS_MODE_BLOCK)
+            self._database.scratch = hyperscan.Scratch(self._database)
+        self.compiled = compiled
+        self.expressions = len(expressions)
+        self._chains = {i: _chain(rule.chain) for i, rule in enumerate(self.rules) if rule.chain}
+        self._cached = functools.lru_cache(maxsize=8192)(self._match_text)
+
+    def evaluate(self, values: Iterable[Value], excluded: frozenset[int] = frozenset()) -> list[Rule]:
+        """The rules that match any of `values` (each rule at most once), in id order."""
+        matched: set[int] = set()
+        for value in values:
+            wanted = self._wanted.get(value.variable)
+            if not value.text or wanted is None:
+                continue
+            found = self._cached(value.text, wanted) if len(value.text) <= CACHED_LENGTH else None
+            for index in found if found is not None else self._match_text(value.text, wanted):
+                rule = self.rules[index]
+                if (
+                    index not in matched
+                    and rule.id not in excluded
+                    and rule.applies_to(value.variable, value.key)
+                ):
+                    matched.add(index)
+        return sorted((self.rules[i] for i in matched), key=lambda rule: rule.id)
+
+    def _match_text(self, text: str, wanted: frozenset[int]) -> tuple[int, ...]:
+        """The rules whose pipeline (one of `wanted`) makes of `text` what they match (chains included)."""
+        found: set[int] = set()
+        for transformed, pipelines in self._transformed(text, wanted).items():
+            for rule, pipeline in self._scan(transformed):
+                if pipeline in pipelines and rule not in found:
+                    chain = self._chains.get(rule)
+                    if chain is None or chain(text):
+                        found.add(rule)
+        return tuple(sorted(found))
+
+    def _scan(self, text: str) -> set[tuple[int, int]]:
+        """(rule index, pipeline index) of every expression matching `text` (confirmed where needed)."""
+        found: list[int] = []
+
+        def hit(expression: int, start: int, end: int, flags: int, context: object) -> None:
+            found.append(expression)
+
+        self._database.scan(text.encode("latin-1"), match_event_handler=hit)
+        return {self.owners[e] for e in found if e not in self._confirm or self._confirm[e](text)}
+
+    def _transformed(self, text: str, wanted: frozenset[int]) -> dict[str, set[int]]:
+        """Each distinct text the `wanted` pipelines make of `text`, with the pipelines that make it."""
+        out: dict[str, set[int]] = {}
+        if _plain(text):  # only lowercase (and base64) change such a value
+            lower = text.lower()
+            for pipeline in wanted:
+                if pipeline in self._base64:
+                    result = self._apply(pipeline, text, {})
+                else:
+                    result = lower if pipeline in self._lowering else text
+                out.setdefault(result, set()).add(pipeline)
+            return out
+        prefixes: dict[tuple[str, ...], str] = {}
+        for pipeline in wanted:
+            out.setdefault(self._apply(pipeline, text, prefixes), set()).add(pipeline)
+        return out
+
+    def _apply(self, pipeline: int, text: str, done: dict[tuple[str, ...], str]) -> str:
+        """`text` through one pipeline, starting from the longest prefix already applied to it."""
+        names, start = self._names[pipeline], 0
+        for depth in range(len(names), 0, -1):
+            if names[:depth] in done:
+                text, start = done[names[:depth]], depth
+                break
+        for depth in range(start, len(names)):
+            text = FUNCTIONS[names[depth]](text)
+            done[names[: depth + 1]] = text
+        return text
+
+
+def _plain(text: str) -> bool:
+    """Letters, digits, `_` and `-` only: a value no transformation but lowercase and base64 changes."""
+    return text.isascii() and text.replace("_", "a").replace("-", "a").isalnum()
+
+
+def _chain(conditions: Sequence[Condition]) -> Callable[[str], bool]:
+    """A rule's chained conditions, all on the matched value (each with its own transformations)."""
+    checks: list[Callable[[str], bool]] = []
+    for condition in conditions:
+        transform = [FUNCTIONS[name] for name in condition.transforms]
+        if condition.operator == "pm":
+            phrases = tuple(p.lower() for p in condition.phrases)
+            test: Callable[[str], bool] = functools.partial(_has_phrase, phrases)
+        else:
+            test = functools.partial(_searches, linear.compile(condition.argument))
+        checks.append(functools.partial(_check, transform, test, condition.negated))
+
+    def all_hold(text: str) -> bool:
+        return all(check(text) for check in checks)
+
+    return all_hold
+
+
+def _has_phrase(phrases: tuple[str, ...], text: str) -> bool:
+    lowered = text.lower()
+    return any(phrase in lowered for phrase in phrases)
+
+
+def _searches(compiled: linear.Regex, text: str) -> bool:
+    return compiled.search(text) is not None
+
+
+def _check(
+    transform: list[Callable[[str], str]], test: Callable[[str], bool], negated: bool, text: str
+) -> bool:
+    for function in transform:
+        text = function(text)
+    return test(text) != negated

@@ -1,0 +1,274 @@
+"""ModSecurity's transformation functions (`t:name`), as the OWASP Core Rule Set uses them.
+
+Values are `str` holding one byte a character (latin-1), as ModSecurity works on bytes: a decoded escape
+keeps its low byte, and a full-width form (U+FF01..U+FF5E) becomes its ASCII twin, as ModSecurity does.
+Each function runs in one pass over its input (every loop advances), so a value costs linear time.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from collections.abc import Callable
+
+from policy.linear import bounded
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def _byte(code: int) -> str:
+    """The byte ModSecurity keeps of a decoded code point."""
+    if 0xFF01 <= code <= 0xFF5E:  # full-width ASCII
+        return chr(code - 0xFEE0)
+    return chr(code & 0xFF)
+
+
+def lowercase(text: str) -> str:
+    return text.encode("latin-1").lower().decode("latin-1")  # ASCII letters only, as C's tolower()
+
+
+def url_decode(text: str, unicode: bool = False) -> str:
+    """`%HH` (and with `unicode`, `%uHHHH`) decoded, `+` to a space; invalid escapes kept as they are."""
+    if "%" not in text and "+" not in text:
+        return text
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "%":
+            if unicode and i + 5 < n and text[i + 1] in "uU" and all(h in _HEX for h in text[i + 2 : i + 6]):
+                out.append(_byte(int(text[i + 2 : i + 6], 16)))
+                i += 6
+                continue
+            if i + 2 < n and text[i + 1] in _HEX and text[i + 2] in _HEX:
+                out.append(chr(int(text[i + 1 : i + 3], 16)))
+                i += 3
+                continue
+        out.append(" " if c == "+" else c)
+        i += 1
+    return "".join(out)
+
+
+def url_decode_uni(text: str) -> str:
+    return url_decode(text, unicode=True)
+
+
+_ENTITY = bounded(r"&(?:#[xX]([0-9a-fA-F]{1,8});?|#([0-9]{1,10});?|(quot|amp|lt|gt|nbsp);)")
+_NAMED = {"quot": '"', "amp": "&", "lt": "<", "gt": ">", "nbsp": "\xa0"}
+
+
+def _entity(match: re.Match[str]) -> str:
+    hexa, decimal, name = match.group(1), match.group(2), match.group(3)
+    if name:
+        return _NAMED[name.lower()] if name.lower() in _NAMED else match.group(0)
+    return _byte(int(hexa, 16) if hexa else int(decimal))
+
+
+def html_entity_decode(text: str) -> str:
+    """`&#xHH;`, `&#DDD;` (the `;` optional) and `&quot; &amp; &lt; &gt; &nbsp;`."""
+    return _ENTITY.sub(_entity, text) if "&" in text else text
+
+
+_JS_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+
+
+def js_decode(text: str) -> str:
+    """`\\uHHHH`, `\\xHH`, `\\OOO` (octal), `\\a\\b\\f\\n\\r\\t\\v`, and `\\c` as `c`."""
+    if "\\" not in text:
+        return text
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c != "\\" or i + 1 >= n:
+            out.append(c)
+            i += 1
+            continue
+        nxt = text[i + 1]
+        if nxt in "uU" and i + 5 < n and all(h in _HEX for h in text[i + 2 : i + 6]):
+            out.append(_byte(int(text[i + 2 : i + 6], 16)))
+            i += 6
+        elif nxt in "xX" and i + 3 < n and text[i + 2] in _HEX and text[i + 3] in _HEX:
+            out.append(chr(int(text[i + 2 : i + 4], 16)))
+            i += 4
+        elif nxt in "01234567":
+            j = i + 1
+            while j < n and j < i + 4 and text[j] in "01234567":
+                j += 1
+            if int(text[i + 1 : j], 8) > 0o377:  # three digits over 377: only two are the escape
+                j -= 1
+            out.append(chr(int(text[i + 1 : j], 8)))
+            i = j
+        else:
+            out.append(_JS_SIMPLE.get(nxt, nxt))
+            i += 2
+    return "".join(out)
+
+
+def css_decode(text: str) -> str:
+    """CSS 2 escapes: `\\` and 1-6 hex digits (one whitespace after them eaten), `\\` newline removed,
+    `\\` and any other character is that character."""
+    if "\\" not in text:
+        return text
+    out, i, n = [], 0, len(text)
+    while i < n:
+        c = text[i]
+        if c != "\\":
+            out.append(c)
+            i += 1
+            continue
+        if i + 1 >= n:  # a lone backslash at the end is dropped
+            i += 1
+            continue
+        j = i + 1
+        while j < n and j < i + 7 and text[j] in _HEX:
+            j += 1
+        if j > i + 1:
+            out.append(_byte(int(text[i + 1 : j], 16)))
+            i = j + 1 if j < n and text[j] in " \t\n\r\x0c" else j
+        elif text[i + 1] == "\n":
+            i += 2
+        else:
+            out.append(text[i + 1])
+            i += 2
+    return "".join(out)
+
+
+def remove_nulls(text: str) -> str:
+    return text.replace("\x00", "")
+
+
+_TO_SPACE = str.maketrans("\t\n\r\x0b\x0c\xa0", "      ")
+_NO_SPACE = str.maketrans("", "", " \t\n\r\x0b\x0c\xa0")
+
+
+def _squeeze(text: str) -> str:
+    """Runs of spaces to one space (str methods: C speed, linear)."""
+    if "  " not in text:
+        return text
+    inner = " ".join(part for part in text.split(" ") if part)
+    return (" " if text.startswith(" ") else "") + inner + (" " if text.endswith(" ") and inner else "")
+
+
+def remove_whitespace(text: str) -> str:
+    return text.translate(_NO_SPACE)
+
+
+def compress_whitespace(text: str) -> str:
+    return _squeeze(text.translate(_TO_SPACE))
+
+
+_CMD_DROP = str.maketrans("", "", "\\\"'^")
+_CMD_TO_SPACE = str.maketrans("\t\n\r,;", "     ")
+_CMD_BEFORE = bounded(r" ([/(])")
+
+
+def cmd_line(text: str) -> str:
+    """ModSecurity's cmdLine: `\\ " ' ^` deleted, `,` and `;` and whitespace runs to one space, spaces
+    before `/` and `(` deleted, lower case."""
+    text = _squeeze(text.translate(_CMD_DROP).translate(_CMD_TO_SPACE))
+    return lowercase(_CMD_BEFORE.sub(r"\1", text))
+
+
+def normalise_path(text: str) -> str:
+    """Repeated slashes, `/./` and `/../` (with the segment before it) removed, as ModSecurity does."""
+    if "/" not in text and "." not in text:
+        return text
+    absolute, trailing = text.startswith("/"), text.endswith("/")
+    parts: list[str] = []
+    for segment in text.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if parts and parts[-1] != "..":
+                parts.pop()
+            elif not absolute:
+                parts.append("..")
+            continue
+        parts.append(segment)
+    out = ("/" if absolute else "") + "/".join(parts)
+    return out + "/" if trailing and parts else out or ("/" if absolute else "")
+
+
+def normalise_path_win(text: str) -> str:
+    return normalise_path(text.replace("\\", "/"))
+
+
+def replace_comments(text: str) -> str:
+    """C comments (an unterminated one to the end) replaced by one space."""
+    if "/*" not in text:
+        return text
+    out, i = [], 0
+    while (start := text.find("/*", i)) >= 0:
+        out.append(text[i:start])
+        out.append(" ")
+        end = text.find("*/", start + 2)
+        if end < 0:
+            return "".join(out)
+        i = end + 2
+    out.append(text[i:])
+    return "".join(out)
+
+
+def utf8_to_unicode(text: str) -> str:
+    """Each UTF-8 multi-byte sequence as `%uHHHH` (lower-case hex); other bytes kept."""
+    if all(ord(c) < 0x80 for c in text):
+        return text
+    raw, out, i = text.encode("latin-1"), [], 0
+    while i < len(raw):
+        b = raw[i]
+        width = 2 if 0xC2 <= b <= 0xDF else 3 if 0xE0 <= b <= 0xEF else 4 if 0xF0 <= b <= 0xF4 else 0
+        if width:
+            try:
+                code = ord(raw[i : i + width].decode("utf-8"))
+            except UnicodeDecodeError:
+                width = 0
+            else:
+                out.append(f"%u{code & 0xFFFF:04x}")
+                i += width
+                continue
+        out.append(chr(b))
+        i += 1
+    return "".join(out)
+
+
+def base64_decode(text: str) -> str:
+    """The base64 the value holds (characters outside the alphabet skipped); unchanged if none decodes."""
+    clean = "".join(c for c in text if c.isascii() and (c.isalnum() or c in "+/")).rstrip("=")
+    clean += "=" * (-len(clean) % 4)
+    try:
+        return base64.b64decode(clean).decode("latin-1") if clean else text
+    except (binascii.Error, ValueError):
+        return text
+
+
+FUNCTIONS: dict[str, Callable[[str], str]] = {
+    "lowercase": lowercase,
+    "urldecode": url_decode,
+    "urldecodeuni": url_decode_uni,
+    "htmlentitydecode": html_entity_decode,
+    "jsdecode": js_decode,
+    "cssdecode": css_decode,
+    "removenulls": remove_nulls,
+    "removewhitespace": remove_whitespace,
+    "compresswhitespace": compress_whitespace,
+    "cmdline": cmd_line,
+    "normalisepath": normalise_path,
+    "normalizepath": normalise_path,
+    "normalizepathwin": normalise_path_win,
+    "normalisepathwin": normalise_path_win,
+    "replacecomments": replace_comments,
+    "utf8tounicode": utf8_to_unicode,
+    "base64decode": base64_decode,
+}
+
+
+def pipeline(names: tuple[str, ...]) -> Callable[[str], str]:
+    """One function applying `names` in order (names as `FUNCTIONS` keys); KeyError for an unknown one."""
+    functions = [FUNCTIONS[name] for name in names]
+
+    def apply(text: str) -> str:
+        for function in functions:
+            text = function(text)
+        return text
+
+    return apply

@@ -1,0 +1,77 @@
+"""CRS transformations against ModSecurity's documented behaviour (reference manual, "Transformation
+functions"), one byte a character as ModSecurity works on bytes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from policy.crs import transforms as t
+from policy.crs.transforms import FUNCTIONS, pipeline
+
+CASES = [
+    # urlDecodeUni: %HH, %uHHHH (low byte; full-width ASCII to ASCII), + to space, invalid kept
+    (t.url_decode_uni, "a%27b+c", "a'b c"),
+    (t.url_decode_uni, "%u0041%uFF1C%u2215", "A<\x15"),
+    (t.url_decode_uni, "%zz%4%", "%zz%4%"),
+    # urlDecode: no %u
+    (t.url_decode, "%u0041%41", "%u0041A"),
+    # htmlEntityDecode: &#xHH; &#DDD; (';' optional) &quot; &nbsp; &lt; &gt; &amp;
+    (t.html_entity_decode, "&lt;a&#x41;&#65&quot;&nbsp;&amp;", '<aAA"\xa0&'),
+    (t.html_entity_decode, "&foo; &#x;", "&foo; &#x;"),
+    # jsDecode: \uHHHH \xHH \OOO \n... and \c -> c
+    (t.js_decode, r"\u0041\x42\101\n\q", "ABA\nq"),
+    (t.js_decode, r"\uff1c\400", "< 0"),
+    # cssDecode: \ + 1..6 hex (one whitespace eaten), \newline removed, \c -> c
+    (t.css_decode, "\\41 b\\6a\\\nx\\z", "Abjxz"),
+    (t.css_decode, "\\00003cscript", "<script"),
+    (t.remove_nulls, "a\x00b\x00", "ab"),
+    (t.remove_whitespace, "a b\t\nc\xa0d", "abcd"),
+    (t.compress_whitespace, "a  b\t\n c", "a b c"),
+    # cmdLine: \ " ' ^ deleted; , ; and whitespace runs to one space; no space before / or (; lowercase
+    (t.cmd_line, 'C:\\Win"d"ows ; cat /etc, ^p (x)', "c:windows cat/etc p(x)"),
+    (t.cmd_line, "c^a^t  /e't'c/pa\\sswd", "cat/etc/passwd"),
+    # normalisePath: repeated slashes, /./ and /../ removed
+    (t.normalise_path, "/a//b/./c/../../d/", "/a/d/"),
+    (t.normalise_path, "../../etc/passwd", "../../etc/passwd"),
+    (t.normalise_path, "/../../etc/passwd", "/etc/passwd"),
+    (t.normalise_path_win, "\\a\\..\\windows\\win.ini", "/windows/win.ini"),
+    (t.replace_comments, "se/**/lect/*x", "se lect "),
+    (t.replace_comments, "a/*b*/c/*d*/e", "a c e"),
+    (t.utf8_to_unicode, "\xc3\xa9a\xe2\x80\x9c", "%u00e9a%u201c"),
+    (t.utf8_to_unicode, "\xff\xc3", "\xff\xc3"),  # invalid sequences kept as bytes
+    (t.base64_decode, "PHNjcmlwdD4=", "<script>"),
+    (t.base64_decode, "PHNjcmlwdD4", "<script>"),
+    (t.lowercase, "SeLeCt \xc0", "select \xc0"),  # ASCII only, as C's tolower()
+]
+
+
+@pytest.mark.parametrize(("function", "given", "expected"), CASES)
+def test_transformation(function: object, given: str, expected: str) -> None:
+    assert function(given) == expected  # type: ignore[operator]
+
+
+def test_a_pipeline_applies_in_order() -> None:
+    assert pipeline(("urldecodeuni", "htmlentitydecode", "lowercase"))("%26lt;SCRIPT") == "<script"
+    assert pipeline(())("As Is") == "As Is"
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    text=st.text(alphabet=st.sampled_from(list("%u0aF\\&#x;/.*+ \n'\"^,<>") + ["\xc3", "\xa9"]), max_size=300)
+)
+def test_every_function_takes_any_byte_string_and_keeps_bytes(text: str) -> None:
+    for name, function in FUNCTIONS.items():
+        out = function(text)
+        assert all(ord(c) < 256 for c in out), name
+
+
+@pytest.mark.parametrize("name", sorted(FUNCTIONS))
+def test_every_function_is_linear_on_64_kib_of_its_worst_fragments(name: str) -> None:
+    for fragment in ("%u", "\\", "&#", "/../", "/*", " ,", "\xc3", "%4"):
+        started = time.perf_counter()
+        FUNCTIONS[name](fragment * (65536 // len(fragment)))
+        assert time.perf_counter() - started < 0.25, f"{name} on {fragment!r}"
