@@ -14,7 +14,7 @@ def crs_factor(engine: Engine) -> Factor:
 
     def attacks(inp: RiskInput, config: Config) -> str | None:
         crs = config.risk.crs
-        values = crs_values(inp.incoming, inp.fields, inp.scan_bytes)
+        values = crs_values(inp.incoming, inp.fields, inp.scan_bytes, engine.variables)
         matched = engine.evaluate(values, crs.excluded(inp.route.path))
         score = sum(rule.score for rule in matched)
         if score < crs.anomaly_threshold:

@@ -18,6 +18,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import hyperscan
 import regex
@@ -33,8 +34,7 @@ CONFIRM_S = 0.005
 CACHED_LENGTH = 512  # values repeat across requests (user agents, cookies, form choices)
 
 
-@dataclass(frozen=True)
-class Value:
+class Value(NamedTuple):  # a tuple: a request has dozens
     """A request's value as CRS names it: `ARGS` `id`, `REQUEST_HEADERS` `user-agent`, `REQUEST_FILENAME`."""
 
     variable: str
@@ -65,15 +65,19 @@ def compiles_exactly(condition: Condition) -> bool:
 
 
 def _confirmation(pattern: str) -> Callable[[str], bool]:
-    compiled = regex.compile(pattern, regex.DOTALL)
+    """RE2 (linear time) when it takes the pattern; else `regex`, capped in input and time."""
+    try:
+        linear_pattern = linear.compile(pattern, dot_all=True)
+    except ValueError:  # a backreference or a possessive quantifier
+        return functools.partial(_confirm_bounded, regex.compile(pattern, regex.DOTALL))
+    return functools.partial(_searches, linear_pattern)
 
-    def confirm(text: str) -> bool:
-        try:
-            return compiled.search(text[:CONFIRM_BYTES], timeout=CONFIRM_S) is not None
-        except TimeoutError:
-            return False
 
-    return confirm
+def _confirm_bounded(compiled: regex.Pattern[str], text: str) -> bool:
+    try:
+        return compiled.search(text[:CONFIRM_BYTES], timeout=CONFIRM_S) is not None
+    except TimeoutError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -96,7 +100,7 @@ class Engine:
         self._lowering = frozenset(
             i for names, i in pipelines.items() if {"lowercase", "cmdline"} & set(names)
         )
-        self._base64 = frozenset(i for names, i in pipelines.items() if "base64decode" in names)
+        self._uses = [frozenset(names) for names in transforms]  # pipeline -> its functions
         # Per variable: the pipelines of the rules that target it (a header needs only a few).
         self._wanted: dict[str, frozenset[int]] = {}
         for rule in self.rules:
@@ -104,6 +108,7 @@ class Engine:
                 if not target.excluded:
                     wanted = self._wanted.get(target.variable, frozenset())
                     self._wanted[target.variable] = wanted | {pipelines[rule.condition.transforms]}
+        self.variables = frozenset(self._wanted)  # what the rules look at
         if compiled is None:
             prefiltered = frozenset(r.id for r in self.rules if not compiles_exactly(r.condition))
         else:
@@ -135,6 +140,9 @@ class Engine:
         self.expressions = len(expressions)
         self._chains = {i: _chain(rule.chain) for i, rule in enumerate(self.rules) if rule.chain}
         self._cached = functools.lru_cache(maxsize=8192)(self._match_text)
+        self._plans: dict[
+            tuple[frozenset[int], frozenset[str]], tuple[tuple[int, ...], frozenset[int], frozenset[int]]
+        ] = {}
 
     def evaluate(self, values: Iterable[Value], excluded: frozenset[int] = frozenset()) -> list[Rule]:
         """The rules that match any of `values` (each rule at most once), in id order."""
@@ -158,39 +166,57 @@ class Engine:
         """The rules whose pipeline (one of `wanted`) makes of `text` what they match (chains included)."""
         found: set[int] = set()
         for transformed, pipelines in self._transformed(text, wanted).items():
-            for rule, pipeline in self._scan(transformed):
-                if pipeline in pipelines and rule not in found:
-                    chain = self._chains.get(rule)
-                    if chain is None or chain(text):
-                        found.add(rule)
+            for expression in self._scan(transformed):
+                rule, pipeline = self.owners[expression]
+                if pipeline not in pipelines or rule in found:
+                    continue
+                confirm = self._confirm.get(expression)
+                if confirm is not None and not confirm(transformed):
+                    continue
+                chain = self._chains.get(rule)
+                if chain is None or chain(text):
+                    found.add(rule)
         return tuple(sorted(found))
 
-    def _scan(self, text: str) -> set[tuple[int, int]]:
-        """(rule index, pipeline index) of every expression matching `text` (confirmed where needed)."""
+    def _scan(self, text: str) -> list[int]:
+        """The expressions that match `text` (a prefiltered one: perhaps)."""
         found: list[int] = []
 
         def hit(expression: int, start: int, end: int, flags: int, context: object) -> None:
             found.append(expression)
 
         self._database.scan(text.encode("latin-1"), match_event_handler=hit)
-        return {self.owners[e] for e in found if e not in self._confirm or self._confirm[e](text)}
+        return found
 
-    def _transformed(self, text: str, wanted: frozenset[int]) -> dict[str, set[int]]:
-        """Each distinct text the `wanted` pipelines make of `text`, with the pipelines that make it."""
-        out: dict[str, set[int]] = {}
-        if _plain(text):  # only lowercase (and base64) change such a value
+    def _transformed(self, text: str, wanted: frozenset[int]) -> dict[str, frozenset[int]]:
+        """Each distinct text the `wanted` pipelines make of `text`, with the pipelines that make it. Only
+        pipelines with a function that can act on `text` run; the others leave it (lower-cased or not)."""
+        run, lowering, unchanged = self._plan(wanted, _effective(text))
+        out: dict[str, frozenset[int]] = {}
+        if unchanged:
+            out[text] = unchanged
+        if lowering:
             lower = text.lower()
-            for pipeline in wanted:
-                if pipeline in self._base64:
-                    result = self._apply(pipeline, text, {})
-                else:
-                    result = lower if pipeline in self._lowering else text
-                out.setdefault(result, set()).add(pipeline)
-            return out
+            out[lower] = out.get(lower, frozenset()) | lowering
         prefixes: dict[tuple[str, ...], str] = {}
-        for pipeline in wanted:
-            out.setdefault(self._apply(pipeline, text, prefixes), set()).add(pipeline)
+        for pipeline in run:
+            result = self._apply(pipeline, text, prefixes)
+            out[result] = out.get(result, frozenset()) | {pipeline}
         return out
+
+    def _plan(
+        self, wanted: frozenset[int], effective: frozenset[str]
+    ) -> tuple[tuple[int, ...], frozenset[int], frozenset[int]]:
+        """(pipelines to run, pipelines that only lower-case, pipelines that change nothing)."""
+        key = (wanted, effective)
+        plan = self._plans.get(key)
+        if plan is None:
+            run = tuple(p for p in sorted(wanted) if effective & self._uses[p])
+            rest = wanted - set(run)
+            plan = (run, rest & self._lowering, rest - self._lowering)
+            if len(self._plans) < 4096:  # few distinct keys: (variable, characters present)
+                self._plans[key] = plan
+        return plan
 
     def _apply(self, pipeline: int, text: str, done: dict[tuple[str, ...], str]) -> str:
         """`text` through one pipeline, starting from the longest prefix already applied to it."""
@@ -205,9 +231,45 @@ class Engine:
         return text
 
 
-def _plain(text: str) -> bool:
-    """Letters, digits, `_` and `-` only: a value no transformation but lowercase and base64 changes."""
-    return text.isascii() and text.replace("_", "a").replace("-", "a").isalnum()
+# The functions a character can make act (beyond lowercase): a pipeline none of whose functions can act on
+# a text leaves it as it is (lower-cased if the pipeline lower-cases), so it need not run.
+_PATH_FUNCTIONS = {"normalisepath", "normalizepath", "normalisepathwin", "normalizepathwin"}
+_ACTS_ON = {
+    "%": {"urldecode", "urldecodeuni"},
+    "+": {"urldecode", "urldecodeuni"},
+    "&": {"htmlentitydecode"},
+    "\\": {"jsdecode", "cssdecode", "cmdline"} | _PATH_FUNCTIONS,
+    "\x00": {"removenulls"},
+    '"': {"cmdline"},
+    "'": {"cmdline"},
+    "^": {"cmdline"},
+    ",": {"cmdline"},
+    ";": {"cmdline"},
+    **{space: {"removewhitespace", "compresswhitespace", "cmdline"} for space in "\t\n\r\x0b\x0c\xa0"},
+}
+_ALWAYS = frozenset({"base64decode"})  # acts on any text
+
+
+def _effective(text: str) -> frozenset[str]:
+    """The transformation functions besides lowercase that can change `text`."""
+    acting = set(_ALWAYS)
+    for char, functions in _ACTS_ON.items():
+        if char in text:
+            acting |= functions
+    if " " in text:
+        acting.add("removewhitespace")
+        if "  " in text:
+            acting |= {"compresswhitespace", "cmdline"}
+        if " /" in text or " (" in text:
+            acting.add("cmdline")
+    if "/" in text or "." in text:
+        if "//" in text or "/." in text or "./" in text or text in (".", ".."):
+            acting |= _PATH_FUNCTIONS
+        if "/*" in text:
+            acting.add("replacecomments")
+    if not text.isascii():
+        acting.add("utf8tounicode")
+    return frozenset(acting)
 
 
 def _chain(conditions: Sequence[Condition]) -> Callable[[str], bool]:

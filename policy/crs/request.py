@@ -13,40 +13,57 @@ from policy.fields import Fields
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
 
 
-def crs_values(incoming: Incoming, fields: Fields, budget: int) -> list[Value]:
+def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozenset[str]) -> list[Value]:
+    """The request's values of the variables in `wanted` (those the rules target)."""
     values: list[Value] = []
+    args, names = "ARGS" in wanted, "ARGS_NAMES" in wanted
     for source, name, value in fields.params:
         kind = "GET" if source == "query" else "POST"
-        values += (Value("ARGS", name, value), Value(f"ARGS_{kind}", name, value))
-        values += (Value("ARGS_NAMES", name, name), Value(f"ARGS_{kind}_NAMES", name, name))
+        if args:
+            values.append(Value("ARGS", name, value))
+        if names:
+            values.append(Value("ARGS_NAMES", name, name))
+        if f"ARGS_{kind}" in wanted:
+            values.append(Value(f"ARGS_{kind}", name, value))
+        if f"ARGS_{kind}_NAMES" in wanted:
+            values.append(Value(f"ARGS_{kind}_NAMES", name, name))
     for found in fields.values:
         if found.where.startswith("json "):
             path = found.where[5:].removesuffix("#key")
             name = "json" + path[1:].replace("[", ".").replace("]", "")
-            if found.where.endswith("#key"):
-                values += (Value("ARGS_NAMES", name, found.raw), Value("ARGS_POST_NAMES", name, found.raw))
-            else:
-                values += (Value("ARGS", name, found.raw), Value("ARGS_POST", name, found.raw))
+            variables = (
+                ("ARGS_NAMES", "ARGS_POST_NAMES") if found.where.endswith("#key") else ("ARGS", "ARGS_POST")
+            )
+            values += (Value(variable, name, found.raw) for variable in variables if variable in wanted)
+    headers, header_names = "REQUEST_HEADERS" in wanted, "REQUEST_HEADERS_NAMES" in wanted
+    cookies, cookie_names = "REQUEST_COOKIES" in wanted, "REQUEST_COOKIES_NAMES" in wanted
     for header, text in incoming.headers:
         if header in CREDENTIAL_HEADERS:
             continue
         text = text[:budget]
-        values += (Value("REQUEST_HEADERS", header, text), Value("REQUEST_HEADERS_NAMES", header, header))
-        if header == "cookie":
+        if headers:
+            values.append(Value("REQUEST_HEADERS", header, text))
+        if header_names:
+            values.append(Value("REQUEST_HEADERS_NAMES", header, header))
+        if header == "cookie" and (cookies or cookie_names):
             for cookie in text.split(";", 512)[:512]:
                 name, _, value = cookie.strip().partition("=")
-                values += (Value("REQUEST_COOKIES", name, value), Value("REQUEST_COOKIES_NAMES", name, name))
+                if cookies:
+                    values.append(Value("REQUEST_COOKIES", name, value))
+                if cookie_names:
+                    values.append(Value("REQUEST_COOKIES_NAMES", name, name))
     target = incoming.target[:budget]
     path, _, query = target.partition("?")
-    values += (
-        Value("REQUEST_FILENAME", "", path),
-        Value("REQUEST_BASENAME", "", path.rpartition("/")[2]),
-        Value("REQUEST_URI", "", target),
-        Value("REQUEST_URI_RAW", "", target),
-        Value("QUERY_STRING", "", query),
-        Value("REQUEST_LINE", "", f"{incoming.method} {target} HTTP/1.1"),
-        Value("REQUEST_METHOD", "", incoming.method),
+    whole = (
+        ("REQUEST_FILENAME", path),
+        ("REQUEST_BASENAME", path.rpartition("/")[2]),
+        ("REQUEST_URI", target),
+        ("REQUEST_URI_RAW", target),
+        ("QUERY_STRING", query),
+        ("REQUEST_LINE", f"{incoming.method} {target} HTTP/1.1"),
+        ("REQUEST_METHOD", incoming.method),
     )
-    if incoming.body:
+    values += (Value(variable, "", text) for variable, text in whole if variable in wanted)
+    if incoming.body and "REQUEST_BODY" in wanted:
         values.append(Value("REQUEST_BODY", "", incoming.body[:budget].decode("latin-1")))
     return values

@@ -28,25 +28,22 @@ def lowercase(text: str) -> str:
     return text.encode("latin-1").lower().decode("latin-1")  # ASCII letters only, as C's tolower()
 
 
+_PERCENT = bounded(r"%[0-9a-fA-F]{2}|\+")
+_PERCENT_UNI = bounded(r"%[uU][0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\+")
+
+
+def _unescape(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if token == "+":
+        return " "
+    return chr(int(token[1:], 16)) if len(token) == 3 else _byte(int(token[2:], 16))
+
+
 def url_decode(text: str, unicode: bool = False) -> str:
     """`%HH` (and with `unicode`, `%uHHHH`) decoded, `+` to a space; invalid escapes kept as they are."""
     if "%" not in text and "+" not in text:
         return text
-    out, i, n = [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "%":
-            if unicode and i + 5 < n and text[i + 1] in "uU" and all(h in _HEX for h in text[i + 2 : i + 6]):
-                out.append(_byte(int(text[i + 2 : i + 6], 16)))
-                i += 6
-                continue
-            if i + 2 < n and text[i + 1] in _HEX and text[i + 2] in _HEX:
-                out.append(chr(int(text[i + 1 : i + 3], 16)))
-                i += 3
-                continue
-        out.append(" " if c == "+" else c)
-        i += 1
-    return "".join(out)
+    return (_PERCENT_UNI if unicode else _PERCENT).sub(_unescape, text)
 
 
 def url_decode_uni(text: str) -> str:
@@ -72,73 +69,56 @@ def html_entity_decode(text: str) -> str:
 _JS_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
 
 
+_JS_ESCAPE = bounded(r"(?s)\\(?:[uU][0-9a-fA-F]{4}|[xX][0-9a-fA-F]{2}|[0-7]{1,3}|.)")
+
+
+def _js_unescape(match: re.Match[str]) -> str:
+    token = match.group(0)
+    kind = token[1]
+    if kind in "uU" and len(token) == 6:
+        return _byte(int(token[2:], 16))
+    if kind in "xX" and len(token) == 4:
+        return chr(int(token[2:], 16))
+    if kind in "01234567":
+        code = int(token[1:], 8)
+        return chr(code) if code <= 0o377 else chr(int(token[1:3], 8)) + token[3]
+    return _JS_SIMPLE.get(kind, kind)
+
+
 def js_decode(text: str) -> str:
     """`\\uHHHH`, `\\xHH`, `\\OOO` (octal), `\\a\\b\\f\\n\\r\\t\\v`, and `\\c` as `c`."""
-    if "\\" not in text:
-        return text
-    out, i, n = [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if c != "\\" or i + 1 >= n:
-            out.append(c)
-            i += 1
-            continue
-        nxt = text[i + 1]
-        if nxt in "uU" and i + 5 < n and all(h in _HEX for h in text[i + 2 : i + 6]):
-            out.append(_byte(int(text[i + 2 : i + 6], 16)))
-            i += 6
-        elif nxt in "xX" and i + 3 < n and text[i + 2] in _HEX and text[i + 3] in _HEX:
-            out.append(chr(int(text[i + 2 : i + 4], 16)))
-            i += 4
-        elif nxt in "01234567":
-            j = i + 1
-            while j < n and j < i + 4 and text[j] in "01234567":
-                j += 1
-            if int(text[i + 1 : j], 8) > 0o377:  # three digits over 377: only two are the escape
-                j -= 1
-            out.append(chr(int(text[i + 1 : j], 8)))
-            i = j
-        else:
-            out.append(_JS_SIMPLE.get(nxt, nxt))
-            i += 2
-    return "".join(out)
+    return _JS_ESCAPE.sub(_js_unescape, text) if "\\" in text else text
+
+
+_CSS_ESCAPE = bounded(r"(?s)\\(?:[0-9a-fA-F]{1,6}[ \t\n\r\x0c]?|.)?")
+
+
+def _css_unescape(match: re.Match[str]) -> str:
+    token = match.group(0)
+    if len(token) == 1 or token[1] == "\n":  # a lone backslash at the end, or an escaped line break
+        return ""
+    digits = token[1:].rstrip(" \t\n\r\x0c")
+    if digits and all(c in _HEX for c in digits) and digits == token[1 : 1 + len(digits)]:
+        return _byte(int(digits, 16))
+    return token[1]
 
 
 def css_decode(text: str) -> str:
     """CSS 2 escapes: `\\` and 1-6 hex digits (one whitespace after them eaten), `\\` newline removed,
     `\\` and any other character is that character."""
-    if "\\" not in text:
-        return text
-    out, i, n = [], 0, len(text)
-    while i < n:
-        c = text[i]
-        if c != "\\":
-            out.append(c)
-            i += 1
-            continue
-        if i + 1 >= n:  # a lone backslash at the end is dropped
-            i += 1
-            continue
-        j = i + 1
-        while j < n and j < i + 7 and text[j] in _HEX:
-            j += 1
-        if j > i + 1:
-            out.append(_byte(int(text[i + 1 : j], 16)))
-            i = j + 1 if j < n and text[j] in " \t\n\r\x0c" else j
-        elif text[i + 1] == "\n":
-            i += 2
-        else:
-            out.append(text[i + 1])
-            i += 2
-    return "".join(out)
+    return _CSS_ESCAPE.sub(_css_unescape, text) if "\\" in text else text
 
 
 def remove_nulls(text: str) -> str:
     return text.replace("\x00", "")
 
 
-_TO_SPACE = str.maketrans("\t\n\r\x0b\x0c\xa0", "      ")
-_NO_SPACE = str.maketrans("", "", " \t\n\r\x0b\x0c\xa0")
+def _replace_all(text: str, chars: str, by: str) -> str:
+    """Each of `chars` replaced by `by` (str.replace per character: C speed, nothing done for absent ones)."""
+    for char in chars:
+        if char in text:
+            text = text.replace(char, by)
+    return text
 
 
 def _squeeze(text: str) -> str:
@@ -149,24 +129,27 @@ def _squeeze(text: str) -> str:
     return (" " if text.startswith(" ") else "") + inner + (" " if text.endswith(" ") and inner else "")
 
 
+_SPACE_LIKE = "\t\n\r\x0b\x0c\xa0"
+
+
 def remove_whitespace(text: str) -> str:
-    return text.translate(_NO_SPACE)
+    return _replace_all(text, " " + _SPACE_LIKE, "")
 
 
 def compress_whitespace(text: str) -> str:
-    return _squeeze(text.translate(_TO_SPACE))
+    return _squeeze(_replace_all(text, _SPACE_LIKE, " "))
 
 
-_CMD_DROP = str.maketrans("", "", "\\\"'^")
-_CMD_TO_SPACE = str.maketrans("\t\n\r,;", "     ")
 _CMD_BEFORE = bounded(r" ([/(])")
 
 
 def cmd_line(text: str) -> str:
     """ModSecurity's cmdLine: `\\ " ' ^` deleted, `,` and `;` and whitespace runs to one space, spaces
     before `/` and `(` deleted, lower case."""
-    text = _squeeze(text.translate(_CMD_DROP).translate(_CMD_TO_SPACE))
-    return lowercase(_CMD_BEFORE.sub(r"\1", text))
+    text = _squeeze(_replace_all(_replace_all(text, "\\\"'^", ""), "\t\n\r,;", " "))
+    if " /" in text or " (" in text:
+        text = _CMD_BEFORE.sub(r"\1", text)
+    return lowercase(text)
 
 
 def normalise_path(text: str) -> str:
@@ -211,7 +194,7 @@ def replace_comments(text: str) -> str:
 
 def utf8_to_unicode(text: str) -> str:
     """Each UTF-8 multi-byte sequence as `%uHHHH` (lower-case hex); other bytes kept."""
-    if all(ord(c) < 0x80 for c in text):
+    if text.isascii():
         return text
     raw, out, i = text.encode("latin-1"), [], 0
     while i < len(raw):
@@ -231,9 +214,16 @@ def utf8_to_unicode(text: str) -> str:
     return "".join(out)
 
 
+_NOT_BASE64 = str.maketrans(
+    "",
+    "",
+    "".join(chr(c) for c in range(256) if not (chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/"))),
+)
+
+
 def base64_decode(text: str) -> str:
     """The base64 the value holds (characters outside the alphabet skipped); unchanged if none decodes."""
-    clean = "".join(c for c in text if c.isascii() and (c.isalnum() or c in "+/")).rstrip("=")
+    clean = text.translate(_NOT_BASE64)
     clean += "=" * (-len(clean) % 4)
     try:
         return base64.b64decode(clean).decode("latin-1") if clean else text

@@ -41,7 +41,10 @@ def request(target: str, headers: tuple[tuple[str, str], ...] = (), body: bytes 
 def matched(engine: Engine, incoming: Incoming, **crs: object) -> list[int]:
     config = make_config({"risk": {"crs": {"enabled": True, **crs}}})
     inp = RiskInput(incoming, CALLER, HISTORY, ROUTE, config.risk.max_scan_bytes)
-    return [rule.id for rule in engine.evaluate(crs_values(incoming, inp.fields, inp.scan_bytes))]
+    return [
+        rule.id
+        for rule in engine.evaluate(crs_values(incoming, inp.fields, inp.scan_bytes, engine.variables))
+    ]
 
 
 # (family, request target, header) -> a rule of that family must match. Written from each rule's intent.
@@ -141,7 +144,9 @@ def test_exclusions_by_id_everywhere_and_per_route(loaded: tuple[Engine, Parsed]
     config = make_config({"risk": {"crs": {"enabled": True, "exclude": [{"ids": ids[:1]}]}}})
     assert ids[0] not in [
         r.id
-        for r in engine.evaluate(crs_values(inp.incoming, inp.fields, 65536), config.risk.crs.excluded("/x"))
+        for r in engine.evaluate(
+            crs_values(inp.incoming, inp.fields, 65536, engine.variables), config.risk.crs.excluded("/x")
+        )
     ]
 
 
