@@ -24,10 +24,12 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from policy.config import Config, RouteConfig  # noqa: E402
 from policy.corpus import to_incoming  # noqa: E402
+from policy.crs import crs_factor  # noqa: E402
 from policy.identity import Identity, Trust  # noqa: E402
 from policy.incoming import Incoming  # noqa: E402
 from policy.profile import fit  # noqa: E402
 from policy.risk import Factor, History, RiskInput, RiskScore, profile_factor, score  # noqa: E402
+from proxy.crs import load_crs  # noqa: E402
 from proxy.loader import create_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -119,8 +121,11 @@ def main() -> None:
         f"corpus {args.corpus.name}: {len(attacks)} anomalous, {len(normal)} normal"
         f" ({len(train)} fit the profile, {len(held_out)} measured)"
     )
-    measure("content factors only (no profile)", config, {}, held_out, attacks)
-    profile = {"profile": fit_profile(train)}
+    crs = {}
+    if config.risk.crs.enabled:  # as the gateway has it: config.yaml enables the CRS factor
+        crs = {"crs": crs_factor(load_crs(config.risk.crs, ROOT)[0])}
+    measure("content factors only (no profile)", config, crs, held_out, attacks)
+    profile = {"profile": fit_profile(train), **crs}
     costs = measure("with the learned profile", config, profile, held_out, attacks)
     requests = attacks + held_out
     typical = [cost for cost, r in zip(costs, requests, strict=True) if 600 <= size(r) <= 1400]

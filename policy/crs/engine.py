@@ -147,12 +147,20 @@ class Engine:
     def evaluate(self, values: Iterable[Value], excluded: frozenset[int] = frozenset()) -> list[Rule]:
         """The rules that match any of `values` (each rule at most once), in id order."""
         matched: set[int] = set()
+        long: dict[tuple[str, frozenset[int]], tuple[int, ...]] = {}  # this request's long values, once each
+        done: dict[str, dict[tuple[str, ...], str]] = {}  # and their transformations, shared
         for value in values:
             wanted = self._wanted.get(value.variable)
             if not value.text or wanted is None:
                 continue
-            found = self._cached(value.text, wanted) if len(value.text) <= CACHED_LENGTH else None
-            for index in found if found is not None else self._match_text(value.text, wanted):
+            if len(value.text) <= CACHED_LENGTH:
+                found = self._cached(value.text, wanted)
+            else:
+                key = (value.text, wanted)
+                if key not in long:
+                    long[key] = self._match_text(value.text, wanted, done.setdefault(value.text, {}))
+                found = long[key]
+            for index in found:
                 rule = self.rules[index]
                 if (
                     index not in matched
@@ -162,10 +170,12 @@ class Engine:
                     matched.add(index)
         return sorted((self.rules[i] for i in matched), key=lambda rule: rule.id)
 
-    def _match_text(self, text: str, wanted: frozenset[int]) -> tuple[int, ...]:
+    def _match_text(
+        self, text: str, wanted: frozenset[int], done: dict[tuple[str, ...], str] | None = None
+    ) -> tuple[int, ...]:
         """The rules whose pipeline (one of `wanted`) makes of `text` what they match (chains included)."""
         found: set[int] = set()
-        for transformed, pipelines in self._transformed(text, wanted).items():
+        for transformed, pipelines in self._transformed(text, wanted, {} if done is None else done).items():
             for expression in self._scan(transformed):
                 rule, pipeline = self.owners[expression]
                 if pipeline not in pipelines or rule in found:
@@ -188,7 +198,9 @@ class Engine:
         self._database.scan(text.encode("latin-1"), match_event_handler=hit)
         return found
 
-    def _transformed(self, text: str, wanted: frozenset[int]) -> dict[str, frozenset[int]]:
+    def _transformed(
+        self, text: str, wanted: frozenset[int], done: dict[tuple[str, ...], str]
+    ) -> dict[str, frozenset[int]]:
         """Each distinct text the `wanted` pipelines make of `text`, with the pipelines that make it. Only
         pipelines with a function that can act on `text` run; the others leave it (lower-cased or not)."""
         run, lowering, unchanged = self._plan(wanted, _effective(text))
@@ -198,9 +210,8 @@ class Engine:
         if lowering:
             lower = text.lower()
             out[lower] = out.get(lower, frozenset()) | lowering
-        prefixes: dict[tuple[str, ...], str] = {}
         for pipeline in run:
-            result = self._apply(pipeline, text, prefixes)
+            result = self._apply(pipeline, text, done)
             out[result] = out.get(result, frozenset()) | {pipeline}
         return out
 
@@ -219,15 +230,18 @@ class Engine:
         return plan
 
     def _apply(self, pipeline: int, text: str, done: dict[tuple[str, ...], str]) -> str:
-        """`text` through one pipeline, starting from the longest prefix already applied to it."""
-        names, start = self._names[pipeline], 0
-        for depth in range(len(names), 0, -1):
-            if names[:depth] in done:
-                text, start = done[names[:depth]], depth
-                break
-        for depth in range(start, len(names)):
-            text = FUNCTIONS[names[depth]](text)
-            done[names[: depth + 1]] = text
+        """`text` through one pipeline. Functions that cannot act on the text as it is then are skipped, and
+        each result is kept under the functions that made it: pipelines that differ only by such functions
+        (`utf8toUnicode` on ASCII, say) share the work."""
+        applied: tuple[str, ...] = ()
+        for name in self._names[pipeline]:
+            if not _acts(name, text):
+                continue
+            applied += (name,)
+            result = done.get(applied)
+            if result is None:
+                result = done[applied] = FUNCTIONS[name](text)
+            text = result
         return text
 
 
@@ -248,6 +262,26 @@ _ACTS_ON = {
     **{space: {"removewhitespace", "compresswhitespace", "cmdline"} for space in "\t\n\r\x0b\x0c\xa0"},
 }
 _ALWAYS = frozenset({"base64decode"})  # acts on any text
+
+
+_TRIGGERS = {name: "".join(c for c, names in _ACTS_ON.items() if name in names) for name in FUNCTIONS}
+
+
+def _acts(name: str, text: str) -> bool:
+    """Whether function `name` can change `text` (lowercase, cmdLine and base64 are always run)."""
+    if name in ("lowercase", "cmdline", "base64decode"):
+        return True
+    if name == "removewhitespace":
+        return " " in text or any(c in text for c in _TRIGGERS[name])
+    if name == "compresswhitespace":
+        return "  " in text or any(c in text for c in _TRIGGERS[name])
+    if name == "utf8tounicode":
+        return not text.isascii()
+    if name == "replacecomments":
+        return "/*" in text
+    if name in _PATH_FUNCTIONS:
+        return "/" in text or "." in text or "\\" in text
+    return any(c in text for c in _TRIGGERS[name])
 
 
 def _effective(text: str) -> frozenset[str]:

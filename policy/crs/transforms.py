@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from collections.abc import Callable
 
@@ -28,12 +29,12 @@ def lowercase(text: str) -> str:
     return text.encode("latin-1").lower().decode("latin-1")  # ASCII letters only, as C's tolower()
 
 
-_PERCENT = bounded(r"%[0-9a-fA-F]{2}|\+")
-_PERCENT_UNI = bounded(r"%[uU][0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\+")
+_PERCENT = bounded(r"(%[0-9a-fA-F]{2}|\+)")
+_PERCENT_UNI = bounded(r"(%[uU][0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\+)")
 
 
-def _unescape(match: re.Match[str]) -> str:
-    token = match.group(0)
+@functools.lru_cache(maxsize=1024)
+def _unescape(token: str) -> str:
     if token == "+":
         return " "
     return chr(int(token[1:], 16)) if len(token) == 3 else _byte(int(token[2:], 16))
@@ -43,7 +44,9 @@ def url_decode(text: str, unicode: bool = False) -> str:
     """`%HH` (and with `unicode`, `%uHHHH`) decoded, `+` to a space; invalid escapes kept as they are."""
     if "%" not in text and "+" not in text:
         return text
-    return (_PERCENT_UNI if unicode else _PERCENT).sub(_unescape, text)
+    parts = (_PERCENT_UNI if unicode else _PERCENT).split(text)  # text, token, text, token, ..., text
+    parts[1::2] = [_unescape(token) for token in parts[1::2]]
+    return "".join(parts)
 
 
 def url_decode_uni(text: str) -> str:
