@@ -151,14 +151,17 @@ class Engine:
         done: dict[str, dict[tuple[str, ...], str]] = {}  # and their transformations, shared
         for value in values:
             wanted = self._wanted.get(value.variable)
-            if not value.text or wanted is None:
+            text = value.text
+            if not text or wanted is None:
                 continue
-            if len(value.text) <= CACHED_LENGTH:
-                found = self._cached(value.text, wanted)
+            if not text.isascii() and max(text) > "\xff":  # decoded as UTF-8: its bytes, as ModSecurity sees
+                text = text.encode("utf-8", "surrogateescape").decode("latin-1")
+            if len(text) <= CACHED_LENGTH:
+                found = self._cached(text, wanted)
             else:
-                key = (value.text, wanted)
+                key = (text, wanted)
                 if key not in long:
-                    long[key] = self._match_text(value.text, wanted, done.setdefault(value.text, {}))
+                    long[key] = self._match_text(text, wanted, done.setdefault(text, {}))
                 found = long[key]
             for index in found:
                 rule = self.rules[index]

@@ -183,7 +183,27 @@ def test_what_is_skipped_is_listed_with_the_reason(loaded: tuple[Engine, Parsed]
     assert len([r for r in loaded[0].rules]) >= 70  # paranoia level 1: 73 rules of 930..944
 
 
-HOSTILE = ["%u", "\\u00", "&#x", "../", "/*", "'", "<", "(", "$", "{", ";", "|", "`", "a", " ", "\xc3", "%25"]
+HOSTILE = [
+    "%u",
+    "\\u00",
+    "&#x",
+    "../",
+    "/*",
+    "'",
+    "<",
+    "(",
+    "$",
+    "{",
+    ";",
+    "|",
+    "`",
+    "a",
+    " ",
+    "\xc3",
+    "%25",
+    "\u20ac",
+    "\x00",
+]
 
 
 @settings(
@@ -206,3 +226,13 @@ def test_64_kib_of_hostile_fragments_evaluates_quickly(
         ]
     )
     assert time.perf_counter() - started < 0.5, f"{text[:40]!r}"
+
+
+def test_any_text_is_evaluated_as_its_bytes_whatever_it_was_decoded_from(
+    loaded: tuple[Engine, Parsed],
+) -> None:
+    engine, _ = loaded
+    for text in ("price 5\u20ac", "\U0001f600 ok", "caf\xe9", "bad \udc80 byte", "\u202e\u0000"):
+        assert engine.evaluate([Value("REQUEST_HEADERS", "x-note", text), Value("ARGS", "q", text)]) == []
+    attack = "<script>alert('\u20ac')</script>"
+    assert engine.evaluate([Value("ARGS", "q", attack)])
