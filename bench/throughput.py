@@ -36,6 +36,10 @@ async def main(rounds: int, seconds: int) -> None:
         "floor (bare aiohttp, inline)": bare(env),
         "isogate, 1 worker": gateway("tp-1", tmp, env, **common),
         "isogate, 2 workers": gateway("tp-2", tmp, env, server={"workers": 2}, **common),
+        # What the OWASP CRS factor (on in config.yaml) costs here: the same process without it.
+        "isogate, 1 worker, risk.crs off": gateway(
+            "tp-1-nocrs", tmp, env, risk={"crs": {"enabled": False}}, **common
+        ),
     }
     auth = f"Bearer {token(env['SECRET_KEY'], 'established', trust='trusted')}"
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in servers}

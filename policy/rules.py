@@ -182,6 +182,8 @@ class CrsConfig:
 
     def excluded(self, route: str) -> frozenset[int]:
         """The rule ids not evaluated for requests of `route` (a route's path)."""
+        if not self.exclude:
+            return frozenset()
         return frozenset(i for e in self.exclude if not e.route or e.route == route for i in e.ids)
 
 

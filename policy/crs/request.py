@@ -8,25 +8,42 @@ by name; the path, query and body as received. Everything is taken within the re
 
 from __future__ import annotations
 
+import functools
+
 from policy.crs.engine import Value
 from policy.fields import Fields
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
+
+
+@functools.lru_cache(maxsize=16)  # one `wanted` per compiled rule set
+def _by_source(wanted: frozenset[str]) -> dict[str, tuple[str, bool, str, bool]]:
+    """Per parameter source: its ARGS_GET/ARGS_POST variable, whether wanted, and the same for names."""
+    return {
+        source: (
+            f"ARGS_{kind}",
+            f"ARGS_{kind}" in wanted,
+            f"ARGS_{kind}_NAMES",
+            f"ARGS_{kind}_NAMES" in wanted,
+        )
+        for source, kind in (("query", "GET"), ("body", "POST"))
+    }
 
 
 def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozenset[str]) -> list[Value]:
     """The request's values of the variables in `wanted` (those the rules target)."""
     values: list[Value] = []
     args, names = "ARGS" in wanted, "ARGS_NAMES" in wanted
+    by_source = _by_source(wanted)
     for source, name, value in fields.params:
-        kind = "GET" if source == "query" else "POST"
         if args:
             values.append(Value("ARGS", name, value))
         if names:
             values.append(Value("ARGS_NAMES", name, name))
-        if f"ARGS_{kind}" in wanted:
-            values.append(Value(f"ARGS_{kind}", name, value))
-        if f"ARGS_{kind}_NAMES" in wanted:
-            values.append(Value(f"ARGS_{kind}_NAMES", name, name))
+        variable, wanted_value, names_variable, wanted_name = by_source[source]
+        if wanted_value:
+            values.append(Value(variable, name, value))
+        if wanted_name:
+            values.append(Value(names_variable, name, name))
     for found in fields.values:
         if found.where.startswith("json "):
             path = found.where[5:].removesuffix("#key")
@@ -54,16 +71,20 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
                     values.append(Value("REQUEST_COOKIES_NAMES", name, name))
     target = incoming.target[:budget]
     path, _, query = target.partition("?")
-    whole = (
-        ("REQUEST_FILENAME", path),
-        ("REQUEST_BASENAME", path.rpartition("/")[2]),
-        ("REQUEST_URI", target),
-        ("REQUEST_URI_RAW", target),
-        ("QUERY_STRING", query),
-        ("REQUEST_LINE", f"{incoming.method} {target} HTTP/1.1"),
-        ("REQUEST_METHOD", incoming.method),
-    )
-    values += (Value(variable, "", text) for variable, text in whole if variable in wanted)
+    if "REQUEST_FILENAME" in wanted:
+        values.append(Value("REQUEST_FILENAME", "", path))
+    if "REQUEST_BASENAME" in wanted:
+        values.append(Value("REQUEST_BASENAME", "", path.rpartition("/")[2]))
+    if "REQUEST_URI" in wanted:
+        values.append(Value("REQUEST_URI", "", target))
+    if "REQUEST_URI_RAW" in wanted:
+        values.append(Value("REQUEST_URI_RAW", "", target))
+    if "QUERY_STRING" in wanted:
+        values.append(Value("QUERY_STRING", "", query))
+    if "REQUEST_LINE" in wanted:
+        values.append(Value("REQUEST_LINE", "", f"{incoming.method} {target} HTTP/1.1"))
+    if "REQUEST_METHOD" in wanted:
+        values.append(Value("REQUEST_METHOD", "", incoming.method))
     if incoming.body and "REQUEST_BODY" in wanted:
         values.append(Value("REQUEST_BODY", "", incoming.body[:budget].decode("latin-1")))
     return values
