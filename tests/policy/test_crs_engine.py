@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bench.pathological import CASES
 from conftest import CRS_RULES, make_config
 from policy.config import RouteConfig
 from policy.crs import crs_factor
@@ -236,3 +237,14 @@ def test_any_text_is_evaluated_as_its_bytes_whatever_it_was_decoded_from(
         assert engine.evaluate([Value("REQUEST_HEADERS", "x-note", text), Value("ARGS", "q", text)]) == []
     attack = "<script>alert('\u20ac')</script>"
     assert engine.evaluate([Value("ARGS", "q", attack)])
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_each_known_pathological_input_evaluates_quickly(loaded: tuple[Engine, Parsed], case: str) -> None:
+    engine, _ = loaded
+    config = make_config({"risk": {"crs": {"enabled": True}}})
+    inp = RiskInput(CASES[case](65536), CALLER, HISTORY, ROUTE, 65536)
+    started = time.perf_counter()
+    score(inp, config, {"crs": crs_factor(engine)})
+    took = time.perf_counter() - started
+    assert took < 0.5, f"{case}: {took * 1000:.0f} ms"  # the worst measured here: ~60 ms
