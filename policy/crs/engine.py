@@ -14,9 +14,10 @@ input (CONFIRM_BYTES) and time (CONFIRM_S): a confirmation that runs out counts 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -24,7 +25,7 @@ import hyperscan
 import regex
 
 from policy import linear
-from policy.crs.rules import Condition, Rule
+from policy.crs.rules import Condition, Rule, selects
 from policy.crs.transforms import FUNCTIONS
 
 FLAGS = hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH  # ModSecurity compiles with PCRE_DOTALL
@@ -108,7 +109,8 @@ class Engine:
                 if not target.excluded:
                     wanted = self._wanted.get(target.variable, frozenset())
                     self._wanted[target.variable] = wanted | {pipelines[rule.condition.transforms]}
-        self.variables = frozenset(self._wanted)  # what the rules look at
+        linked = {t.variable for rule in self.rules for c in rule.chain for t in c.targets if not t.excluded}
+        self.variables = frozenset(self._wanted) | linked  # what the rules look at
         if compiled is None:
             prefiltered = frozenset(r.id for r in self.rules if not compiles_exactly(r.condition))
         else:
@@ -138,13 +140,19 @@ class Engine:
             self._database.scratch = hyperscan.Scratch(self._database)
         self.compiled = compiled
         self.expressions = len(expressions)
-        self._chains = {i: _chain(rule.chain) for i, rule in enumerate(self.rules) if rule.chain}
+        on_match = {i: [c for c in rule.chain if not c.targets] for i, rule in enumerate(self.rules)}
+        self._chains = {i: _chain(links) for i, links in on_match.items() if links}
+        self._request_links = {  # chained conditions on request values of their own
+            i: [_request_link(c) for c in rule.chain if c.targets]
+            for i, rule in enumerate(self.rules)
+            if any(c.targets for c in rule.chain)
+        }
         self._cached = functools.lru_cache(maxsize=8192)(self._match_text)
         self._plans: dict[
             tuple[frozenset[int], frozenset[str]], tuple[tuple[int, ...], frozenset[int], frozenset[int]]
         ] = {}
 
-    def evaluate(self, values: Iterable[Value], excluded: frozenset[int] = frozenset()) -> list[Rule]:
+    def evaluate(self, values: Sequence[Value], excluded: frozenset[int] = frozenset()) -> list[Rule]:
         """The rules that match any of `values` (each rule at most once), in id order."""
         matched: set[int] = set()
         long: dict[tuple[str, frozenset[int]], tuple[int, ...]] = {}  # this request's long values, once each
@@ -171,6 +179,9 @@ class Engine:
                     and rule.applies_to(value.variable, value.key)
                 ):
                     matched.add(index)
+        for index in matched & self._request_links.keys():
+            if not all(link(values) for link in self._request_links[index]):
+                matched.discard(index)
         return sorted((self.rules[i] for i in matched), key=lambda rule: rule.id)
 
     def _match_text(
@@ -325,6 +336,26 @@ def _chain(conditions: Sequence[Condition]) -> Callable[[str], bool]:
         return all(check(text) for check in checks)
 
     return all_hold
+
+
+def _request_link(condition: Condition) -> Callable[[Sequence[Value]], bool]:
+    """A chained condition on the request's values of its own targets: any of them satisfies it, or (a
+    count, `&TARGET "@eq N"`) their number is N."""
+    targets = condition.targets
+    if condition.count:
+        wanted = int(condition.argument)
+
+        def counts(values: Sequence[Value]) -> bool:
+            found = sum(1 for v in values if selects(targets, v.variable, v.key))
+            return (found == wanted) != condition.negated
+
+        return counts
+    check = _chain([dataclasses.replace(condition, targets=())])
+
+    def any_value(values: Sequence[Value]) -> bool:
+        return any(check(v.text) for v in values if selects(targets, v.variable, v.key))
+
+    return any_value
 
 
 def _has_phrase(phrases: tuple[str, ...], text: str) -> bool:

@@ -9,7 +9,8 @@ is skipped with the reason, so the operator can see exactly what is and is not e
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import dataclasses
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from policy import linear
@@ -58,11 +59,26 @@ _SELECTORS: dict[str, linear.Regex] = {}
 
 @dataclass(frozen=True)
 class Condition:
-    operator: str  # "rx" or "pm"
-    argument: str  # the regex, or the phrases separated by spaces (pm)
+    operator: str  # "rx", "pm", or "eq" (a count)
+    argument: str  # the regex, the phrases separated by spaces (pm), or the number (eq)
     transforms: tuple[str, ...]  # lower-case function names, `none` dropped
     negated: bool = False
     phrases: tuple[str, ...] = ()  # pm: the phrases (from the rule or its data file)
+    # A chained condition on request values of its own (`SecRule ARGS ...` after `chain`), and whether it
+    # counts them (`&REQUEST_HEADERS:Referer "@eq 0"`); no targets: on the value the rule matched.
+    targets: tuple[Target, ...] = ()
+    count: bool = False
+
+
+def selects(targets: Iterable[Target], variable: str, key: str) -> bool:
+    """Whether the value `key` of `variable` is one of `targets` (an excluded one never is)."""
+    chosen = False
+    for target in targets:
+        if target.variable == variable and target.selects(key):
+            if target.excluded:
+                return False
+            chosen = True
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -72,7 +88,7 @@ class Rule:
     score: int
     targets: tuple[Target, ...]
     condition: Condition
-    chain: tuple[Condition, ...] = ()  # further conditions, each on the value the one before matched
+    chain: tuple[Condition, ...] = ()  # further conditions: on the matched value, or their own targets
     message: str = ""
 
     @property
@@ -81,13 +97,7 @@ class Rule:
 
     def applies_to(self, variable: str, key: str) -> bool:
         """Whether the value `key` of `variable` (ARGS:id, REQUEST_HEADERS:referer) is one of its targets."""
-        chosen = False
-        for target in self.targets:
-            if target.variable == variable and target.selects(key):
-                if target.excluded:
-                    return False
-                chosen = True
-        return chosen
+        return selects(self.targets, variable, key)
 
 
 Link = tuple[str, str, dict[str, list[str]]]  # a SecRule's variables, operator and actions
@@ -139,11 +149,19 @@ def _rule(
     if not any(t.variable in VARIABLES and not t.excluded for t in targets):
         raise Unsupported(f"targets {variables[:60]} are not request content")
     condition = _condition(operator, actions, read_data)
+    if condition.operator not in ("rx", "pm"):
+        raise Unsupported(f"operator @{condition.operator} as a rule's first condition")
     chain = []
     for variables, operator, link_actions in links[1:]:
+        link = _condition(operator, link_actions, read_data)
         if variables not in ("MATCHED_VAR", "MATCHED_VARS"):
-            raise Unsupported(f"chained on {variables[:40]}, not on the matched value")
-        chain.append(_condition(operator, link_actions, read_data))
+            own = _targets(variables)
+            if not own or any(t.variable not in VARIABLES for t in own):
+                raise Unsupported(f"chained on {variables[:40]}, not on request content")
+            link = dataclasses.replace(link, targets=tuple(own), count=variables.startswith("&"))
+        elif link.operator == "eq":
+            raise Unsupported("a count of the matched value")
+        chain.append(link)
     severity = actions.get("severity", ["CRITICAL"])[-1].upper()
     return Rule(
         id=rule_id,
@@ -173,6 +191,8 @@ def _condition(operator: str, actions: dict[str, list[str]], read_data: Callable
         else:
             phrases = [p for f in argument.split() for p in _data_lines(read_data(f))]
         return Condition("pm", argument, tuple(transforms), negated, tuple(dict.fromkeys(phrases)))
+    if name == "@eq" and argument.strip().isdigit():
+        return Condition("eq", argument.strip(), tuple(transforms), negated)
     if name in ("@detectSQLi", "@detectXSS"):
         raise Unsupported(f"{name} needs libinjection (not used: its Python wrapper is GPL)")
     raise Unsupported(f"operator {name} is not evaluated")

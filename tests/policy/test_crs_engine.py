@@ -248,3 +248,16 @@ def test_each_known_pathological_input_evaluates_quickly(loaded: tuple[Engine, P
     score(inp, config, {"crs": crs_factor(engine)})
     took = time.perf_counter() - started
     assert took < 0.5, f"{case}: {took * 1000:.0f} ms"  # the worst measured here: ~60 ms
+
+
+def test_chains_on_other_request_values_are_evaluated(loaded: tuple[Engine, Parsed]) -> None:
+    engine, _ = loaded
+    # 943120: a session id set by a parameter, with no Referer at all (session fixation)
+    fixation = request("/login?jsessionid=AB12CD")
+    assert 943120 in matched(engine, fixation)
+    from_site = request("/login?jsessionid=AB12CD", (("referer", "https://shop.example/cart"),))
+    assert 943120 not in matched(engine, from_site)
+    # 944110: a Java process builder together with a deserialization marker, in any two values
+    gadget = request("/j?cmd=java.lang.ProcessBuilder&payload=base64data")
+    assert 944110 in matched(engine, gadget)
+    assert 944110 not in matched(engine, request("/j?cmd=processbuilder+tutorial"))
