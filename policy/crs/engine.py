@@ -1,46 +1,31 @@
-"""CRS rules compiled into Hyperscan databases: every value scanned once per distinct transformed text.
+"""CRS rules compiled into one Hyperscan database: each value scanned once per distinct transformed text.
 
 Hyperscan (Intel's automaton engine) matches all of a database's expressions in one pass, in time linear in
-the text. The rules up to the paranoia level are grouped by the variables they target (ARGS and cookies
-share one database, headers, the path and the body have their own), each rule's `@rx` an expression and
-each `@pm` phrase a literal. A value is transformed by each pipeline the rules use (prefixes shared, a
-value no transformation changes transformed not at all), and each distinct text is scanned once; a match
-counts only for the rules whose pipeline produced that text.
+the text: each rule's `@rx` is an expression, each `@pm` phrase a literal. A value of a variable is
+transformed by the pipelines of the rules that target that variable (policy/crs/pipelines.py: only as far
+as its characters need), each distinct text is scanned once, and a match counts for a rule only when the
+rule's own pipeline produced that text and the value is one of the rule's targets.
 
 The few expressions Hyperscan cannot compile exactly (too large, a backreference, a possessive quantifier)
-run in prefilter mode (a superset of their matches) and are confirmed on the text with `regex`, capped in
-input (CONFIRM_BYTES) and time (CONFIRM_S): a confirmation that runs out counts as no match.
+run in prefilter mode (a superset of their matches) and are confirmed (policy/crs/checks.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import hyperscan
-import regex
 
-from policy import linear
-from policy.crs.rules import Condition, Rule, selects
-from policy.crs.transforms import FUNCTIONS
+from policy.crs.checks import Value, confirmation, on_matched, on_request
+from policy.crs.pipelines import Pipelines
+from policy.crs.rules import Condition, Rule
 
 FLAGS = hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH  # ModSecurity compiles with PCRE_DOTALL
 PHRASE_FLAGS = FLAGS | hyperscan.HS_FLAG_CASELESS  # @pm is case-insensitive
-CONFIRM_BYTES = 8192
-CONFIRM_S = 0.005
 CACHED_LENGTH = 512  # values repeat across requests (user agents, cookies, form choices)
-
-
-class Value(NamedTuple):  # a tuple: a request has dozens
-    """A request's value as CRS names it: `ARGS` `id`, `REQUEST_HEADERS` `user-agent`, `REQUEST_FILENAME`."""
-
-    variable: str
-    key: str
-    text: str
 
 
 def _expressions(condition: Condition, exact: bool) -> list[tuple[bytes, int, Callable[[str], bool] | None]]:
@@ -49,7 +34,7 @@ def _expressions(condition: Condition, exact: bool) -> list[tuple[bytes, int, Ca
     pattern = condition.argument.encode("utf-8")
     if exact:
         return [(pattern, FLAGS, None)]
-    return [(pattern, FLAGS | hyperscan.HS_FLAG_PREFILTER, _confirmation(condition.argument))]
+    return [(pattern, FLAGS | hyperscan.HS_FLAG_PREFILTER, confirmation(condition.argument))]
 
 
 def compiles_exactly(condition: Condition) -> bool:
@@ -63,22 +48,6 @@ def compiles_exactly(condition: Condition) -> bool:
     except hyperscan.error:
         return False
     return True
-
-
-def _confirmation(pattern: str) -> Callable[[str], bool]:
-    """RE2 (linear time) when it takes the pattern; else `regex`, capped in input and time."""
-    try:
-        linear_pattern = linear.compile(pattern, dot_all=True)
-    except ValueError:  # a backreference or a possessive quantifier
-        return functools.partial(_confirm_bounded, regex.compile(pattern, regex.DOTALL))
-    return functools.partial(_searches, linear_pattern)
-
-
-def _confirm_bounded(compiled: regex.Pattern[str], text: str) -> bool:
-    try:
-        return compiled.search(text[:CONFIRM_BYTES], timeout=CONFIRM_S) is not None
-    except TimeoutError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -95,13 +64,8 @@ class Engine:
 
     def __init__(self, rules: Sequence[Rule], paranoia: int, compiled: Compiled | None = None) -> None:
         self.rules = tuple(rule for rule in rules if rule.paranoia <= paranoia)
-        transforms = sorted({rule.condition.transforms for rule in self.rules})
-        self._names = transforms
-        pipelines = {names: index for index, names in enumerate(transforms)}
-        self._lowering = frozenset(
-            i for names, i in pipelines.items() if {"lowercase", "cmdline"} & set(names)
-        )
-        self._uses = [frozenset(names) for names in transforms]  # pipeline -> its functions
+        self._pipelines = Pipelines([rule.condition.transforms for rule in self.rules])
+        pipelines = self._pipelines.index
         # Per variable: the pipelines of the rules that target it (a header needs only a few).
         self._wanted: dict[str, frozenset[int]] = {}
         for rule in self.rules:
@@ -141,16 +105,13 @@ class Engine:
         self.compiled = compiled
         self.expressions = len(expressions)
         on_match = {i: [c for c in rule.chain if not c.targets] for i, rule in enumerate(self.rules)}
-        self._chains = {i: _chain(links) for i, links in on_match.items() if links}
+        self._chains = {i: on_matched(links) for i, links in on_match.items() if links}
         self._request_links = {  # chained conditions on request values of their own
-            i: [_request_link(c) for c in rule.chain if c.targets]
+            i: [on_request(c) for c in rule.chain if c.targets]
             for i, rule in enumerate(self.rules)
             if any(c.targets for c in rule.chain)
         }
         self._cached = functools.lru_cache(maxsize=8192)(self._match_text)
-        self._plans: dict[
-            tuple[frozenset[int], frozenset[str]], tuple[tuple[int, ...], frozenset[int], frozenset[int]]
-        ] = {}
 
     def evaluate(self, values: Sequence[Value], excluded: frozenset[int] = frozenset()) -> list[Rule]:
         """The rules that match any of `values` (each rule at most once), in id order."""
@@ -189,7 +150,7 @@ class Engine:
     ) -> tuple[int, ...]:
         """The rules whose pipeline (one of `wanted`) makes of `text` what they match (chains included)."""
         found: set[int] = set()
-        for transformed, pipelines in self._transformed(text, wanted, {} if done is None else done).items():
+        for transformed, pipelines in self._pipelines.transformed(text, wanted, done or {}).items():
             for expression in self._scan(transformed):
                 rule, pipeline = self.owners[expression]
                 if pipeline not in pipelines or rule in found:
@@ -211,165 +172,3 @@ class Engine:
 
         self._database.scan(text.encode("latin-1"), match_event_handler=hit)
         return found
-
-    def _transformed(
-        self, text: str, wanted: frozenset[int], done: dict[tuple[str, ...], str]
-    ) -> dict[str, frozenset[int]]:
-        """Each distinct text the `wanted` pipelines make of `text`, with the pipelines that make it. Only
-        pipelines with a function that can act on `text` run; the others leave it (lower-cased or not)."""
-        run, lowering, unchanged = self._plan(wanted, _effective(text))
-        out: dict[str, frozenset[int]] = {}
-        if unchanged:
-            out[text] = unchanged
-        if lowering:
-            lower = text.lower()
-            out[lower] = out.get(lower, frozenset()) | lowering
-        for pipeline in run:
-            result = self._apply(pipeline, text, done)
-            out[result] = out.get(result, frozenset()) | {pipeline}
-        return out
-
-    def _plan(
-        self, wanted: frozenset[int], effective: frozenset[str]
-    ) -> tuple[tuple[int, ...], frozenset[int], frozenset[int]]:
-        """(pipelines to run, pipelines that only lower-case, pipelines that change nothing)."""
-        key = (wanted, effective)
-        plan = self._plans.get(key)
-        if plan is None:
-            run = tuple(p for p in sorted(wanted) if effective & self._uses[p])
-            rest = wanted - set(run)
-            plan = (run, rest & self._lowering, rest - self._lowering)
-            if len(self._plans) < 4096:  # few distinct keys: (variable, characters present)
-                self._plans[key] = plan
-        return plan
-
-    def _apply(self, pipeline: int, text: str, done: dict[tuple[str, ...], str]) -> str:
-        """`text` through one pipeline. Functions that cannot act on the text as it is then are skipped, and
-        each result is kept under the functions that made it: pipelines that differ only by such functions
-        (`utf8toUnicode` on ASCII, say) share the work."""
-        applied: tuple[str, ...] = ()
-        for name in self._names[pipeline]:
-            if not _acts(name, text):
-                continue
-            applied += (name,)
-            result = done.get(applied)
-            if result is None:
-                result = done[applied] = FUNCTIONS[name](text)
-            text = result
-        return text
-
-
-# The functions a character can make act (beyond lowercase): a pipeline none of whose functions can act on
-# a text leaves it as it is (lower-cased if the pipeline lower-cases), so it need not run.
-_PATH_FUNCTIONS = {"normalisepath", "normalizepath", "normalisepathwin", "normalizepathwin"}
-_ACTS_ON = {
-    "%": {"urldecode", "urldecodeuni"},
-    "+": {"urldecode", "urldecodeuni"},
-    "&": {"htmlentitydecode"},
-    "\\": {"jsdecode", "cssdecode", "cmdline"} | _PATH_FUNCTIONS,
-    "\x00": {"removenulls"},
-    '"': {"cmdline"},
-    "'": {"cmdline"},
-    "^": {"cmdline"},
-    ",": {"cmdline"},
-    ";": {"cmdline"},
-    **{space: {"removewhitespace", "compresswhitespace", "cmdline"} for space in "\t\n\r\x0b\x0c\xa0"},
-}
-_ALWAYS = frozenset({"base64decode"})  # acts on any text
-
-
-_TRIGGERS = {name: "".join(c for c, names in _ACTS_ON.items() if name in names) for name in FUNCTIONS}
-
-
-def _acts(name: str, text: str) -> bool:
-    """Whether function `name` can change `text` (lowercase, cmdLine and base64 are always run)."""
-    if name in ("lowercase", "cmdline", "base64decode"):
-        return True
-    if name == "removewhitespace":
-        return " " in text or any(c in text for c in _TRIGGERS[name])
-    if name == "compresswhitespace":
-        return "  " in text or any(c in text for c in _TRIGGERS[name])
-    if name == "utf8tounicode":
-        return not text.isascii()
-    if name == "replacecomments":
-        return "/*" in text
-    if name in _PATH_FUNCTIONS:
-        return "/" in text or "." in text or "\\" in text
-    return any(c in text for c in _TRIGGERS[name])
-
-
-def _effective(text: str) -> frozenset[str]:
-    """The transformation functions besides lowercase that can change `text`."""
-    acting = set(_ALWAYS)
-    for char, functions in _ACTS_ON.items():
-        if char in text:
-            acting |= functions
-    if " " in text:
-        acting.add("removewhitespace")
-        if "  " in text:
-            acting |= {"compresswhitespace", "cmdline"}
-        if " /" in text or " (" in text:
-            acting.add("cmdline")
-    if "/" in text or "." in text:
-        if "//" in text or "/." in text or "./" in text or text in (".", ".."):
-            acting |= _PATH_FUNCTIONS
-        if "/*" in text:
-            acting.add("replacecomments")
-    if not text.isascii():
-        acting.add("utf8tounicode")
-    return frozenset(acting)
-
-
-def _chain(conditions: Sequence[Condition]) -> Callable[[str], bool]:
-    """A rule's chained conditions, all on the matched value (each with its own transformations)."""
-    checks: list[Callable[[str], bool]] = []
-    for condition in conditions:
-        transform = [FUNCTIONS[name] for name in condition.transforms]
-        if condition.operator == "pm":
-            phrases = tuple(p.lower() for p in condition.phrases)
-            test: Callable[[str], bool] = functools.partial(_has_phrase, phrases)
-        else:
-            test = functools.partial(_searches, linear.compile(condition.argument))
-        checks.append(functools.partial(_check, transform, test, condition.negated))
-
-    def all_hold(text: str) -> bool:
-        return all(check(text) for check in checks)
-
-    return all_hold
-
-
-def _request_link(condition: Condition) -> Callable[[Sequence[Value]], bool]:
-    """A chained condition on the request's values of its own targets: any of them satisfies it, or (a
-    count, `&TARGET "@eq N"`) their number is N."""
-    targets = condition.targets
-    if condition.count:
-        wanted = int(condition.argument)
-
-        def counts(values: Sequence[Value]) -> bool:
-            found = sum(1 for v in values if selects(targets, v.variable, v.key))
-            return (found == wanted) != condition.negated
-
-        return counts
-    check = _chain([dataclasses.replace(condition, targets=())])
-
-    def any_value(values: Sequence[Value]) -> bool:
-        return any(check(v.text) for v in values if selects(targets, v.variable, v.key))
-
-    return any_value
-
-
-def _has_phrase(phrases: tuple[str, ...], text: str) -> bool:
-    lowered = text.lower()
-    return any(phrase in lowered for phrase in phrases)
-
-
-def _searches(compiled: linear.Regex, text: str) -> bool:
-    return compiled.search(text) is not None
-
-
-def _check(
-    transform: list[Callable[[str], str]], test: Callable[[str], bool], negated: bool, text: str
-) -> bool:
-    for function in transform:
-        text = function(text)
-    return test(text) != negated

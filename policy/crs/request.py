@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 
-from policy.crs.engine import Value
+from policy.crs.checks import Value
 from policy.fields import Fields
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
 

@@ -89,11 +89,6 @@ class Rule:
     targets: tuple[Target, ...]
     condition: Condition
     chain: tuple[Condition, ...] = ()  # further conditions: on the matched value, or their own targets
-    message: str = ""
-
-    @property
-    def family(self) -> str:
-        return str(self.id)[:3]
 
     def applies_to(self, variable: str, key: str) -> bool:
         """Whether the value `key` of `variable` (ARGS:id, REQUEST_HEADERS:referer) is one of its targets."""
@@ -170,7 +165,6 @@ def _rule(
         targets=tuple(targets),
         condition=condition,
         chain=tuple(chain),
-        message=actions.get("msg", [""])[-1],
     )
 
 

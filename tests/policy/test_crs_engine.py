@@ -14,7 +14,8 @@ from bench.pathological import CASES
 from conftest import CRS_RULES, make_config
 from policy.config import RouteConfig
 from policy.crs import crs_factor
-from policy.crs.engine import Engine, Value
+from policy.crs.checks import Value
+from policy.crs.engine import Engine
 from policy.crs.request import crs_values
 from policy.crs.rules import Parsed
 from policy.identity import Identity, Trust

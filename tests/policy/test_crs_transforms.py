@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy.crs import transforms as t
+from policy.crs.pipelines import Pipelines
 from policy.crs.transforms import FUNCTIONS, pipeline
 
 CASES = [
@@ -75,3 +76,39 @@ def test_every_function_is_linear_on_64_kib_of_its_worst_fragments(name: str) ->
         started = time.perf_counter()
         FUNCTIONS[name](fragment * (65536 // len(fragment)))
         assert time.perf_counter() - started < 0.25, f"{name} on {fragment!r}"
+
+
+# Every pipeline CRS 3.3 (REQUEST-930..944) uses, as the rules name them.
+CRS_PIPELINES = [
+    ("urldecodeuni",), (), ("lowercase",), ("lowercase", "removewhitespace"), ("urldecodeuni", "cmdline"),
+    ("utf8tounicode", "urldecodeuni", "htmlentitydecode", "jsdecode", "cssdecode", "removenulls"),
+    ("utf8tounicode", "urldecodeuni", "removenulls", "cmdline"),
+    ("utf8tounicode", "urldecodeuni", "normalizepathwin", "lowercase"), ("urldecodeuni", "lowercase"),
+    ("utf8tounicode", "urldecodeuni", "htmlentitydecode", "jsdecode", "cssdecode", "lowercase",
+     "removenulls"),
+    ("urldecodeuni", "htmlentitydecode", "compresswhitespace"), ("utf8tounicode", "urldecodeuni"),
+    ("urldecodeuni", "cmdline", "lowercase"), ("urldecodeuni", "cmdline", "normalizepath", "lowercase"),
+    ("urldecode",), ("urldecode", "urldecodeuni"), ("lowercase", "urldecodeuni"),
+    ("urldecode", "urldecodeuni", "normalizepath", "cmdline"), ("urldecodeuni", "normalisepath", "lowercase"),
+    ("normalisepath", "urldecodeuni", "lowercase"), ("urldecode", "replacecomments", "compresswhitespace"),
+    ("normalisepath", "urldecodeuni"), ("urldecodeuni", "base64decode"),
+    ("urldecodeuni", "lowercase", "urldecode", "htmlentitydecode", "jsdecode"),
+    ("urldecodeuni", "urldecode", "htmlentitydecode", "jsdecode"), ("urldecodeuni", "compresswhitespace"),
+    ("urldecodeuni", "jsdecode", "lowercase"), ("urldecodeuni", "replacecomments"),
+]  # fmt: skip
+PIECES = st.sampled_from(
+    ["a", "B", "1", " ", "  ", "/", ".", "..", "%", "%41", "%u0041", "+", "&", "&#x3c;", "\\", "\\x41", "'",
+     '"', "^", ",", ";", "\t", "\n", "\x00", "*", "/*", "(", "\xc3\xa9", "\xa0", "=", "<", "PHN"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(parts=st.lists(PIECES, max_size=12))
+def test_skipping_what_cannot_act_gives_what_every_pipeline_gives(parts: list[str]) -> None:
+    text = "".join(parts)
+    pipelines = Pipelines(CRS_PIPELINES)
+    wanted = frozenset(pipelines.index.values())
+    results = pipelines.transformed(text, wanted, {})
+    for names, index in pipelines.index.items():
+        expected = pipeline(names)(text)
+        assert index in results.get(expected, frozenset()), f"{names} of {text!r}: want {expected!r}"
