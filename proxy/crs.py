@@ -18,7 +18,7 @@ from policy.errors import ConfigError
 from policy.rules import CrsConfig
 
 log = logging.getLogger("isogate")
-FORMAT = "isogate-crs-1"  # bump when the engine's compiled form changes
+FORMAT = "isogate-crs-2"  # bump when the engine's compiled form changes
 _last: tuple[str, Engine] | None = (
     None  # the engine of the last digest: a reload with the same rules reuses it
 )

@@ -13,7 +13,6 @@ run in prefilter mode (a superset of their matches) and are confirmed (policy/cr
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -30,11 +29,19 @@ CACHED_LENGTH = 512  # values repeat across requests (user agents, cookies, form
 
 def _expressions(condition: Condition, exact: bool) -> list[tuple[bytes, int, Callable[[str], bool] | None]]:
     if condition.operator == "pm":
-        return [(re.escape(p).encode("utf-8"), PHRASE_FLAGS, None) for p in condition.phrases]
+        return [(_literal(p), PHRASE_FLAGS, None) for p in condition.phrases]
     pattern = condition.argument.encode("utf-8")
     if exact:
         return [(pattern, FLAGS, None)]
     return [(pattern, FLAGS | hyperscan.HS_FLAG_PREFILTER, confirmation(condition.argument))]
+
+
+def _literal(phrase: str) -> bytes:
+    """`phrase` as a Hyperscan expression matching exactly its bytes (every byte but [A-Za-z0-9] escaped)."""
+    return b"".join(
+        bytes([byte]) if chr(byte).isascii() and chr(byte).isalnum() else b"\\x%02x" % byte
+        for byte in phrase.encode("utf-8")
+    )
 
 
 def compiles_exactly(condition: Condition) -> bool:
