@@ -242,7 +242,8 @@ async def entity_state(app: web.Application) -> AsyncIterator[None]:
         yield
         return
     state = gw.config.state
-    gw.state = StateSync(store, gw.stats, state.flush_ms / 1000, state.forget_after_days * 86400)
+    forget_s, pool_name = state.forget_after_days * 86400, gw.config.docker.pool_name  # unique per gateway
+    gw.state = StateSync(store, gw.stats, state.flush_ms / 1000, forget_s, gateway=pool_name)
     await gw.state.start()
     yield
     await gw.state.aclose()

@@ -173,6 +173,28 @@ class Stats:
         if (unwritten := self._changed(entity)) is not None:
             unwritten.violations += 1
 
+    def counters(self) -> dict[str, int]:
+        """The gateway-wide counts, flat (`total`, `mode:thread`, `band:low`, `status:2xx`...), as a store
+        keeps them across restarts."""
+        return {
+            "total": self.total,
+            "malformed": self.malformed,
+            "violations": self.violations,
+            **{f"mode:{k}": v for k, v in self.by_mode.items()},
+            **{f"band:{k}": v for k, v in self.by_band.items()},
+            **{f"status:{k}": v for k, v in self.by_status.items()},
+        }
+
+    def restore(self, counts: dict[str, int]) -> None:
+        """Add the counts an earlier run of this gateway left in the store (see `counters`)."""
+        tables = {"mode": self.by_mode, "band": self.by_band, "status": self.by_status}
+        for name, value in counts.items():
+            kind, _, key = name.partition(":")
+            if kind in tables and key:
+                tables[kind][key] += value
+            elif name in ("total", "malformed", "violations"):
+                setattr(self, name, getattr(self, name) + value)
+
     def snapshot(self) -> dict[str, object]:
         top = heapq.nlargest(self._config.top_entities, self._entities.items(), key=lambda i: i[1].total)
         return {

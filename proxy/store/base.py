@@ -30,6 +30,14 @@ class Store(Protocol):
         """Add each entity's `updates` (outcomes after the stored ones) to what is stored, at once."""
         ...
 
+    async def add_counters(self, gateway: str, counts: dict[str, int]) -> None:
+        """Add to the gateway-wide counters (`/stats` requests, violations) stored for `gateway`."""
+        ...
+
+    async def counters(self, gateway: str) -> dict[str, int]:
+        """The gateway-wide counters stored for `gateway` (a restart continues from them)."""
+        ...
+
     async def forget(self, before: float) -> int:
         """Drop the entities last seen before `before` (a time.time()); how many went."""
         ...

@@ -97,6 +97,22 @@ class RedisStore:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"redis: {exc}") from exc
 
+    async def add_counters(self, gateway: str, counts: dict[str, int]) -> None:
+        try:
+            async with self._connected().pipeline(transaction=True) as pipe:
+                for name, value in counts.items():
+                    pipe.hincrby(f"{self.prefix}counters:{gateway}", name, value)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
+    async def counters(self, gateway: str) -> dict[str, int]:
+        try:
+            found = await self._connected().hgetall(f"{self.prefix}counters:{gateway}")
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return {str(name): int(value) for name, value in found.items()}
+
     async def forget(self, before: float) -> int:
         """The hashes expire by themselves; the last-seen index is trimmed here."""
         try:

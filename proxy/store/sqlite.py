@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS entities (
     violations INTEGER, recent_bits TEXT, recent INTEGER, seen REAL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entities_seen ON entities (seen);
+CREATE TABLE IF NOT EXISTS counters (gateway TEXT, name TEXT, value INTEGER, PRIMARY KEY (gateway, name));
 """
 BUSY_MS = 2000  # another gateway's write holds the file: wait this long, then the batch waits for the next
 
@@ -114,6 +115,29 @@ class SqliteStore:
                 raise
 
         await self._run(write)
+
+    async def add_counters(self, gateway: str, counts: dict[str, int]) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT INTO counters VALUES (?, ?, ?)"
+                    " ON CONFLICT (gateway, name) DO UPDATE SET value = value + excluded.value",
+                    [(gateway, name, value) for name, value in counts.items()],
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+        await self._run(write)
+
+    async def counters(self, gateway: str) -> dict[str, int]:
+        def read(db: sqlite3.Connection) -> dict[str, int]:
+            rows = db.execute("SELECT name, value FROM counters WHERE gateway = ?", (gateway,))
+            return {str(name): int(value) for name, value in rows}
+
+        return await self._run(read)
 
     async def forget(self, before: float) -> int:
         def delete(db: sqlite3.Connection) -> int:

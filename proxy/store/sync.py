@@ -19,8 +19,17 @@ FORGET_EVERY_S = 60.0
 
 
 class StateSync:
-    def __init__(self, store: Store, stats: Stats, flush_s: float, forget_after_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        store: Store,
+        stats: Stats,
+        flush_s: float,
+        forget_after_s: float = 0.0,
+        gateway: str = "isogate",
+    ) -> None:
         self.store, self.stats, self.flush_s = store, stats, flush_s
+        self.gateway = gateway  # whose gateway-wide counters these are (its pool name: unique per gateway)
+        self._counted: dict[str, int] = {}  # the counters as last written (or read at start)
         self.forget_after_s = forget_after_s  # 0: entities are never dropped from the store
         self.forgotten = 0
         self._next_forget = 0.0
@@ -39,6 +48,8 @@ class StateSync:
         try:
             await self.store.open()
             known = await self.store.recent(self.stats.capacity)
+            self.stats.restore(await self.store.counters(self.gateway))
+            self._counted = self.stats.counters()  # written already: only what is added from now on
         except StoreUnavailable as exc:
             self._down(exc)
         else:
@@ -78,6 +89,7 @@ class StateSync:
             self._keep(batch)
             self._down(exc)
             return
+        await self._write_counters()
         try:
             fresh = await self.store.fetch(wanted) if wanted else {}
         except StoreUnavailable as exc:  # written, not read back: the table goes on with its own figures
@@ -91,6 +103,20 @@ class StateSync:
         for entity, figures in fresh.items():
             stats.stored(entity, figures)
         await self._forget()
+
+    async def _write_counters(self) -> None:
+        """Add what the gateway-wide counters gained since the last write (kept for the next on failure)."""
+        now = self.stats.counters()
+        gained = {name: value - self._counted.get(name, 0) for name, value in now.items()}
+        gained = {name: value for name, value in gained.items() if value}
+        if not gained:
+            return
+        try:
+            await self.store.add_counters(self.gateway, gained)
+        except StoreUnavailable as exc:
+            self._down(exc)
+        else:
+            self._counted = now
 
     async def _forget(self) -> None:
         """Once a minute: drop the entities not seen for `state.forget_after_days` (a store that only grows
@@ -154,4 +180,6 @@ class StateSync:
                 log.warning(
                     "entity state: %d updates not written at shutdown: %s", len(self.stats.pending), exc
                 )
+        if self.available:
+            await self._write_counters()
         await self.store.aclose()

@@ -77,6 +77,13 @@ async def figures(session: aiohttp.ClientSession, gateway: Process, who: str) ->
         return stats["totalRequests"], stats["failedRequests"]
 
 
+async def totals(session: aiohttp.ClientSession, gateway: Process) -> dict[str, Any]:
+    async with session.get(f"{gateway.url}/stats", headers=bearer("ops", role="admin")) as response:
+        assert response.status == 200
+        requests: dict[str, Any] = (await response.json())["requests"]
+        return requests
+
+
 async def test_history_survives_sigterm_and_kill_9_within_the_flush_window(tmp_path: Path) -> None:
     gateway = Process(tmp_path, {"backend": "sqlite", "flush_ms": 200})
     await gateway.start()
@@ -87,9 +94,12 @@ async def test_history_survives_sigterm_and_kill_9_within_the_flush_window(tmp_p
             for _ in range(4):
                 await send(session, gateway, "alice", BIG)
             assert "failure_rate" in await send(session, gateway, "alice")  # 4 of 13 failed
+            before = await totals(session, gateway)
             gateway.stop(signal.SIGTERM)  # drains: nothing is lost
             await gateway.start()
             assert await figures(session, gateway, "alice") == (14, 4)
+            after = await totals(session, gateway)  # the gateway-wide counters continue too
+            assert after["total"] == before["total"] >= 14 and after["by_mode"] == before["by_mode"]
             factors = await send(session, gateway, "alice")  # known from the first request after a restart
             assert "new_entity" not in factors and "failure_rate" in factors
             await asyncio.sleep(1.0)  # past state.flush_ms: written

@@ -79,6 +79,35 @@ async def test_two_gateways_adding_at_once_lose_nothing(stores: Callable[[], Sto
     assert (found.total, found.failed, found.recent) == (60, 20, WINDOW)
 
 
+async def test_gateway_counters_add_up_per_gateway(stores: Callable[[], Store]) -> None:
+    first, second = stores(), stores()
+    await asyncio.gather(first.open(), second.open())
+    assert await first.counters("gw-a") == {}
+    for _ in range(10):  # bounded: two writers adding to one gateway's counters at once
+        await asyncio.gather(
+            first.add_counters("gw-a", {"total": 2, "mode:thread": 1}),
+            second.add_counters("gw-a", {"total": 1, "status:5xx": 1}),
+        )
+    await first.add_counters("gw-b", {"total": 7})
+    assert await second.counters("gw-a") == {"total": 30, "mode:thread": 10, "status:5xx": 10}
+    assert await first.counters("gw-b") == {"total": 7}
+
+
+def test_stats_counters_restore_into_the_same_shape() -> None:
+    from policy.config import StatsConfig
+    from proxy.stats import Outcome, Stats
+
+    stats = Stats(StatsConfig(), 5)
+    stats.record(Outcome("alice", 200, "thread", "low", 1.0))
+    stats.record(Outcome("bob", 503, "docker", "high", 2.0))
+    stats.violation("bob")
+    stats.refused(400)
+    again = Stats(StatsConfig(), 5)
+    again.restore(stats.counters())
+    assert again.counters() == stats.counters()
+    assert again.snapshot()["requests"] == stats.snapshot()["requests"]
+
+
 async def test_the_sqlite_file_is_its_owners_only(tmp_path: Path) -> None:
     store = SqliteStore(tmp_path / "state.db")
     await store.open()
