@@ -243,7 +243,7 @@ async def entity_state(app: web.Application) -> AsyncIterator[None]:
         return
     state = gw.config.state
     forget_s, pool_name = state.forget_after_days * 86400, gw.config.docker.pool_name  # unique per gateway
-    gw.state = StateSync(store, gw.stats, state.flush_ms / 1000, forget_s, gateway=pool_name)
+    gw.state = StateSync(store, gw.stats, state.flush_ms / 1000, forget_s, gateway=pool_name, live=gw.live)
     await gw.state.start()
     yield
     await gw.state.aclose()

@@ -56,6 +56,19 @@ class LiveConfig:
         self.last_error = None
         return record
 
+    def history(self) -> dict[str, Any]:
+        """What a restart continues from (kept in the state store)."""
+        return {"generation": self.generation, "reloads": list(self.reloads)}
+
+    def resume(self, stored: dict[str, Any]) -> None:
+        """Continue an earlier run's history: its generations go on, and this start is one of them."""
+        generation, earlier = stored.get("generation"), stored.get("reloads")
+        if not isinstance(generation, int) or not isinstance(earlier, list):
+            return
+        self.generation = max(self.generation, generation + 1)
+        self.reloads.extend(record for record in earlier if isinstance(record, dict))
+        self.reloads.append({"generation": self.generation, "at": self.loaded_at, "trigger": "start"})
+
     def error(self, error: str | None) -> None:
         """Record a reload's error (logged once, not on every poll), or clear it."""
         if error is not None and error != self.last_error:

@@ -38,6 +38,14 @@ class Store(Protocol):
         """The gateway-wide counters stored for `gateway` (a restart continues from them)."""
         ...
 
+    async def save_document(self, gateway: str, name: str, text: str) -> None:
+        """Keep `text` (JSON) as `gateway`'s document `name` (the reload history), replacing the last."""
+        ...
+
+    async def document(self, gateway: str, name: str) -> str | None:
+        """`gateway`'s document `name`, or None."""
+        ...
+
     async def forget(self, before: float) -> int:
         """Drop the entities last seen before `before` (a time.time()); how many went."""
         ...

@@ -113,6 +113,19 @@ class RedisStore:
             raise StoreUnavailable(f"redis: {exc}") from exc
         return {str(name): int(value) for name, value in found.items()}
 
+    async def save_document(self, gateway: str, name: str, text: str) -> None:
+        try:
+            await self._connected().set(f"{self.prefix}{name}:{gateway}", text)
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+
+    async def document(self, gateway: str, name: str) -> str | None:
+        try:
+            found = await self._connected().get(f"{self.prefix}{name}:{gateway}")
+        except (RedisError, OSError) as exc:
+            raise StoreUnavailable(f"redis: {exc}") from exc
+        return None if found is None else str(found)
+
     async def forget(self, before: float) -> int:
         """The hashes expire by themselves; the last-seen index is trimmed here."""
         try:

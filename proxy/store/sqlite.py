@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS entities (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS entities_seen ON entities (seen);
 CREATE TABLE IF NOT EXISTS counters (gateway TEXT, name TEXT, value INTEGER, PRIMARY KEY (gateway, name));
+CREATE TABLE IF NOT EXISTS documents (gateway TEXT, name TEXT, body TEXT, PRIMARY KEY (gateway, name));
 """
 BUSY_MS = 2000  # another gateway's write holds the file: wait this long, then the batch waits for the next
 
@@ -136,6 +137,20 @@ class SqliteStore:
         def read(db: sqlite3.Connection) -> dict[str, int]:
             rows = db.execute("SELECT name, value FROM counters WHERE gateway = ?", (gateway,))
             return {str(name): int(value) for name, value in rows}
+
+        return await self._run(read)
+
+    async def save_document(self, gateway: str, name: str, text: str) -> None:
+        def write(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO documents VALUES (?, ?, ?)", (gateway, name, text))
+
+        await self._run(write)
+
+    async def document(self, gateway: str, name: str) -> str | None:
+        def read(db: sqlite3.Connection) -> str | None:
+            query = "SELECT body FROM documents WHERE gateway = ? AND name = ?"
+            row = db.execute(query, (gateway, name)).fetchone()
+            return str(row[0]) if row else None
 
         return await self._run(read)
 

@@ -7,15 +7,18 @@ from its own table, keeps the updates (bounded) and writes them when it returns.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
+from proxy.live import LiveConfig
 from proxy.stats import EntityStats, Stats
 from proxy.store.base import Store, StoreUnavailable
 
 log = logging.getLogger("isogate.state")
 MIN_GAP_S = 0.05  # between two syncs, however often a miss asks for one
 FORGET_EVERY_S = 60.0
+HISTORY = "reloads"  # the document holding the config generation and the recent reloads
 
 
 class StateSync:
@@ -26,8 +29,11 @@ class StateSync:
         flush_s: float,
         forget_after_s: float = 0.0,
         gateway: str = "isogate",
+        live: LiveConfig | None = None,
     ) -> None:
         self.store, self.stats, self.flush_s = store, stats, flush_s
+        self.live = live  # its reload history is kept in the store too
+        self._history = ""  # the history as last written (or read at start)
         self.gateway = gateway  # whose gateway-wide counters these are (its pool name: unique per gateway)
         self._counted: dict[str, int] = {}  # the counters as last written (or read at start)
         self.forget_after_s = forget_after_s  # 0: entities are never dropped from the store
@@ -50,6 +56,7 @@ class StateSync:
             known = await self.store.recent(self.stats.capacity)
             self.stats.restore(await self.store.counters(self.gateway))
             self._counted = self.stats.counters()  # written already: only what is added from now on
+            await self._resume_history()
         except StoreUnavailable as exc:
             self._down(exc)
         else:
@@ -90,6 +97,7 @@ class StateSync:
             self._down(exc)
             return
         await self._write_counters()
+        await self._write_history()
         try:
             fresh = await self.store.fetch(wanted) if wanted else {}
         except StoreUnavailable as exc:  # written, not read back: the table goes on with its own figures
@@ -103,6 +111,31 @@ class StateSync:
         for entity, figures in fresh.items():
             stats.stored(entity, figures)
         await self._forget()
+
+    async def _resume_history(self) -> None:
+        if self.live is None:
+            return
+        text = await self.store.document(self.gateway, HISTORY)
+        try:
+            stored = json.loads(text) if text else {}
+        except ValueError:
+            log.warning("entity state: the stored reload history is not JSON; starting a new one")
+            stored = {}
+        if isinstance(stored, dict):
+            self.live.resume(stored)
+
+    async def _write_history(self) -> None:
+        if self.live is None:
+            return
+        text = json.dumps(self.live.history(), default=str)
+        if text == self._history:
+            return
+        try:
+            await self.store.save_document(self.gateway, HISTORY, text)
+        except StoreUnavailable as exc:
+            self._down(exc)
+        else:
+            self._history = text
 
     async def _write_counters(self) -> None:
         """Add what the gateway-wide counters gained since the last write (kept for the next on failure)."""
@@ -182,4 +215,5 @@ class StateSync:
                 )
         if self.available:
             await self._write_counters()
+            await self._write_history()
         await self.store.aclose()

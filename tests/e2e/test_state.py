@@ -77,11 +77,16 @@ async def figures(session: aiohttp.ClientSession, gateway: Process, who: str) ->
         return stats["totalRequests"], stats["failedRequests"]
 
 
-async def totals(session: aiohttp.ClientSession, gateway: Process) -> dict[str, Any]:
+async def admin_stats(session: aiohttp.ClientSession, gateway: Process) -> dict[str, Any]:
     async with session.get(f"{gateway.url}/stats", headers=bearer("ops", role="admin")) as response:
         assert response.status == 200
-        requests: dict[str, Any] = (await response.json())["requests"]
-        return requests
+        found: dict[str, Any] = await response.json()
+        return found
+
+
+async def totals(session: aiohttp.ClientSession, gateway: Process) -> dict[str, Any]:
+    requests: dict[str, Any] = (await admin_stats(session, gateway))["requests"]
+    return requests
 
 
 async def test_history_survives_sigterm_and_kill_9_within_the_flush_window(tmp_path: Path) -> None:
@@ -106,6 +111,12 @@ async def test_history_survives_sigterm_and_kill_9_within_the_flush_window(tmp_p
             gateway.stop(signal.SIGKILL)  # no goodbye
             await gateway.start()
             assert await figures(session, gateway, "alice") == (15, 4)
+            config = (await admin_stats(session, gateway))["config"]  # generations go on across restarts
+            assert config["generation"] == 3
+            assert [(r["generation"], r["trigger"]) for r in config["reloads"]] == [
+                (2, "start"),
+                (3, "start"),
+            ]
     finally:
         gateway.stop()
     assert (tmp_path / "isogate-state.db").exists()  # beside the config

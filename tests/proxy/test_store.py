@@ -93,6 +93,30 @@ async def test_gateway_counters_add_up_per_gateway(stores: Callable[[], Store]) 
     assert await first.counters("gw-b") == {"total": 7}
 
 
+async def test_a_document_is_replaced_whole_per_gateway(stores: Callable[[], Store]) -> None:
+    store = stores()
+    await store.open()
+    assert await store.document("gw-a", "reloads") is None
+    await store.save_document("gw-a", "reloads", '{"generation": 2}')
+    await store.save_document("gw-a", "reloads", '{"generation": 3}')
+    await store.save_document("gw-b", "reloads", "{}")
+    assert await store.document("gw-a", "reloads") == '{"generation": 3}'
+
+
+def test_a_reload_history_resumes_and_a_broken_one_is_ignored() -> None:
+    from conftest import make_config
+    from proxy.live import LiveConfig
+
+    live = LiveConfig(make_config({}), {})
+    live.resume({"generation": 4, "reloads": [{"generation": 4, "trigger": "SIGHUP"}, "junk"]})
+    assert live.generation == 5
+    assert [r["trigger"] for r in live.reloads] == ["SIGHUP", "start"]
+    for broken in ({"generation": "4", "reloads": []}, {"generation": 4, "reloads": "x"}, {}):
+        fresh = LiveConfig(make_config({}), {})
+        fresh.resume(broken)
+        assert (fresh.generation, list(fresh.reloads)) == (1, [])
+
+
 def test_stats_counters_restore_into_the_same_shape() -> None:
     from policy.config import StatsConfig
     from proxy.stats import Outcome, Stats
