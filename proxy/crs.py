@@ -56,7 +56,7 @@ def load_crs(crs: CrsConfig, base: Path) -> tuple[Engine, Parsed]:
     key = digest.hexdigest()
     if _last is not None and _last[0] == key:
         return _last[1], parsed
-    cache = _cache_dir(crs) / f"{key}.hsdb"
+    cache = _cache_dir(crs, base) / f"{key}.hsdb"
     cached = _read_cache(cache)
     engine = Engine(parsed.rules, crs.paranoia_level, cached)
     if cached is None:
@@ -80,9 +80,9 @@ def _read(path: Path) -> str:
         raise ConfigError("risk.crs.rules_dir", f"cannot read {path}: {exc}") from None
 
 
-def _cache_dir(crs: CrsConfig) -> Path:
+def _cache_dir(crs: CrsConfig, base: Path) -> Path:
     if crs.cache_dir:
-        return Path(crs.cache_dir)
+        return base / crs.cache_dir  # relative to config.yaml's folder, as the config's other paths
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "isogate" / "crs"
 
 
