@@ -96,9 +96,9 @@ class StateSync:
             self._keep(batch)
             self._down(exc)
             return
-        await self._write_counters()
-        await self._write_history()
         try:
+            await self._write_counters()
+            await self._write_history()
             fresh = await self.store.fetch(wanted) if wanted else {}
         except StoreUnavailable as exc:  # written, not read back: the table goes on with its own figures
             self._down(exc)
@@ -130,26 +130,19 @@ class StateSync:
         text = json.dumps(self.live.history(), default=str)
         if text == self._history:
             return
-        try:
-            await self.store.save_document(self.gateway, HISTORY, text)
-        except StoreUnavailable as exc:
-            self._down(exc)
-        else:
-            self._history = text
+        await self.store.save_document(self.gateway, HISTORY, text)
+        self._history = text
 
     async def _write_counters(self) -> None:
-        """Add what the gateway-wide counters gained since the last write (kept for the next on failure)."""
+        """Add what the gateway-wide counters gained since the last write (StoreUnavailable: kept for the
+        next)."""
         now = self.stats.counters()
         gained = {name: value - self._counted.get(name, 0) for name, value in now.items()}
         gained = {name: value for name, value in gained.items() if value}
         if not gained:
             return
-        try:
-            await self.store.add_counters(self.gateway, gained)
-        except StoreUnavailable as exc:
-            self._down(exc)
-        else:
-            self._counted = now
+        await self.store.add_counters(self.gateway, gained)
+        self._counted = now
 
     async def _forget(self) -> None:
         """Once a minute: drop the entities not seen for `state.forget_after_days` (a store that only grows
@@ -214,6 +207,9 @@ class StateSync:
                     "entity state: %d updates not written at shutdown: %s", len(self.stats.pending), exc
                 )
         if self.available:
-            await self._write_counters()
-            await self._write_history()
+            try:
+                await self._write_counters()
+                await self._write_history()
+            except StoreUnavailable as exc:
+                log.warning("entity state: gateway counters not written at shutdown: %s", exc)
         await self.store.aclose()

@@ -143,8 +143,12 @@ async def test_two_gateways_share_history_through_redis_and_survive_its_outage(t
             server.stop()  # the store goes away mid-traffic: every request is still served
             for _ in range(20):
                 await send(session, first, "trudy")
-            async with session.get(f"{first.url}/healthz") as response:
-                health = await response.json()
+            for _ in range(50):  # bounded: the next sync (every 100 ms) finds it gone
+                async with session.get(f"{first.url}/healthz") as response:
+                    health = await response.json()
+                if not health["state"]["available"]:
+                    break
+                await asyncio.sleep(0.1)
             assert response.status == 200 and health["state"] == {"backend": "redis", "available": False}
             server.start()  # back (empty: no persistence): what was kept meanwhile is written
             store = RedisStore(server.url, "isogate:")
