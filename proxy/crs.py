@@ -19,43 +19,38 @@ from policy.rules import CrsConfig
 
 log = logging.getLogger("isogate")
 FORMAT = "isogate-crs-2"  # bump when the engine's compiled form changes
-_last: tuple[str, Engine] | None = (
-    None  # the engine of the last digest: a reload with the same rules reuses it
-)
+_last: tuple[str, Engine, Parsed] | None = None  # the last rules read: a reload of the same ones reuses them
 
 
 def load_crs(crs: CrsConfig, base: Path) -> tuple[Engine, Parsed]:
-    """The compiled rules `crs` asks for; ConfigError naming the key when they cannot be read."""
+    """The compiled rules `crs` asks for; ConfigError naming the key when they cannot be read. The rule and
+    data files are read and hashed each time (a reload notices an upgraded CRS); parsed and compiled only
+    when they changed."""
     global _last
     rules_dir = base / crs.rules_dir
-    files = (
-        sorted(p for p in rules_dir.glob("REQUEST-9*.conf") if p.name[8:11] in FAMILIES)
-        if rules_dir.is_dir()
-        else []
-    )
+    found = rules_dir.glob("REQUEST-9*.conf") if rules_dir.is_dir() else ()
+    files = sorted(path for path in found if path.name[8:11] in FAMILIES)
     if not files:
-        raise ConfigError(
-            "risk.crs.rules_dir",
-            f"{rules_dir}: no REQUEST-930..944 rule files (apt-get install modsecurity-crs)",
-        )
-    versions = f"{FORMAT} hyperscan {version('hyperscan')} pl{crs.paranoia_level}"
-    digest = hashlib.sha256(versions.encode())
-    parsed = Parsed()
-
-    def read_data(name: str) -> str:
-        if "/" in name or name.startswith("."):
-            raise ConfigError("risk.crs.rules_dir", f"a rule names the data file {name!r}: not a plain name")
-        text = _read(rules_dir / name)
+        hint = "apt-get install modsecurity-crs"
+        raise ConfigError("risk.crs.rules_dir", f"{rules_dir}: no REQUEST-930..944 rule files ({hint})")
+    texts = {path.name: _read(path) for path in [*files, *sorted(rules_dir.glob("*.data"))]}
+    digest = hashlib.sha256(f"{FORMAT} hyperscan {version('hyperscan')} pl{crs.paranoia_level}".encode())
+    for name, text in texts.items():
         digest.update(f"\0{name}\0".encode() + text.encode())
-        return text
-
-    for path in files:
-        text = _read(path)
-        digest.update(f"\0{path.name}\0".encode() + text.encode())
-        parse(text, read_data, parsed)
     key = digest.hexdigest()
     if _last is not None and _last[0] == key:
-        return _last[1], parsed
+        return _last[1], _last[2]
+
+    def read_data(name: str) -> str:
+        if name not in texts or not name.endswith(".data"):  # a plain name of a data file beside the rules
+            raise ConfigError(
+                "risk.crs.rules_dir", f"a rule names the data file {name!r}, not in {rules_dir}"
+            )
+        return texts[name]
+
+    parsed = Parsed(digest=key)
+    for path in files:
+        parse(texts[path.name], read_data, parsed)
     cache = _cache_dir(crs, base) / f"{key}.hsdb"
     cached = _read_cache(cache)
     engine = Engine(parsed.rules, crs.paranoia_level, cached)
@@ -69,7 +64,7 @@ def load_crs(crs: CrsConfig, base: Path) -> tuple[Engine, Parsed]:
         rules_dir,
         skipped or "none",
     )
-    _last = (key, engine)
+    _last = (key, engine, parsed)
     return engine, parsed
 
 

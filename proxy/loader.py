@@ -110,8 +110,8 @@ def load(source: ConfigSource) -> Loaded:
         profile = fit(normal)
     crs = None
     if config.risk.crs.enabled:
-        crs, _ = load_crs(config.risk.crs, base)
-        digest.update(repr(crs.compiled.prefiltered).encode() + crs.compiled.database[:64])
+        crs, rules = load_crs(config.risk.crs, base)
+        digest.update(rules.digest.encode())  # an upgraded CRS is a change a reload applies
     return Loaded(source, config, digest.hexdigest(), tuple(files), profile, profile_path, crs)
 
 

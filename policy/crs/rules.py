@@ -102,6 +102,7 @@ Link = tuple[str, str, dict[str, list[str]]]  # a SecRule's variables, operator 
 class Parsed:
     rules: list[Rule] = field(default_factory=list)
     skipped: dict[int, str] = field(default_factory=dict)  # rule id -> why it is not evaluated
+    digest: str = ""  # of the files the rules came from, as their reader computed it
 
 
 def parse(text: str, read_data: Callable[[str], str], into: Parsed | None = None) -> Parsed:

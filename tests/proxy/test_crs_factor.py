@@ -4,6 +4,7 @@ compiled databases cached under a hash of the rules (a corrupt cache is compiled
 from __future__ import annotations
 
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -87,3 +88,20 @@ def test_the_compiled_rules_are_cached_and_a_corrupt_cache_is_compiled_again(
         rebuilt, _ = load_crs(make_config(crs(str(broken))).risk.crs, Path("."))
     assert rebuilt.compiled == first.compiled and "942100 (@detectSQLi needs libinjection" in caplog.text
     assert (broken / cached[0].name).read_bytes() == cached[0].read_bytes()  # the corrupt cache replaced
+
+
+def test_an_upgraded_rule_file_is_a_change_and_unchanged_files_are_not_parsed_again(
+    tmp_path: Path, crs_cache: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(CRS_RULES, rules)
+    settings = {"enabled": True, "rules_dir": str(rules), "cache_dir": crs_cache}
+    config = make_config({"risk": {"crs": settings}})
+    monkeypatch.setattr(crs_module, "_last", None)
+    engine, parsed = load_crs(config.risk.crs, Path("."))
+    assert load_crs(config.risk.crs, Path(".")) == (engine, parsed)  # the same objects: nothing redone
+    sqli = rules / "REQUEST-942-APPLICATION-ATTACK-SQLI.conf"
+    sqli.write_text(sqli.read_text().replace("id:942190,", "id:942199,"))
+    upgraded, changed = load_crs(config.risk.crs, Path("."))
+    assert changed.digest != parsed.digest  # the config's digest takes it: a reload applies it
+    assert 942199 in {r.id for r in upgraded.rules} and 942190 not in {r.id for r in upgraded.rules}
