@@ -67,9 +67,10 @@ class DecisionLog:
             self._logger.warning("%d decision log lines dropped: the log did not keep up", lost)
 
     def flush(self) -> None:
-        """Block until every line recorded so far is written (the writer ends and restarts on demand)."""
+        """Block until every line recorded so far is written (the writer ends and restarts on demand). The
+        lock is held throughout: a writer started meanwhile could take the old one's end-of-queue mark."""
         with self._lock:
-            writer, self._writer = self._writer, None
-        if writer is not None:
-            self._queue.put(None)
-            writer.join()
+            if self._writer is not None:
+                self._queue.put(None)
+                self._writer.join()
+                self._writer = None
