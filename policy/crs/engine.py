@@ -157,7 +157,8 @@ class Engine:
     ) -> tuple[int, ...]:
         """The rules whose pipeline (one of `wanted`) makes of `text` what they match (chains included)."""
         found: set[int] = set()
-        for transformed, pipelines in self._pipelines.transformed(text, wanted, done or {}).items():
+        shared = {} if done is None else done  # not `done or {}`: the caller's empty dict is to be filled
+        for transformed, pipelines in self._pipelines.transformed(text, wanted, shared).items():
             for expression in self._scan(transformed):
                 rule, pipeline = self.owners[expression]
                 if pipeline not in pipelines or rule in found:

@@ -19,6 +19,7 @@ from policy.crs.checks import Value
 from policy.crs.engine import Engine
 from policy.crs.request import crs_values
 from policy.crs.rules import Parsed
+from policy.crs.transforms import FUNCTIONS
 from policy.identity import Identity, Trust
 from policy.incoming import Incoming
 from policy.risk import History, RiskInput, score
@@ -325,3 +326,21 @@ def test_chains_on_other_request_values_are_evaluated(loaded: tuple[Engine, Pars
     gadget = request("/j?cmd=java.lang.ProcessBuilder&payload=base64data")
     assert 944110 in matched(engine, gadget)
     assert 944110 not in matched(engine, request("/j?cmd=processbuilder+tutorial"))
+
+
+def test_a_long_value_held_by_several_variables_is_transformed_once(
+    loaded: tuple[Engine, Parsed], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, _ = loaded
+    text = "/p?q=" + "%41" * 400  # past the short-value cache: shared within the request instead
+    calls: list[str] = []
+    decode = FUNCTIONS["urldecodeuni"]
+
+    def counted(value: str) -> str:
+        calls.append(value)
+        return decode(value)
+
+    monkeypatch.setitem(FUNCTIONS, "urldecodeuni", counted)
+    variables = ("REQUEST_URI", "REQUEST_URI_RAW", "REQUEST_LINE", "QUERY_STRING")
+    engine.evaluate([Value(variable, "", text) for variable in variables if variable in engine.variables])
+    assert calls.count(text) == 1
