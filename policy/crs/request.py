@@ -44,7 +44,8 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
             values.append(Value(variable, name, value))
         if wanted_name:
             values.append(Value(names_variable, name, name))
-    for found in fields.values:
+    cookies, cookie_names = "REQUEST_COOKIES" in wanted, "REQUEST_COOKIES_NAMES" in wanted
+    for found in fields.values:  # JSON strings and cookies, as `extract` found them
         if found.where.startswith("json "):
             path = found.where[5:].removesuffix("#key")
             name = "json" + path[1:].replace("[", ".").replace("]", "")
@@ -52,23 +53,19 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
                 ("ARGS_NAMES", "ARGS_POST_NAMES") if found.where.endswith("#key") else ("ARGS", "ARGS_POST")
             )
             values += (Value(variable, name, found.raw) for variable in variables if variable in wanted)
+        elif found.where.startswith("cookie "):
+            if cookies:
+                values.append(Value("REQUEST_COOKIES", found.name, found.raw))
+            if cookie_names:
+                values.append(Value("REQUEST_COOKIES_NAMES", found.name, found.name))
     headers, header_names = "REQUEST_HEADERS" in wanted, "REQUEST_HEADERS_NAMES" in wanted
-    cookies, cookie_names = "REQUEST_COOKIES" in wanted, "REQUEST_COOKIES_NAMES" in wanted
     for header, text in incoming.headers:
         if header in CREDENTIAL_HEADERS:
             continue
-        text = text[:budget]
         if headers:
-            values.append(Value("REQUEST_HEADERS", header, text))
+            values.append(Value("REQUEST_HEADERS", header, text[:budget]))
         if header_names:
             values.append(Value("REQUEST_HEADERS_NAMES", header, header))
-        if header == "cookie" and (cookies or cookie_names):
-            for cookie in text.split(";", 512)[:512]:
-                name, _, value = cookie.strip().partition("=")
-                if cookies:
-                    values.append(Value("REQUEST_COOKIES", name, value))
-                if cookie_names:
-                    values.append(Value("REQUEST_COOKIES_NAMES", name, name))
     target = incoming.target[:budget]
     path, _, query = target.partition("?")
     if "REQUEST_FILENAME" in wanted:

@@ -344,3 +344,10 @@ def test_a_long_value_held_by_several_variables_is_transformed_once(
     variables = ("REQUEST_URI", "REQUEST_URI_RAW", "REQUEST_LINE", "QUERY_STRING")
     engine.evaluate([Value(variable, "", text) for variable in variables if variable in engine.variables])
     assert calls.count(text) == 1
+
+
+def test_cookies_are_values_of_their_own_and_utm_cookies_are_left_out(loaded: tuple[Engine, Parsed]) -> None:
+    engine, _ = loaded
+    attack = "1'%20union%20select%20password%20from%20users--"
+    assert 942190 in matched(engine, request("/a", (("cookie", f"theme=dark; pref={attack}"),)))
+    assert 942190 not in matched(engine, request("/a", (("cookie", f"theme=dark; __utmz={attack}"),)))
