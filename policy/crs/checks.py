@@ -12,7 +12,7 @@ import regex
 
 from policy import linear
 from policy.crs.rules import Condition, selects
-from policy.crs.transforms import FUNCTIONS
+from policy.crs.transforms import pipeline
 
 CONFIRM_BYTES = 8192
 CONFIRM_S = 0.005
@@ -46,7 +46,7 @@ def on_matched(conditions: Sequence[Condition]) -> Callable[[str], bool]:
     """A rule's chained conditions, all on the matched value (each with its own transformations)."""
     checks: list[Callable[[str], bool]] = []
     for condition in conditions:
-        transform = [FUNCTIONS[name] for name in condition.transforms]
+        transform = pipeline(condition.transforms)
         if condition.operator == "pm":
             phrases = tuple(p.lower() for p in condition.phrases)
             test: Callable[[str], bool] = functools.partial(_has_phrase, phrases)
@@ -89,9 +89,5 @@ def _searches(compiled: linear.Regex, text: str) -> bool:
     return compiled.search(text) is not None
 
 
-def _check(
-    transform: list[Callable[[str], str]], test: Callable[[str], bool], negated: bool, text: str
-) -> bool:
-    for function in transform:
-        text = function(text)
-    return test(text) != negated
+def _check(transform: Callable[[str], str], test: Callable[[str], bool], negated: bool, text: str) -> bool:
+    return test(transform(text)) != negated
