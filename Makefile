@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint deps crs image bench token clean
+.PHONY: run test lint deps crs compiled image bench token clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,13 @@ deps: $(VENV)/.installed
 # The OWASP Core Rule Set for risk.crs (Debian's modsecurity-crs: rules under /usr/share/modsecurity-crs).
 crs:
 	@test -d /usr/share/modsecurity-crs/rules || { apt-get update -qq && apt-get install -y -qq modsecurity-crs >/dev/null; }
+
+# The scoring path compiled to C by mypyc (scripts/compile.py), again whenever a policy/ source changed. A
+# build that is not the sources' is never loaded: policy/__init__.py runs the Python then, and says why.
+compiled: build/compiled/manifest.json
+build/compiled/manifest.json: $(VENV)/.installed scripts/compile.py $(shell find policy -name '*.py')
+	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc >/dev/null; }
+	$(BIN)/python scripts/compile.py >/dev/null
 
 .env: .env.example
 	@test -f .env || { umask 077 && cp .env.example .env && echo "wrote .env (overrides, all commented out)"; }
@@ -34,7 +41,7 @@ image: $(VENV)/.installed
 	scripts/example-image.sh
 
 # Without a Docker engine the gateway still starts, in thread mode, and says so.
-run: deps crs .env .secret_key
+run: deps crs compiled .env .secret_key
 	@set -a && . ./.env && set +a && export SECRET_KEY_FILE=.secret_key && \
 	if ! scripts/runner-image.sh; then \
 		echo "isogate: WARNING: no Docker engine: starting in thread mode (EXECUTION_MODE=thread DOCKER_ENABLED=false)" >&2; \
@@ -48,7 +55,7 @@ lint: $(VENV)/.installed
 
 # Container tests fail (never skip) with the reason when the image step could not get an engine, and
 # run twice: under runc, then under gVisor (runsc, registered by scripts/gvisor.sh).
-test: lint deps crs
+test: lint deps crs compiled
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 	-scripts/runner-image.sh
 	-scripts/gvisor.sh
@@ -56,7 +63,7 @@ test: lint deps crs
 	$(BIN)/pytest -m docker --runtime runsc
 
 # The product's benchmark table, with baselines measured in the same run (a few minutes; loopback only).
-bench: $(VENV)/.installed
+bench: $(VENV)/.installed compiled
 	$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	scripts/runner-image.sh
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
@@ -77,4 +84,4 @@ token: $(VENV)/.installed .env .secret_key
 		$(if $(ROLE),--role $(ROLE)) $(if $(TRUST),--trust $(TRUST))
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) build .mypy_cache .ruff_cache .pytest_cache *.egg-info

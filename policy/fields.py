@@ -16,8 +16,7 @@ import bisect
 import functools
 import json
 import re
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import unquote_plus
 
@@ -74,32 +73,17 @@ class Fields:
     suspects: tuple[Field, ...]  # the values a detector could fire on (see _SUSPECT)
     anomaly: str | None  # what is abnormal in the request's shape (too many parameters, JSON too deep)
     uninspected: str | None = None  # what of the request's content was not inspected, and why
-
-    @cached_property
-    def findings(self) -> dict[str, tuple[Field, str]]:
-        """Detector name -> (the first value it fired on, what it recognised), over the suspect values."""
-        found: dict[str, tuple[Field, str]] = {}
-        for value in self.suspects:
-            for name, match in scan(value.decoded):
-                found.setdefault(name, (value, match))
-        return found
-
-    @cached_property
-    def joined(self) -> str:
-        """Every normalised value in one text, separated by SEPARATOR: one search serves them all."""
-        return SEPARATOR.join(value.decoded for value in self.values)
-
-    @cached_property
-    def _starts(self) -> list[int]:
-        starts, position = [], 0
-        for value in self.values:
-            starts.append(position)
-            position += len(value.decoded) + len(SEPARATOR)
-        return starts
+    joined: str = ""  # every normalised value in one text, separated by SEPARATOR: one search serves all
+    # Detector name -> (the first value it fired on, what it recognised), over the suspect values.
+    findings: dict[str, tuple[Field, str]] = field(default_factory=dict, compare=False)
 
     def at(self, position: int) -> Field:
         """The value a position of `joined` falls in."""
-        return self.values[bisect.bisect_right(self._starts, position) - 1]
+        starts, start = [], 0
+        for value in self.values:
+            starts.append(start)
+            start += len(value.decoded) + len(SEPARATOR)
+        return self.values[bisect.bisect_right(starts, position) - 1]
 
     def search(self, regex: re.Pattern[str]) -> tuple[Field, str] | None:
         """The first value `regex` matches, and the match."""
@@ -211,10 +195,21 @@ def extract(incoming: Incoming, budget: int = MAX_SCAN_BYTES) -> Fields:
             uninspected = uninspected or f"{where}: characters past risk.max_scan_bytes ({budget})"
             raw = raw[:left]
         decoded, suspect = inspect(raw)
-        field = Field(where, name, raw, decoded, size)
-        values.append(field)
+        item = Field(where, name, raw, decoded, size)
+        values.append(item)
         left -= len(raw)
         if suspect:
-            suspects.append(field)
+            suspects.append(item)
+    joined = SEPARATOR.join(value.decoded for value in values)
     path = url_decode(path_raw, plus=False)
-    return Fields(path, tuple(params), tuple(values), tuple(suspects), anomaly, uninspected)
+    return Fields(
+        path, tuple(params), tuple(values), tuple(suspects), anomaly, uninspected, joined, _findings(suspects)
+    )
+
+
+def _findings(suspects: list[Field]) -> dict[str, tuple[Field, str]]:
+    found: dict[str, tuple[Field, str]] = {}
+    for value in suspects:
+        for name, match in scan(value.decoded):
+            found.setdefault(name, (value, match))
+    return found

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import uvloop
 
+import policy
 from policy.config import StateBackend
 from policy.errors import ConfigError
 from proxy.app import create_app
@@ -43,8 +44,9 @@ def main(argv: list[str] | None = None) -> None:
     # in thread mode reading os.environ, or a subprocess it starts, does not get it.
     os.environ.pop("SECRET_KEY", None)
     host, port = config.server.host, config.server.port
+    scoring = f"pure Python: {policy.PURE}" if policy.PURE else "compiled"  # see policy/__init__.py
     ready = lambda: logging.getLogger("isogate").info(  # noqa: E731
-        "listening on http://%s:%d (mode %s)", host, port, config.execution_mode.value
+        "listening on http://%s:%d (mode %s, scoring %s)", host, port, config.execution_mode.value, scoring
     )
     try:
         uvloop.run(serve(app, host, port, ready, reuse_port=worker[1] > 1))

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from policy.config import Config
-from policy.crs.engine import Engine
-from policy.crs.request import crs_values
-from policy.risk import Factor, RiskInput
+from policy import compiled_path
+
+__path__[:0] = compiled_path(__name__)  # before the imports below: their compiled build, if fresh
+
+from policy.config import Config  # noqa: E402
+from policy.crs.engine import Engine  # noqa: E402
+from policy.crs.request import crs_values  # noqa: E402
+from policy.risk import Factor, RiskInput  # noqa: E402
 
 
 def crs_factor(engine: Engine) -> Factor:
