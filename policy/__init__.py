@@ -19,6 +19,14 @@ _SOURCES = Path(__file__).resolve().parent
 _BUILT = _SOURCES.parent / "build" / "compiled"
 
 
+def source_digests() -> dict[str, str]:
+    """sha256 of every policy/ source, by path from the checkout: what a build is checked against."""
+    return {
+        str(path.relative_to(_SOURCES.parent)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(_SOURCES.rglob("*.py"))
+    }
+
+
 def _load_compiled() -> str:
     """Load the compiled modules' shared library if the build is fresh: "" then, else why not."""
     if os.environ.get("ISOGATE_PURE"):
@@ -31,10 +39,7 @@ def _load_compiled() -> str:
         return f"build/compiled/manifest.json unreadable ({exc})"
     if manifest.get("python") != sys.implementation.cache_tag:
         return f"compiled for {manifest.get('python')}, this is {sys.implementation.cache_tag}"
-    sources = {
-        str(path.relative_to(_SOURCES.parent)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(_SOURCES.rglob("*.py"))
-    }
+    sources = source_digests()
     compiled = manifest.get("sources", {})
     if sources != compiled:
         changed = sorted({*sources.items()} ^ {*compiled.items()})[0][0]

@@ -72,10 +72,10 @@ class Fields:
     values: tuple[Field, ...]
     suspects: tuple[Field, ...]  # the values a detector could fire on (see _SUSPECT)
     anomaly: str | None  # what is abnormal in the request's shape (too many parameters, JSON too deep)
-    uninspected: str | None = None  # what of the request's content was not inspected, and why
-    joined: str = ""  # every normalised value in one text, separated by SEPARATOR: one search serves all
+    uninspected: str | None  # what of the request's content was not inspected, and why
+    joined: str  # every normalised value in one text, separated by SEPARATOR: one search serves them all
     # Detector name -> (the first value it fired on, what it recognised), over the suspect values.
-    findings: dict[str, tuple[Field, str]] = field(default_factory=dict, compare=False)
+    findings: dict[str, tuple[Field, str]] = field(compare=False)
 
     def at(self, position: int) -> Field:
         """The value a position of `joined` falls in."""

@@ -9,7 +9,6 @@ Usage: python scripts/compile.py
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -20,6 +19,10 @@ from mypyc.build import mypycify
 from setuptools import Distribution
 
 ROOT = Path(__file__).resolve().parents[1]
+os.environ["ISOGATE_PURE"] = "1"  # importing policy below must not load the build this replaces
+sys.path.insert(0, str(ROOT))
+from policy import source_digests  # noqa: E402
+
 OUT = ROOT / "build" / "compiled"
 GROUP = "isogate_compiled"  # the shared library's name: build/compiled/isogate_compiled__mypyc.*.so
 # Per request: extracting and normalising values, the detectors, the keyword matcher, the score, the
@@ -39,17 +42,9 @@ MODULES = [
 ]
 
 
-def digests() -> dict[str, str]:
-    """sha256 of every policy/ source: the build is used only while all of them are unchanged."""
-    return {
-        str(path.relative_to(ROOT)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted((ROOT / "policy").rglob("*.py"))
-    }
-
-
 def main() -> None:
     os.chdir(ROOT)  # mypyc names modules by their path from here
-    before = digests()
+    before = source_digests()  # the build is used only while these hold
     shutil.rmtree(OUT, ignore_errors=True)
     extensions = mypycify(MODULES, group_name=GROUP, target_dir="build/mypyc")
     # A Distribution of its own: setup() would read pyproject.toml, which is the gateway's, not this build's.
@@ -57,7 +52,7 @@ def main() -> None:
     build = dist.get_command_obj("build_ext")
     build.build_lib, build.build_temp, build.parallel = str(OUT), "build/mypyc-temp", os.cpu_count() or 1
     dist.run_command("build_ext")
-    if digests() != before:
+    if source_digests() != before:
         sys.exit("policy/ changed while compiling: run again")
     manifest = {"python": sys.implementation.cache_tag, "group": GROUP, "sources": before}
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
