@@ -1,10 +1,11 @@
 """Thread executor: handlers run in a bounded pool of threads inside the gateway process.
 
 The hop is as light as the work allows: a job goes to the workers through one SimpleQueue and its answer
-comes back with one call_soon_threadsafe (concurrent.futures' Future, condition and chained callbacks cost
-about 30 us more a job at concurrency 50, measured). A Python thread cannot be killed: on timeout the client
-gets 504 at once, but the handler keeps its worker until it returns. `busy` counts such workers too, so a
-stuck handler is visible in /stats.
+comes back with one call_soon_threadsafe; its deadline is one timer that answers 504 itself (no
+asyncio.timeout, shield or second future per job: together they cost about 35 us of loop time a job at
+concurrency 50, measured, more than the rest of the hop). A Python thread cannot be killed: on timeout the
+client gets 504 at once, but the handler keeps its worker until it returns. `busy` counts such workers too,
+so a stuck handler is visible in /stats.
 """
 
 from __future__ import annotations
@@ -24,17 +25,20 @@ log = logging.getLogger("isogate.pool.thread")
 
 
 class _Work:
-    """One job on its way through the workers: `answer` is the caller's; `ended` is set when a worker is
-    done with it (its caller may have left meanwhile); a job `dropped` before a worker took it never runs."""
+    """One job on its way through the workers. `answer` is the caller's (it may have left meanwhile);
+    `timer` answers 504 at the deadline; `ended` is set when a worker is done with the job, and `waiter`
+    then, if its caller left while it ran; a job `dropped` before a worker took it never runs."""
 
-    __slots__ = ("handle", "request", "loop", "answer", "ended", "started", "dropped")
+    __slots__ = ("handle", "request", "loop", "answer", "timer", "waiter", "started", "dropped", "ended")
 
     def __init__(self, handle: Handle, request: Request, loop: asyncio.AbstractEventLoop) -> None:
         self.handle, self.request, self.loop = handle, request, loop
         self.answer: asyncio.Future[Response] = loop.create_future()
-        self.ended: asyncio.Future[None] = loop.create_future()
+        self.timer: asyncio.TimerHandle | None = None
+        self.waiter: asyncio.Future[None] | None = None
         self.started = False
         self.dropped = False
+        self.ended = False
 
 
 class ThreadExecutor:
@@ -90,12 +94,27 @@ class ThreadExecutor:
 
     def _ended(self, work: _Work, result: Response | Exception) -> None:
         self.busy -= 1
-        work.ended.set_result(None)
+        work.ended = True
+        if work.timer is not None:
+            work.timer.cancel()
+        if work.waiter is not None and not work.waiter.done():
+            work.waiter.set_result(None)
+        if work.answer.done():  # the caller left, or the deadline answered it
+            return
         if isinstance(result, Exception):
             work.answer.set_exception(result)
-            work.answer.exception()  # retrieved: its caller may have left, and the log must not say otherwise
         else:
             work.answer.set_result(result)
+
+    def _expire(self, work: _Work, job: Job) -> None:
+        """The deadline: the caller gets 504 now; a job still queued is dropped, a running one keeps its
+        worker (a thread cannot be stopped) and is counted busy until it returns."""
+        with self._lock:
+            dropped = work.dropped = not work.started
+        if dropped:
+            self.busy -= 1
+        if not work.answer.done():
+            work.answer.set_exception(_late(job))
 
     def reconfigure(self, settings: Settings) -> None:
         """Resized: more workers start as jobs need them; fewer: the extra ones end after their job."""
@@ -117,36 +136,41 @@ class ThreadExecutor:
         self.busy += 1
         submit = getattr(handle, "submit", None)  # an ASGI app: its own loop runs it, no worker needed
         try:
-            async with asyncio.timeout(job.timeout_s) as deadline:
-                if submit is not None:
+            if submit is None:
+                return await self._in_a_worker(handle, job)
+            try:
+                async with asyncio.timeout(job.timeout_s):
                     return await self._on_app_loop(submit(job.request))
-                return await self._in_a_worker(handle, job.request, deadline)
-        except TimeoutError:
-            raise ExecutionTimeout(
-                f"handler {job.handler} ran past limits.execution.max_time_ms ({job.timeout_s * 1000:.0f} ms)"
-            ) from None
+            except TimeoutError:
+                raise _late(job) from None
+        except ExecutionTimeout:
+            raise
         except Exception as exc:  # the message may carry caller input: escaped; the traceback at debug
             log.error("handler %s raised %s: %s", job.handler, type(exc).__name__, one_line(str(exc)))
             log.debug("handler %s traceback", job.handler, exc_info=exc)
             raise HandlerFailed(f"handler {job.handler} raised {type(exc).__name__}") from exc
 
-    async def _in_a_worker(self, handle: Handle, request: Request, deadline: asyncio.Timeout) -> Response:
+    async def _in_a_worker(self, handle: Handle, job: Job) -> Response:
         loop = asyncio.get_running_loop()
-        work = _Work(handle, request, loop)
+        work = _Work(handle, job.request, loop)
+        work.timer = loop.call_later(job.timeout_s, self._expire, work, job)
         with self._lock:
             self._queued += 1
             if self._queued > self._idle and self._workers < self.size:
                 self._start_worker()
         self._jobs.put(work)
         try:
-            return await asyncio.shield(work.answer)
-        except asyncio.CancelledError:  # the caller left (or the deadline passed): a queued job is dropped...
+            return await work.answer
+        except asyncio.CancelledError:  # the caller left: a queued job is dropped...
+            deadline = work.timer.when()
+            work.timer.cancel()
             with self._lock:
                 dropped = work.dropped = not work.started
             if dropped:
                 self.busy -= 1
-            else:  # ...a running one keeps its worker (a thread cannot be stopped)
-                await _outlive(work.ended, deadline)
+            elif not work.ended:  # ...a running one keeps its worker: see _outlive
+                work.waiter = loop.create_future()
+                await _outlive(work.waiter, deadline - loop.time())
             raise
 
     async def _on_app_loop(self, future: Any) -> Response:
@@ -168,10 +192,15 @@ class ThreadExecutor:
             self._jobs.put(None)
 
 
-async def _outlive(ended: asyncio.Future[None], deadline: asyncio.Timeout) -> None:
+def _late(job: Job) -> ExecutionTimeout:
+    return ExecutionTimeout(
+        f"handler {job.handler} ran past limits.execution.max_time_ms ({job.timeout_s * 1000:.0f} ms)"
+    )
+
+
+async def _outlive(ended: asyncio.Future[None], remaining_s: float) -> None:
     """Return only when a job whose caller left has ended or reached its deadline, as a timed-out one does:
     until then the caller still holds its share of the workers (proxy.dispatch), so leaving and asking again
     cannot take more of them."""
-    remaining = (deadline.when() or 0) - asyncio.get_running_loop().time()
-    if remaining > 0:
-        await asyncio.wait([ended], timeout=remaining)
+    if remaining_s > 0:
+        await asyncio.wait([ended], timeout=remaining_s)

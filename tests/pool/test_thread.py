@@ -51,6 +51,23 @@ async def test_timeout_answers_at_once_and_the_stuck_worker_stays_counted(execut
     assert executor.busy == 0
 
 
+async def test_a_job_still_queued_at_its_deadline_is_dropped_and_never_runs() -> None:
+    executor = ThreadExecutor(HandlerRegistry("probe_handlers"), min_workers=1, max_workers=1)
+    try:
+        first = asyncio.ensure_future(executor.run(job("sleep", timeout_s=5, s="0.6")))
+        await asyncio.sleep(0.05)  # the only worker has it
+        with pytest.raises(ExecutionTimeout):
+            await executor.run(job("sleep", timeout_s=0.2, s="2"))
+        assert executor.busy == 1  # the queued job is gone, the running one counts
+        assert (await first).status == 200
+        assert executor.busy == 0
+        # The worker skipped the dropped job (it would hold it 2 s): the next job has it at once.
+        assert (await executor.run(job("echo", timeout_s=1))).status == 200
+        assert executor.busy == 0
+    finally:
+        await executor.aclose()
+
+
 async def test_handler_exception_becomes_500_naming_only_its_type(executor: ThreadExecutor) -> None:
     with pytest.raises(HandlerFailed) as caught:
         await executor.run(job("boom"))
