@@ -7,7 +7,6 @@ Each function runs in one pass over its input (every loop advances), so a value 
 
 from __future__ import annotations
 
-import base64
 import binascii
 import functools
 import re
@@ -226,10 +225,11 @@ _NOT_BASE64 = str.maketrans(
 
 def base64_decode(text: str) -> str:
     """The base64 the value holds (characters outside the alphabet skipped); unchanged if none decodes."""
-    clean = text.translate(_NOT_BASE64)
-    clean += "=" * (-len(clean) % 4)
-    try:
-        return base64.b64decode(clean).decode("latin-1") if clean else text
+    clean = text if text.isascii() and text.isalnum() else text.translate(_NOT_BASE64)
+    if not clean:
+        return text
+    try:  # a character above \xff left in `clean`: ValueError
+        return binascii.a2b_base64(clean + "=" * (-len(clean) % 4)).decode("latin-1")
     except (binascii.Error, ValueError):
         return text
 
