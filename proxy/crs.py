@@ -18,7 +18,7 @@ from policy.errors import ConfigError
 from policy.rules import CrsConfig
 
 log = logging.getLogger("isogate")
-FORMAT = "isogate-crs-2"  # bump when the engine's compiled form changes
+FORMAT = "isogate-crs-3"  # bump when the engine's compiled form changes
 _last: tuple[str, Engine, Parsed] | None = None  # the last rules read: a reload of the same ones reuses them
 
 
@@ -84,11 +84,15 @@ def _cache_dir(crs: CrsConfig, base: Path) -> Path:
 def _read_cache(path: Path) -> Compiled | None:
     """The cached databases, or None when missing or not intact (they are compiled again)."""
     try:
-        header, _, database = path.read_bytes().partition(b"\n")
+        header, _, payload = path.read_bytes().partition(b"\n")
         meta = json.loads(header)
-        if meta.get("format") != FORMAT or meta.get("sha256") != hashlib.sha256(database).hexdigest():
+        if meta.get("format") != FORMAT or meta.get("sha256") != hashlib.sha256(payload).hexdigest():
             return None
-        return Compiled(database, frozenset(int(i) for i in meta["prefiltered"]))
+        solos, end = [], len(payload)
+        for pipeline, size in reversed(meta["solos"]):  # after the main database, in order
+            solos.append((int(pipeline), payload[end - int(size) : end]))
+            end -= int(size)
+        return Compiled(payload[:end], frozenset(int(i) for i in meta["prefiltered"]), tuple(solos[::-1]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -96,10 +100,12 @@ def _read_cache(path: Path) -> Compiled | None:
 def _write_cache(path: Path, compiled: Compiled) -> None:
     """Kept for the next start (owner-only, written whole or not at all); a cache that cannot be written
     only costs the next start its compile time."""
+    payload = compiled.database + b"".join(database for _, database in compiled.solos)
     header = {
         "format": FORMAT,
-        "sha256": hashlib.sha256(compiled.database).hexdigest(),
+        "sha256": hashlib.sha256(payload).hexdigest(),
         "prefiltered": sorted(compiled.prefiltered),
+        "solos": [[pipeline, len(database)] for pipeline, database in compiled.solos],
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -109,7 +115,7 @@ def _write_cache(path: Path, compiled: Compiled) -> None:
         return
     try:
         with os.fdopen(fd, "wb") as out:
-            out.write(json.dumps(header).encode() + b"\n" + compiled.database)
+            out.write(json.dumps(header).encode() + b"\n" + payload)
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)

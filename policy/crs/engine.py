@@ -6,6 +6,9 @@ transformed by the pipelines of the rules that target that variable (policy/crs/
 as its characters need), each distinct text is scanned once, and a match counts for a rule only when the
 rule's own pipeline produced that text and the value is one of the rule's targets.
 
+A text that only one pipeline made (the base64 decoding of a value, say) can only match that pipeline's
+rules: when they are few, it is scanned with a small database of theirs, a fraction of the cost.
+
 The few expressions Hyperscan cannot compile exactly (too large, a backreference, a possessive quantifier)
 run in prefilter mode (a superset of their matches) and are confirmed (policy/crs/checks.py).
 """
@@ -25,6 +28,7 @@ from policy.crs.rules import Condition, Rule
 FLAGS = hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH  # ModSecurity compiles with PCRE_DOTALL
 PHRASE_FLAGS = FLAGS | hyperscan.HS_FLAG_CASELESS  # @pm is case-insensitive
 CACHED_LENGTH = 512  # values repeat across requests (user agents, cookies, form choices)
+SOLO_EXPRESSIONS = 128  # a pipeline with at most this many expressions has a database of its own too
 
 
 def _expressions(condition: Condition, exact: bool) -> list[tuple[bytes, int, Callable[[str], bool] | None]]:
@@ -63,6 +67,7 @@ class Compiled:
 
     database: bytes
     prefiltered: frozenset[int]  # ids of the rules whose regex runs as a prefilter
+    solos: tuple[tuple[int, bytes], ...] = ()  # (pipeline, its own database) for the small pipelines
 
 
 class Engine:
@@ -98,17 +103,20 @@ class Engine:
                 expressions.append(expression)
                 flags.append(flag)
         if compiled is None:
-            self._database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
-            self._database.compile(
-                expressions=expressions,
-                ids=list(range(len(expressions))),
-                elements=len(expressions),
-                flags=flags,
+            self._database = _compile(expressions, flags, list(range(len(expressions))))
+            by_pipeline: dict[int, list[int]] = {}
+            for number, (_, pipeline) in enumerate(self.owners):
+                by_pipeline.setdefault(pipeline, []).append(number)
+            solos = tuple(
+                (pipeline, _dump(_compile([expressions[i] for i in ids], [flags[i] for i in ids], ids)))
+                for pipeline, ids in sorted(by_pipeline.items())
+                if len(ids) <= SOLO_EXPRESSIONS
             )
-            compiled = Compiled(bytes(hyperscan.dumpb(self._database)), prefiltered)
+            compiled = Compiled(_dump(self._database), prefiltered, solos)
         else:
-            self._database = hyperscan.loadb(compiled.database, hyperscan.HS_MODE_BLOCK)
-            self._database.scratch = hyperscan.Scratch(self._database)
+            self._database = _load(compiled.database)
+        # Expression ids are the main database's: a match in a pipeline's own one means the same.
+        self._solo = {pipeline: _load(database) for pipeline, database in compiled.solos}
         self.compiled = compiled
         self.expressions = len(expressions)
         on_match = {i: [c for c in rule.chain if not c.targets] for i, rule in enumerate(self.rules)}
@@ -159,7 +167,10 @@ class Engine:
         found: set[int] = set()
         shared = {} if done is None else done  # not `done or {}`: the caller's empty dict is to be filled
         for transformed, pipelines in self._pipelines.transformed(text, wanted, shared).items():
-            for expression in self._scan(transformed):
+            database = self._database
+            if len(pipelines) == 1:
+                database = self._solo.get(next(iter(pipelines)), database)
+            for expression in self._scan(transformed, database):
                 rule, pipeline = self.owners[expression]
                 if pipeline not in pipelines or rule in found:
                     continue
@@ -171,12 +182,28 @@ class Engine:
                     found.add(rule)
         return tuple(sorted(found))
 
-    def _scan(self, text: str) -> list[int]:
-        """The expressions that match `text` (a prefiltered one: perhaps)."""
+    def _scan(self, text: str, database: hyperscan.Database) -> list[int]:
+        """The expressions of `database` that match `text` (a prefiltered one: perhaps)."""
         found: list[int] = []
 
         def hit(expression: int, start: int, end: int, flags: int, context: object) -> None:
             found.append(expression)
 
-        self._database.scan(text.encode("latin-1"), match_event_handler=hit)
+        database.scan(text.encode("latin-1"), match_event_handler=hit)
         return found
+
+
+def _compile(expressions: list[bytes], flags: list[int], ids: list[int]) -> hyperscan.Database:
+    database = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    database.compile(expressions=expressions, ids=ids, elements=len(expressions), flags=flags)
+    return database
+
+
+def _dump(database: hyperscan.Database) -> bytes:
+    return bytes(hyperscan.dumpb(database))
+
+
+def _load(data: bytes) -> hyperscan.Database:
+    database = hyperscan.loadb(data, hyperscan.HS_MODE_BLOCK)
+    database.scratch = hyperscan.Scratch(database)
+    return database

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -292,6 +293,20 @@ def test_64_kib_of_hostile_fragments_evaluates_quickly(
         ]
     )
     assert time.perf_counter() - started < 0.5, f"{text[:40]!r}"
+
+
+def test_a_pipelines_own_database_matches_what_the_whole_one_does(loaded: tuple[Engine, Parsed]) -> None:
+    engine, parsed = loaded
+    assert engine.compiled.solos  # the base64 pipeline (934100) has one, among others
+    whole = Engine(parsed.rules, 1, replace(engine.compiled, solos=()))  # every text on the whole database
+    for _, target in ATTACKS + NEAR_MISSES + [(None, t) for t in BENIGN]:
+        values = crs_values(
+            request(target),
+            RiskInput(request(target), CALLER, HISTORY, ROUTE).fields,
+            65536,
+            engine.variables,
+        )
+        assert [r.id for r in engine.evaluate(values)] == [r.id for r in whole.evaluate(values)], target
 
 
 def test_any_text_is_evaluated_as_its_bytes_whatever_it_was_decoded_from(
