@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
 
 import regex
 
@@ -18,12 +17,18 @@ CONFIRM_BYTES = 8192
 CONFIRM_S = 0.005
 
 
-class Value(NamedTuple):  # a tuple: a request has dozens
-    """A request's value as CRS names it: `ARGS` `id`, `REQUEST_HEADERS` `user-agent`, `REQUEST_FILENAME`."""
+class Value:
+    """A request's value as CRS names it: `ARGS` `id`, `REQUEST_HEADERS` `user-agent`, `REQUEST_FILENAME`.
+    A plain class: a request has dozens, and compiled it is a native one (a NamedTuple's constructor and a
+    frozen dataclass's are Python code)."""
 
-    variable: str
-    key: str
-    text: str
+    __slots__ = ("variable", "key", "text")
+
+    def __init__(self, variable: str, key: str, text: str) -> None:
+        self.variable, self.key, self.text = variable, key, text
+
+    def __repr__(self) -> str:
+        return f"Value({self.variable!r}, {self.key!r}, {self.text!r})"
 
 
 def confirmation(pattern: str) -> Callable[[str], bool]:
