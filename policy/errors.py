@@ -17,6 +17,14 @@ class IsogateError(Exception):
             self.retry_after = retry_after
 
 
+class InvalidClaims(IsogateError):
+    """A verified token whose claims the gateway cannot use (policy.identity); compiled modules do not
+    define errors: a compiled class would not see its class attributes over a Python base's."""
+
+    status = 401
+    code = "invalid_token"
+
+
 class ConfigError(IsogateError):
     """A config value is missing, unknown or invalid; `path` names the key (e.g. `risk.weights.x`)."""
 

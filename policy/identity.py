@@ -7,13 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from policy.errors import IsogateError
+from policy.errors import InvalidClaims
 from policy.iplist import IpSet, parse_address
-
-
-class InvalidClaims(IsogateError):
-    status = 401
-    code = "invalid_token"
 
 
 class Trust(StrEnum):
@@ -81,7 +76,7 @@ def identify(
     if parse_address(sub) is not None or ("/" in sub and _is_network(sub)):  # anonymous callers' names
         raise InvalidClaims("claim 'sub' must not be an IP address or network")
     trust = claims.get("trust", default.value)
-    if trust not in {Trust.TRUSTED.value, Trust.UNTRUSTED.value, Trust.UNSPECIFIED.value}:
+    if not isinstance(trust, str) or trust not in {t.value for t in Trust}:  # a list: not a TypeError
         raise InvalidClaims("claim 'trust' must be 'trusted' or 'untrusted'")
     return Identity(
         entity_id=sub,

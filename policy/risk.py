@@ -6,8 +6,7 @@ Factors are a registry (name -> function); their points are config (`risk.weight
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
 
 from policy import detectors
 from policy.config import Config, RouteConfig
@@ -47,11 +46,15 @@ class RiskInput:
     history: History
     route: RouteConfig
     scan_bytes: int = MAX_SCAN_BYTES  # risk.max_scan_bytes
+    # `fields`, once extracted (not functools.cached_property: compiled, it would extract on every read).
+    _extracted: list[Fields] = field(default_factory=list, init=False, repr=False, compare=False)
 
-    @cached_property
+    @property
     def fields(self) -> Fields:
         """The request's values, extracted and normalised once for every factor that looks at content."""
-        return extract(self.incoming, self.scan_bytes)
+        if not self._extracted:
+            self._extracted.append(extract(self.incoming, self.scan_bytes))
+        return self._extracted[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,8 @@
 
 import pytest
 
-from policy.identity import InvalidClaims, Trust, client_ip, identify
+from policy.errors import InvalidClaims
+from policy.identity import Trust, client_ip, identify
 from policy.iplist import IpSet
 
 PROXIES = IpSet(["10.0.0.0/8", "127.0.0.1"])
@@ -71,6 +72,7 @@ def test_anonymous_ipv6_callers_are_one_entity_per_network(ip: str, prefix: int,
         {"sub": 5},
         {"sub": "x" * 300},
         {"sub": "u", "trust": "very"},
+        {"sub": "u", "trust": ["trusted"]},  # not a string (a set lookup would raise TypeError: 500)
         {"sub": "1.2.3.4"},
         {"sub": "2001:db8:1:2::/64"},  # an anonymous entity's name: a token must not take its history
     ],
