@@ -175,16 +175,22 @@ class CrsConfig:
     anomaly_threshold: int = 5
     exclude: tuple[CrsExclusion, ...] = ()
     cache_dir: str = ""
+    # The ids `excluded` answers, worked out once: everywhere, and per route an exclusion names.
+    _everywhere: frozenset[int] = field(init=False, repr=False, compare=False)
+    _by_route: dict[str, frozenset[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         require(1 <= self.paranoia_level <= 4, "paranoia_level", "must be within 1..4")
         require(1 <= self.anomaly_threshold <= 1000, "anomaly_threshold", "must be within 1..1000")
+        everywhere = frozenset(i for e in self.exclude if not e.route for i in e.ids)
+        routes = {e.route for e in self.exclude if e.route}
+        by_route = {r: everywhere | {i for e in self.exclude if e.route == r for i in e.ids} for r in routes}
+        derive(self, "_everywhere", everywhere)
+        derive(self, "_by_route", by_route)
 
     def excluded(self, route: str) -> frozenset[int]:
         """The rule ids not evaluated for requests of `route` (a route's path)."""
-        if not self.exclude:
-            return frozenset()
-        return frozenset(i for e in self.exclude if not e.route or e.route == route for i in e.ids)
+        return self._by_route.get(route, self._everywhere)
 
 
 @dataclass(frozen=True, slots=True)
