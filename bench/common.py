@@ -78,8 +78,11 @@ class Server:
             self.process.kill()
 
 
-def gateway(name: str, tmp: Path, env: dict[str, str], **overrides: Any) -> Server:
-    """`python -m proxy` with config.yaml plus `overrides` (nested), its own pool name and port."""
+def gateway(
+    name: str, tmp: Path, env: dict[str, str], *, debug_headers: bool = True, **overrides: Any
+) -> Server:
+    """`python -m proxy` with config.yaml plus `overrides` (nested), its own pool name and port; with
+    `debug_headers`, every caller sees the X-Isogate-* headers (the benchmarks check the mode taken)."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     for key, value in overrides.items():
         if isinstance(value, dict):
@@ -89,7 +92,8 @@ def gateway(name: str, tmp: Path, env: dict[str, str], **overrides: Any) -> Serv
     config["docker"]["pool_name"] = f"bench-{name}"
     config["docker"]["requirements"] = str(ROOT / config["docker"]["requirements"])  # the file moves away
     config["state"]["path"] = f"{name}.db"  # each benchmarked gateway its own callers
-    config["server"]["debug_headers"] = True
+    if debug_headers:
+        config["server"]["debug_headers"] = True
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
@@ -100,6 +104,12 @@ def bare(env: dict[str, str]) -> Server:
     """The floor: each example handler called directly inside a bare aiohttp server."""
     port = free_port()
     return Server([sys.executable, "bench/bare_server.py", "--port", str(port)], env, port)
+
+
+def skeleton(env: dict[str, str]) -> Server:
+    """The gateway's shape without its logic (bench/skeleton_server.py): middleware, stamp, thread hop."""
+    port = free_port()
+    return Server([sys.executable, "bench/skeleton_server.py", "--port", str(port)], env, port)
 
 
 def bench_env() -> dict[str, str]:

@@ -1,9 +1,12 @@
 """Throughput: thread-mode /echo at concurrency 50 against the bare aiohttp floor, with 1 and 2 workers.
 
 Same run, loopback: the floor (bench/bare_server.py: the echo handler called inline in a bare aiohttp
-server, one process), then isogate in thread mode with a trusted token, `server.workers` 1 and 2. wrk -t1
--c50, rounds interleaved, medians. Targets (issue 13): one process at >= 0.5x the floor's req/s, with p99
-no worse than 3x the floor's. wrk runs on the same 2 cores, so 2 workers share them with the load.
+server, one process); the skeleton (bench/skeleton_server.py: the gateway's middleware, response stamp and
+thread executor around the same handler, and none of its logic: the ceiling of this design); then isogate
+in thread mode with a trusted token (config.yaml as shipped: no debug headers for it), `server.workers` 1
+and 2. wrk -t1 -c50, rounds interleaved, medians. Targets (issue 13): one process at >= 0.5x the floor's
+req/s, with p99 no worse than 3x the floor's. wrk runs on the same 2 cores, so 2 workers share them with
+the load.
 
 Writes bench/results/throughput.{md,json}.
 """
@@ -17,23 +20,27 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import Server, bare, bench_env, gateway, publish  # noqa: E402
+from bench.common import Server, bare, bench_env, gateway, publish, skeleton  # noqa: E402
 from bench.scenarios import token  # noqa: E402
 from bench.upstream import wrk  # noqa: E402
 
 PATH = "/echo?x=1"
+SKELETON = "skeleton (middleware + thread hop, no logic)"
 
 
 async def main(rounds: int, seconds: int) -> None:
     env = bench_env()
     tmp = Path(tempfile.mkdtemp(prefix="isogate-throughput-"))
-    common = {"execution_mode": "thread", "docker": {"enabled": False}}
+    common: dict[str, Any] = {"execution_mode": "thread", "docker": {"enabled": False}}
+    common["debug_headers"] = False  # as shipped (admins only): the benchmark's caller is no admin
     servers: dict[str, Server] = {
         "floor (bare aiohttp, inline)": bare(env),
+        SKELETON: skeleton(env),
         "isogate, 1 worker": gateway("tp-1", tmp, env, **common),
         "isogate, 2 workers": gateway("tp-2", tmp, env, server={"workers": 2}, **common),
         # What the OWASP CRS factor (on in config.yaml) costs here: the same process without it.
@@ -82,6 +89,9 @@ def report(runs: dict[str, list[dict[str, float]]], rounds: int, seconds: int) -
         f"- {'met' if ratio >= 0.5 else 'MISSED'}: one process at {ratio:.2f}x the floor's req/s (>= 0.5x)",
         f"- {'met' if tail <= 3 else 'MISSED'}: its p99 {tail:.1f}x the floor's (<= 3x)",
         f"- 2 workers: {med['isogate, 2 workers']['rps'] / one['rps']:.2f}x one worker's req/s",
+        f"- the skeleton (no gateway logic) reaches {med[SKELETON]['rps'] / floor['rps']:.2f}x the floor: the"
+        f" gateway's own work costs {1 / one['rps'] * 1e6 - 1 / med[SKELETON]['rps'] * 1e6:.0f} us of the"
+        f" loop a request",
     ]
     publish("throughput", lines, runs)
 
