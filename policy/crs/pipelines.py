@@ -6,11 +6,12 @@ it, so pipelines that differ only by such functions (`utf8toUnicode` on ASCII, s
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from policy.crs.transforms import FUNCTIONS, lowercase
 
 Plan = tuple[tuple[int, ...], frozenset[int], frozenset[int]]  # (to run, only lower-case, unchanged)
+_BIT = {name: 1 << i for i, name in enumerate(sorted(FUNCTIONS))}  # function sets as int masks: cheap to hash
 Done = dict[tuple[str, ...], str]  # functions applied -> the text they made (one value's)
 
 
@@ -23,8 +24,8 @@ class Pipelines:
         self._lowering = frozenset(
             i for names, i in self.index.items() if {"lowercase", "cmdline"} & set(names)
         )
-        self._uses = [frozenset(names) for names in self._names]  # pipeline -> its functions
-        self._plans: dict[tuple[frozenset[int], frozenset[str]], Plan] = {}
+        self._uses = [_mask(names) for names in self._names]  # pipeline -> its functions
+        self._plans: dict[tuple[frozenset[int], int], Plan] = {}
 
     def transformed(self, text: str, wanted: frozenset[int], done: Done) -> dict[str, frozenset[int]]:
         """Each distinct text the `wanted` pipelines make of `text`, with the pipelines that make it."""
@@ -40,7 +41,7 @@ class Pipelines:
             out[result] = out.get(result, frozenset()) | {pipeline}
         return out
 
-    def _plan(self, wanted: frozenset[int], effective: frozenset[str]) -> Plan:
+    def _plan(self, wanted: frozenset[int], effective: int) -> Plan:
         key = (wanted, effective)
         plan = self._plans.get(key)
         if plan is None:
@@ -84,6 +85,23 @@ _ALWAYS = frozenset({"base64decode"})  # acts on any text
 _TRIGGERS = {name: "".join(c for c, names in _ACTS_ON.items() if name in names) for name in FUNCTIONS}
 
 
+def _mask(names: Iterable[str]) -> int:
+    mask = 0
+    for name in names:
+        mask |= _BIT[name]
+    return mask
+
+
+_ACTS_ON_MASK = {char: _mask(names) for char, names in _ACTS_ON.items()}
+_ALWAYS_MASK = _mask(_ALWAYS)
+_PATH_MASK = _mask(_PATH_FUNCTIONS)
+_WHITESPACE = _mask(["removewhitespace"])
+_SPACES = _mask(["compresswhitespace", "cmdline"])
+_CMDLINE = _mask(["cmdline"])
+_COMMENTS = _mask(["replacecomments"])
+_UTF8 = _mask(["utf8tounicode"])
+
+
 def _acts(name: str, text: str) -> bool:
     """Whether function `name` can change `text` (lowercase, cmdLine and base64 are always run)."""
     if name in ("lowercase", "cmdline", "base64decode"):
@@ -101,23 +119,23 @@ def _acts(name: str, text: str) -> bool:
     return any(c in text for c in _TRIGGERS[name])
 
 
-def _effective(text: str) -> frozenset[str]:
-    """The transformation functions besides lowercase that can change `text`."""
-    acting = set(_ALWAYS)
-    for char, functions in _ACTS_ON.items():
+def _effective(text: str) -> int:
+    """The transformation functions besides lowercase that can change `text` (a mask of `_BIT`s)."""
+    acting = _ALWAYS_MASK
+    for char, mask in _ACTS_ON_MASK.items():
         if char in text:
-            acting |= functions
+            acting |= mask
     if " " in text:
-        acting.add("removewhitespace")
+        acting |= _WHITESPACE
         if "  " in text:
-            acting |= {"compresswhitespace", "cmdline"}
+            acting |= _SPACES
         if " /" in text or " (" in text:
-            acting.add("cmdline")
+            acting |= _CMDLINE
     if "/" in text or "." in text:
         if "//" in text or "/." in text or "./" in text or text in (".", ".."):
-            acting |= _PATH_FUNCTIONS
+            acting |= _PATH_MASK
         if "/*" in text:
-            acting.add("replacecomments")
+            acting |= _COMMENTS
     if not text.isascii():
-        acting.add("utf8tounicode")
-    return frozenset(acting)
+        acting |= _UTF8
+    return acting
