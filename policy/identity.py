@@ -59,6 +59,9 @@ def anonymous_entity(ip: str, ipv6_prefix: int = 128) -> str:
     return str(ipaddress.IPv6Network((address, ipv6_prefix), strict=False))
 
 
+_TRUST = {trust.value: trust for trust in Trust}
+
+
 def identify(
     claims: Mapping[str, object] | None, ip: str, trusted_ip: bool = False, ipv6_prefix: int = 128
 ) -> Identity:
@@ -76,12 +79,13 @@ def identify(
     if parse_address(sub) is not None or ("/" in sub and _is_network(sub)):  # anonymous callers' names
         raise InvalidClaims("claim 'sub' must not be an IP address or network")
     trust = claims.get("trust", default.value)
-    if not isinstance(trust, str) or trust not in {t.value for t in Trust}:  # a list: not a TypeError
+    found = _TRUST.get(trust) if isinstance(trust, str) else None  # a list: not a TypeError
+    if found is None:
         raise InvalidClaims("claim 'trust' must be 'trusted' or 'untrusted'")
     return Identity(
         entity_id=sub,
         authenticated=True,
-        trust=Trust(str(trust)),
+        trust=found,
         is_admin=claims.get("role") == "admin",
     )
 
