@@ -1,7 +1,9 @@
 """Thread executor and handler registry, with real threads and real handler modules."""
 
 import asyncio
+import random
 import time
+from collections import Counter
 from typing import NamedTuple
 
 import pytest
@@ -128,5 +130,43 @@ async def test_resizing_starts_workers_as_needed_and_ends_extra_ones_after_their
                 break
             await asyncio.sleep(0.02)
         assert executor._workers == 1 and (await executor.run(job("echo"))).status == 200
+    finally:
+        await executor.aclose()
+
+
+async def test_any_mix_of_timeouts_and_callers_leaving_gives_every_worker_back() -> None:
+    """300 jobs, each queued or running when its deadline passes or its caller leaves, or neither: once
+    they have all ended, nothing is counted busy and the workers serve the next job."""
+    executor = ThreadExecutor(HandlerRegistry("probe_handlers"), min_workers=1, max_workers=4, max_queue=400)
+    rng = random.Random(13)
+
+    async def one() -> str:
+        work = executor.run(job("sleep", timeout_s=rng.uniform(0.005, 0.06), s=f"{rng.uniform(0, 0.04):.3f}"))
+        task = asyncio.ensure_future(work)
+        if rng.random() < 0.3:  # the caller leaves after a while
+            await asyncio.sleep(rng.uniform(0, 0.05))
+            task.cancel()
+        try:
+            await task
+            return "answered"
+        except ExecutionTimeout:
+            return "timed out"
+        except asyncio.CancelledError:
+            return "left"
+
+    try:
+        outcomes = Counter(await asyncio.gather(*(one() for _ in range(300))))
+        assert set(outcomes) == {"answered", "timed out", "left"}, outcomes  # every path taken
+        for _ in range(250):  # bounded: the running ones end within their 0.04 s sleeps
+            if executor.busy == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert executor.busy == 0
+        assert (await executor.run(job("echo", timeout_s=2))).status == 200
+        for _ in range(100):  # the worker counts itself idle just after answering
+            if executor._idle == executor._workers:
+                break
+            await asyncio.sleep(0.01)
+        assert executor._queued == 0 and executor._idle == executor._workers
     finally:
         await executor.aclose()
