@@ -58,7 +58,8 @@ def level_row(level: int, normal: list[Incoming], attacks: list[Incoming]) -> tu
     load_ms = (time.perf_counter() - started) * 1000
     factor, fired, families = crs_factor(engine), Counter[str](), Counter[str]()
     cold = cost(normal + attacks, config, {"crs": factor})  # first sight of every value
-    warm = cost(normal + attacks, config, {"crs": factor})  # values seen before (caches)
+    held, capacity, distinct = engine.cached()  # more distinct values than it holds: the next pass misses
+    warm = cost(normal + attacks, config, {"crs": factor})  # values seen before (if the cache held them)
     for kind, incomings in (("normal", normal), ("attacks", attacks)):
         for incoming in incomings:
             reason = factor(RiskInput(incoming, CALLER, HISTORY, ROUTE, 65536), config)
@@ -73,7 +74,8 @@ def level_row(level: int, normal: list[Incoming], attacks: list[Incoming]) -> tu
         f" | {load_ms:.0f} | {main_mb:.1f} + {solos_mb:.1f} | {grown:.0f}"
         f" | {fired['normal']} ({100 * fired['normal'] / len(normal):.2f}%)"
         f" | {fired['attacks']} ({100 * fired['attacks'] / len(attacks):.1f}%)"
-        f" | {cold[0]:.0f} / {cold[1]:.0f} | {warm[0]:.0f} / {warm[1]:.0f} |"
+        f" | {cold[0]:.0f} / {cold[1]:.0f} | {warm[0]:.0f} / {warm[1]:.0f}"
+        f" | {distinct:,} / {held:,} of {capacity:,} |"
     )
     return row, families
 
@@ -88,11 +90,12 @@ def main(corpus: Path) -> None:
         f"CRS factor, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {corpus.name},"
         f" {len(normal):,} normal and {len(attacks):,} attack requests, an established trusted caller.",
         "Score: the whole score (every factor) per request, microseconds; cold: every value seen for the"
-        " first time; warm: the same requests again.",
+        " first time; warm: the same requests again, warm only as far as the value cache held the first"
+        " pass's values (last column: distinct values / held, of the cache's capacity).",
         "",
         "| paranoia | rules | compile s | restart ms | databases MB (whole + per pipeline) | RSS +MB"
-        " | normal flagged | attacks flagged | score p50 / p99 cold | warm |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " | normal flagged | attacks flagged | score p50 / p99 cold | warm | values cached |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     families = {}
     for level in (1, 2):

@@ -128,6 +128,11 @@ class Engine:
         }
         self._cached = functools.lru_cache(maxsize=8192)(self._match_text)
 
+    def cached(self) -> tuple[int, int, int]:
+        """The value cache: (entries held, capacity, distinct values looked up since it was made)."""
+        info = self._cached.cache_info()
+        return info.currsize, info.maxsize or 0, info.misses
+
     def evaluate(self, values: Sequence[Value], excluded: frozenset[int] = frozenset()) -> list[Rule]:
         """The rules that match any of `values` (each rule at most once), in id order."""
         matched: set[int] = set()

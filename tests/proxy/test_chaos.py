@@ -28,70 +28,79 @@ async def test_random_deaths_and_an_engine_outage_leak_nothing(
 ) -> None:
     forwarder = EngineForwarder(tmp_path / "engine.sock")
     await forwarder.start()
-    settings = {
-        **docker_settings,
-        "host": f"unix://{forwarder.path}",
-        "warm_pool_size": 2,
-        "max_containers": 4,
-    }
-    routes = [{"path": "/echo", "handler": "echo"}, {"path": "/sleep", "handler": "sleep"}]
-    client = await gateway({"execution_mode": "docker", "docker": settings, "routes": routes})
-    pool = client.app[GATEWAY].dispatch.executors[Mode.DOCKER]
-    assert isinstance(pool, ContainerPool)
-    answers: list[tuple[int, str]] = []
-    ends = time.monotonic() + TRAFFIC_S
+    try:
+        settings = {
+            **docker_settings,
+            "host": f"unix://{forwarder.path}",
+            "warm_pool_size": 2,
+            "max_containers": 4,
+        }
+        routes = [{"path": "/echo", "handler": "echo"}, {"path": "/sleep", "handler": "sleep"}]
+        client = await gateway({"execution_mode": "docker", "docker": settings, "routes": routes})
+        pool = client.app[GATEWAY].dispatch.executors[Mode.DOCKER]
+        assert isinstance(pool, ContainerPool)
+        answers: list[tuple[int, str]] = []
+        restarted: list[int] = []  # how many answers there were when the engine came back
+        ends = time.monotonic() + TRAFFIC_S
 
-    async def traffic(worker: int) -> None:
-        for i in range(10_000):  # bounded; ends with the chaos window
-            if time.monotonic() > ends:
+        async def traffic(worker: int) -> None:
+            for i in range(10_000):  # bounded; ends with the chaos window
+                if time.monotonic() > ends:
+                    return
+                path = "/sleep?s=0.05" if i % 2 else "/echo"
+                response = await client.get(path, headers=bearer(f"w{worker}", trust="trusted"))
+                body = await response.json()
+                answers.append((response.status, body.get("error", "ok") if isinstance(body, dict) else "ok"))
+
+        async def kill_one(chance: random.Random) -> None:
+            sandboxes = [*pool._idle, *pool._busy]
+            if not sandboxes:
                 return
-            path = "/sleep?s=0.05" if i % 2 else "/echo"
-            response = await client.get(path, headers=bearer(f"w{worker}", trust="trusted"))
-            body = await response.json()
-            answers.append((response.status, body.get("error", "ok") if isinstance(body, dict) else "ok"))
+            victim = chance.choice(sandboxes)
+            if chance.random() < 0.5:
+                killer = await asyncio.create_subprocess_exec(
+                    "docker", "kill", victim.id, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+                )
+                await killer.wait()
+            else:
+                await kill_agent(victim.id)
 
-    async def kill_one(chance: random.Random) -> None:
-        sandboxes = [*pool._idle, *pool._busy]
-        if not sandboxes:
-            return
-        victim = chance.choice(sandboxes)
-        if chance.random() < 0.5:
-            killer = await asyncio.create_subprocess_exec(
-                "docker", "kill", victim.id, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            await killer.wait()
-        else:
-            await kill_agent(victim.id)
+        async def chaos() -> None:
+            chance = random.Random(9)
+            outage_at = ends - TRAFFIC_S / 2
+            while time.monotonic() < outage_at:  # deaths before the outage...
+                await asyncio.sleep(chance.uniform(0.2, 0.6))
+                await kill_one(chance)
+            await forwarder.stop()  # ...the engine is gone for 1.5 s...
+            await asyncio.sleep(1.5)
+            await forwarder.start()  # ...and back...
+            restarted.append(len(answers))
+            while time.monotonic() < ends - 2:  # ...and deaths after it
+                await asyncio.sleep(chance.uniform(0.2, 0.6))
+                await kill_one(chance)
 
-    async def chaos() -> None:
-        chance = random.Random(9)
-        outage_at = ends - TRAFFIC_S / 2
-        while time.monotonic() < outage_at:  # deaths before the outage...
-            await asyncio.sleep(chance.uniform(0.2, 0.6))
-            await kill_one(chance)
-        await forwarder.stop()  # ...the engine is gone for 1.5 s...
-        await asyncio.sleep(1.5)
-        await forwarder.start()  # ...and back...
-        while time.monotonic() < ends - 2:  # ...and deaths after it
-            await asyncio.sleep(chance.uniform(0.2, 0.6))
-            await kill_one(chance)
+        await asyncio.gather(chaos(), *(traffic(w) for w in range(3)))
 
-    await asyncio.gather(chaos(), *(traffic(w) for w in range(3)))
-
-    undocumented = [(s, e) for s, e in answers if s not in DOCUMENTED or e not in DOCUMENTED[s].split("|")]
-    assert not undocumented, undocumented[:5]
-    last_outage = max(i for i, (_, error) in enumerate(answers) if error == "docker_unavailable")
-    assert sum(1 for s, _ in answers[last_outage:] if s == 200) >= 10, "served again after the outage"
-    deadline = time.monotonic() + 30
-    while True:
-        status = pool.status()
-        settled = status["available"] and status["busy"] == 0 and status["creating"] == 0
-        # At least the warm size (a burst's extra containers stay until idle_ttl_s), and every container
-        # the engine holds for this pool is one the pool holds: none leaked, none lost.
-        if settled and status["idle"] >= 2 and len(labelled(settings["pool_name"])) == status["size"]:
-            break
-        assert time.monotonic() < deadline, f"pool never settled: {status}"
-        await asyncio.sleep(0.2)
-    assert (await client.get("/healthz")).status == 200
-    assert (await client.get("/echo", headers=bearer("after", trust="trusted"))).status == 200
-    await forwarder.stop()
+        documented = {(s, e) for s, errors in DOCUMENTED.items() for e in errors.split("|")}
+        undocumented = [answer for answer in answers if answer not in documented]
+        assert not undocumented, undocumented[:5]
+        # Requests the outage reached were answered 503 docker_unavailable, or 502 when it cut their exec
+        # stream (timing decides which: either may be missing); after it, and after the last 503, the pool
+        # serves again.
+        outages = [i for i, (_, error) in enumerate(answers) if error == "docker_unavailable"]
+        served_from = max([*restarted, *outages])
+        assert sum(1 for s, _ in answers[served_from:] if s == 200) >= 10, "served again after the outage"
+        deadline = time.monotonic() + 30
+        while True:
+            status = pool.status()
+            settled = status["available"] and status["busy"] == 0 and status["creating"] == 0
+            # At least the warm size (a burst's extra containers stay until idle_ttl_s), and every container
+            # the engine holds for this pool is one the pool holds: none leaked, none lost.
+            if settled and status["idle"] >= 2 and len(labelled(settings["pool_name"])) == status["size"]:
+                break
+            assert time.monotonic() < deadline, f"pool never settled: {status}"
+            await asyncio.sleep(0.2)
+        assert (await client.get("/healthz")).status == 200
+        assert (await client.get("/echo", headers=bearer("after", trust="trusted"))).status == 200
+    finally:  # the socket closed even when an assertion fails (else the next test sees it leak)
+        await forwarder.stop()
