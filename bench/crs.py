@@ -58,7 +58,7 @@ def level_row(level: int, normal: list[Incoming], attacks: list[Incoming]) -> tu
     load_ms = (time.perf_counter() - started) * 1000
     factor, fired, families = crs_factor(engine), Counter[str](), Counter[str]()
     cold = cost(normal + attacks, config, {"crs": factor})  # first sight of every value
-    held, capacity, distinct = engine.cached()  # more distinct values than it holds: the next pass misses
+    held, capacity, missed = engine.cached()  # more misses than it holds: the next pass misses too
     warm = cost(normal + attacks, config, {"crs": factor})  # values seen before (if the cache held them)
     for kind, incomings in (("normal", normal), ("attacks", attacks)):
         for incoming in incomings:
@@ -75,7 +75,7 @@ def level_row(level: int, normal: list[Incoming], attacks: list[Incoming]) -> tu
         f" | {fired['normal']} ({100 * fired['normal'] / len(normal):.2f}%)"
         f" | {fired['attacks']} ({100 * fired['attacks'] / len(attacks):.1f}%)"
         f" | {cold[0]:.0f} / {cold[1]:.0f} | {warm[0]:.0f} / {warm[1]:.0f}"
-        f" | {distinct:,} / {held:,} of {capacity:,} |"
+        f" | {missed:,} / {held:,} of {capacity:,} |"
     )
     return row, families
 
@@ -91,7 +91,7 @@ def main(corpus: Path) -> None:
         f" {len(normal):,} normal and {len(attacks):,} attack requests, an established trusted caller.",
         "Score: the whole score (every factor) per request, microseconds; cold: every value seen for the"
         " first time; warm: the same requests again, warm only as far as the value cache held the first"
-        " pass's values (last column: distinct values / held, of the cache's capacity).",
+        " pass's values (last column: the first pass's misses / values held, of the cache's capacity).",
         "",
         "| paranoia | rules | compile s | restart ms | databases MB (whole + per pipeline) | RSS +MB"
         " | normal flagged | attacks flagged | score p50 / p99 cold | warm | values cached |",

@@ -129,7 +129,7 @@ class Engine:
         self._cached = functools.lru_cache(maxsize=8192)(self._match_text)
 
     def cached(self) -> tuple[int, int, int]:
-        """The value cache: (entries held, capacity, distinct values looked up since it was made)."""
+        """The value cache: (entries held, capacity, lookups that missed since it was made)."""
         info = self._cached.cache_info()
         return info.currsize, info.maxsize or 0, info.misses
 
