@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from handlers import Request  # noqa: E402
+from bench.bare_server import handler_request, web_response  # noqa: E402
 from pool.base import Job  # noqa: E402
 from pool.registry import HandlerRegistry  # noqa: E402
 from pool.thread import ThreadExecutor  # noqa: E402
@@ -35,16 +35,9 @@ async def stamp(request: web.Request, response: web.StreamResponse) -> None:
 
 
 async def view(request: web.Request) -> web.Response:
-    handler_request = Request(
-        request.method,
-        request.path,
-        tuple(request.query.items()),
-        tuple((k.lower(), v) for k, v in request.headers.items()),
-        await request.read(),
-    )
     name = request.path.strip("/") or "echo"
-    response = await request.app[EXECUTOR].run(Job(name, handler_request, 10.0))
-    return web.Response(status=response.status, headers=dict(response.headers), body=response.body)
+    job = Job(name, await handler_request(request), 10.0)
+    return web_response(await request.app[EXECUTOR].run(job))
 
 
 async def healthz(request: web.Request) -> web.Response:
