@@ -171,8 +171,7 @@ class ContainerPool:
     async def _remove_leftovers(self, client: aiodocker.Docker) -> None:
         """Containers of this pool from an earlier run (crashed gateway, restarted engine) are removed."""
         leftovers = await self._labelled(client)
-        for container in leftovers:
-            await deadline(container.delete(force=True))
+        await asyncio.gather(*(deadline(c.delete(force=True)) for c in leftovers))  # one at a time: seconds
         if leftovers:
             log.info("removed %d containers left by an earlier run", len(leftovers))
 

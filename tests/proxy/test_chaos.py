@@ -40,7 +40,6 @@ async def test_random_deaths_and_an_engine_outage_leak_nothing(
         pool = client.app[GATEWAY].dispatch.executors[Mode.DOCKER]
         assert isinstance(pool, ContainerPool)
         answers: list[tuple[int, str]] = []
-        restarted: list[int] = []  # how many answers there were when the engine came back
         ends = time.monotonic() + TRAFFIC_S
 
         async def traffic(worker: int) -> None:
@@ -74,7 +73,6 @@ async def test_random_deaths_and_an_engine_outage_leak_nothing(
             await forwarder.stop()  # ...the engine is gone for 1.5 s...
             await asyncio.sleep(1.5)
             await forwarder.start()  # ...and back...
-            restarted.append(len(answers))
             while time.monotonic() < ends - 2:  # ...and deaths after it
                 await asyncio.sleep(chance.uniform(0.2, 0.6))
                 await kill_one(chance)
@@ -84,12 +82,6 @@ async def test_random_deaths_and_an_engine_outage_leak_nothing(
         documented = {(s, e) for s, errors in DOCUMENTED.items() for e in errors.split("|")}
         undocumented = [answer for answer in answers if answer not in documented]
         assert not undocumented, undocumented[:5]
-        # Requests the outage reached were answered 503 docker_unavailable, or 502 when it cut their exec
-        # stream (timing decides which: either may be missing); after it, and after the last 503, the pool
-        # serves again.
-        outages = [i for i, (_, error) in enumerate(answers) if error == "docker_unavailable"]
-        served_from = max([*restarted, *outages])
-        assert sum(1 for s, _ in answers[served_from:] if s == 200) >= 10, "served again after the outage"
         deadline = time.monotonic() + 30
         while True:
             status = pool.status()
@@ -101,6 +93,10 @@ async def test_random_deaths_and_an_engine_outage_leak_nothing(
             assert time.monotonic() < deadline, f"pool never settled: {status}"
             await asyncio.sleep(0.2)
         assert (await client.get("/healthz")).status == 200
-        assert (await client.get("/echo", headers=bearer("after", trust="trusted"))).status == 200
+        # Serving again: how soon after the outage depends on how fast the engine starts containers (under
+        # gVisor on a loaded machine, seconds), so it is asserted once the pool has settled, not in the window
+        for i in range(10):
+            response = await client.get("/echo", headers=bearer(f"after{i}", trust="trusted"))
+            assert response.status == 200, await response.text()
     finally:  # the socket closed even when an assertion fails (else the next test sees it leak)
         await forwarder.stop()
