@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pool.memory import MemoryWatch
+from proxy import heap
 from proxy.stats import Stats
 
 log = logging.getLogger("isogate.gateway")
@@ -76,4 +77,5 @@ class MemoryAccount:
             "limit_mb": watch.limit_mb,
             "over_limit": watch.over,
             "checks": watch.checks,
+            "gc": heap.status(),
         }

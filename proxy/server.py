@@ -21,6 +21,7 @@ import orjson
 from aiohttp import http_exceptions, web, web_protocol
 
 from policy.errors import IsogateError
+from proxy import heap
 from proxy.egress import error_response
 from proxy.gateway import GATEWAY, Gateway
 from proxy.middleware import new_request_id
@@ -178,9 +179,22 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    live = app[GATEWAY].live
+    settling: asyncio.Task[None] | None = None
     try:
         await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
         ready()
+        # A reload (a config generation, or new code: a record in live.reloads) is settled after twice
+        # the longest deadline a request of the old config could run to.
+        config = live.config
+        longest_ms = max([config.limits.execution.max_time_ms, *(r.timeout_ms or 0 for r in config.routes)])
+
+        def version() -> tuple[int, object]:
+            return live.generation, live.reloads[-1]["at"] if live.reloads else None
+
+        settling = asyncio.create_task(heap.keep_settled(version, 2 * longest_ms / 1000), name="isogate-heap")
         await stop.wait()
     finally:
+        if settling is not None:
+            settling.cancel()
         await runner.cleanup()

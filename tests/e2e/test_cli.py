@@ -176,7 +176,11 @@ async def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
             assert response.status == 200
             admin = {"Authorization": f"Bearer {mint('--sub', 'ops', '--role', 'admin')}"}
             async with session.get(f"{url}/stats", headers=admin) as response:
-                assert (await response.json())["config"]["reloads"][-1]["trigger"] == "SIGHUP"
+                stats = await response.json()
+            assert stats["config"]["reloads"][-1]["trigger"] == "SIGHUP"
+            # The served process set its collector (proxy/heap.py): what lives as long as it, frozen.
+            collector = stats["memory"]["gc"]
+            assert collector["frozen_objects"] > 10_000 and collector["young_threshold"] == 10_000
     finally:
         process.terminate()
         process.wait(timeout=10)
