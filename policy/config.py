@@ -22,7 +22,8 @@ HANDLER_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")  # a module name, never a pat
 MEMORY_SIZE = re.compile(r"(\d+)([bkmg]?)", re.IGNORECASE)
 APP_TARGET = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")  # module:attribute
 IMAGE_NAME = re.compile(r"[a-z0-9][a-z0-9._/:@-]{0,254}")  # an image reference: name[:tag][@digest]
-ENTITY_BYTES = 320  # one entity's history with its table entry, measured (proxy/stats.py: ~290 B of RSS)
+ENTITY_BYTES = 320  # one entity's history with its table entry: Python objects (tracemalloc: ~290 B)
+ENTITY_RSS_BYTES = 640  # what one adds to the process's RSS under churn (bench/churn.py: 601-657 B)
 HTTP_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 
@@ -469,7 +470,7 @@ class Config:
     def __post_init__(self) -> None:
         # The entity table may take at most a quarter of the memory limit, whatever stats.max_entities
         # says: it grows with every new caller, and must never push the gateway into memory pressure.
-        budget = self.limits.memory_limit_mb * (1 << 20) // 4 // ENTITY_BYTES
+        budget = self.limits.memory_limit_mb * (1 << 20) // 4 // ENTITY_RSS_BYTES
         derive(self, "entity_capacity", max(1, min(self.stats.max_entities, budget)))
         factors = set(self.risk.weights) | {custom.name for custom in self.risk.custom_factors}
         for i, route in enumerate(self.routes):

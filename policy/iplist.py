@@ -14,7 +14,7 @@ from collections.abc import Iterable
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
-@functools.lru_cache(maxsize=65536)  # the same clients come back: parse each address once
+@functools.lru_cache(maxsize=4096)  # recent clients come back; ~216 B an entry, so a few thousand only
 def parse_address(text: str) -> Address | None:
     """Parse an address (IPv4-mapped IPv6 becomes IPv4); None if `text` is not an address."""
     try:

@@ -28,7 +28,7 @@ def test_an_entity_costs_less_than_the_budgeted_bytes() -> None:
 
 @pytest.mark.parametrize(
     ("memory_mb", "max_entities", "capacity"),
-    [(120, 100_000, 98_304), (80, 100_000, 65_536), (100_000, 100_000, 100_000), (120, 500, 500)],
+    [(120, 100_000, 49_152), (80, 100_000, 32_768), (100_000, 100_000, 100_000), (120, 500, 500)],
 )
 def test_the_table_takes_at_most_a_quarter_of_the_memory_limit(
     memory_mb: int, max_entities: int, capacity: int
