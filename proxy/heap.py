@@ -8,8 +8,9 @@ collected every 10,000 net allocations instead of 700: fifty requests in flight 
 collector at 12-18 us of the event loop a request before, ~1 after.
 
 A frozen cycle that becomes garbage is not collected while frozen: after a reload, once the requests that
-held the old config are done, everything is unfrozen, collected and frozen again (`keep_settled`). A
-request that outlives that grace keeps the old config's cycles until the next reload's settling.
+held the old config are done, everything is unfrozen, collected and frozen again (`keep_settled`: one
+full collection on the event loop, tens of milliseconds, once a reload). A request that outlives that
+grace keeps the old config's cycles until the next reload's settling.
 """
 
 from __future__ import annotations
