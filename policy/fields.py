@@ -18,12 +18,12 @@ import json
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
-from urllib.parse import unquote_plus
 
 from policy.detectors import scan
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
 from policy.linear import bounded
 from policy.normalise import normalise, url_decode
+from policy.percent import unquote
 
 MAX_FIELDS = 512  # a request with more parameters than this is abnormal in itself
 MAX_SCAN_BYTES = 65536  # default of risk.max_scan_bytes: characters of a request that are inspected
@@ -93,13 +93,13 @@ class Fields:
 
 @functools.lru_cache(maxsize=16384)  # form values and parameter names repeat across requests
 def _unquote_cached(text: str) -> str:
-    return unquote_plus(text, encoding="latin-1")
+    return unquote(text, plus=True)
 
 
 def _unquote(text: str) -> str:
     if "%" not in text and "+" not in text:
         return text
-    return _unquote_cached(text) if len(text) <= 256 else unquote_plus(text, encoding="latin-1")
+    return _unquote_cached(text) if len(text) <= 256 else unquote(text, plus=True)
 
 
 def _pairs(text: str) -> list[tuple[str, str]]:

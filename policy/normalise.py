@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import html
 import re
-from urllib.parse import unquote, unquote_plus
 
 from policy.linear import bounded
+from policy.percent import unquote
 
 MAX_ROUNDS = 3  # double and triple encoding are common evasions; more rounds buy nothing
 
-_PERCENT_U = bounded(r"%u([0-9a-fA-F]{4})")
 _OVERLONG = bounded(r"%c0%ae|%c0%af|%c1%9c|%c0%2e|%c0%2f|%e0%80%ae|%e0%80%af", ignore_case=True)
 _OVERLONG_CHARS = {"%c0%ae": ".", "%c0%2e": ".", "%e0%80%ae": ".", "%c0%af": "/", "%c0%2f": "/"}
 _ESCAPE = bounded(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})")
@@ -39,8 +38,7 @@ def url_decode(text: str, plus: bool = True) -> str:
         if "%" not in text and not (plus and "+" in text):
             break
         step = _OVERLONG.sub(_overlong, text) if "%c" in text.lower() or "%e0" in text.lower() else text
-        step = _PERCENT_U.sub(lambda m: chr(int(m.group(1), 16)), step) if "%u" in step.lower() else step
-        step = unquote_plus(step, encoding="latin-1") if plus else unquote(step, encoding="latin-1")
+        step = unquote(step, plus, uni=True)
         if step == text:
             break
         text = step

@@ -57,6 +57,8 @@ class Pipelines:
         for name in self._names[pipeline]:
             if not _acts(name, text):
                 continue
+            if name == "urldecodeuni" and "%u" not in text and "%U" not in text:
+                name = "urldecode"  # the same on this text: one decoding shared by both pipelines
             applied += (name,)
             result = done.get(applied)
             if result is None:

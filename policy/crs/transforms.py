@@ -8,11 +8,11 @@ Each function runs in one pass over its input (every loop advances), so a value 
 from __future__ import annotations
 
 import binascii
-import functools
 import re
 from collections.abc import Callable
 
 from policy.linear import bounded
+from policy.percent import low_bytes, unquote
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 
@@ -28,24 +28,13 @@ def lowercase(text: str) -> str:
     return text.encode("latin-1").lower().decode("latin-1")  # ASCII letters only, as C's tolower()
 
 
-_PERCENT = bounded(r"(%[0-9a-fA-F]{2}|\+)")
-_PERCENT_UNI = bounded(r"(%[uU][0-9a-fA-F]{4}|%[0-9a-fA-F]{2}|\+)")
-
-
-@functools.lru_cache(maxsize=1024)
-def _unescape(token: str) -> str:
-    if token == "+":
-        return " "
-    return chr(int(token[1:], 16)) if len(token) == 3 else _byte(int(token[2:], 16))
-
-
 def url_decode(text: str, unicode: bool = False) -> str:
     """`%HH` (and with `unicode`, `%uHHHH`) decoded, `+` to a space; invalid escapes kept as they are."""
     if "%" not in text and "+" not in text:
         return text
-    parts = (_PERCENT_UNI if unicode else _PERCENT).split(text)  # text, token, text, token, ..., text
-    parts[1::2] = [_unescape(token) for token in parts[1::2]]
-    return "".join(parts)
+    if not unicode:
+        return unquote(text, plus=True)
+    return low_bytes(unquote(text, plus=True, uni=True))
 
 
 def url_decode_uni(text: str) -> str:

@@ -100,7 +100,17 @@ def test_huge_numeric_character_references_decode_instead_of_raising() -> None:
 
 # The guard: modules that see request content compile no pattern with `re` except through
 # `linear.bounded`, which proves a bounded width. Python's `re` remains for config-only strings.
-CONTENT_MODULES = ["detectors", "fields", "normalise", "patterns", "risk", "profile", "identity", "routes"]
+CONTENT_MODULES = [
+    "detectors",
+    "fields",
+    "normalise",
+    "patterns",
+    "percent",
+    "risk",
+    "profile",
+    "identity",
+    "routes",
+]
 CONTENT_MODULES += [
     f"crs/{name}" for name in ("checks", "engine", "pipelines", "request", "rules", "transforms")
 ]
