@@ -63,6 +63,8 @@ CASES: dict[str, Callable[[int], Incoming]] = {
     "template: '${' repeated": lambda n: request(body=_repeat("${", n).encode(), ctype="text/plain"),
     "decode: %25 chains": lambda n: request("a=" + _repeat("%2525", n)),
     "decode: %u escapes": lambda n: request("a=" + _repeat("%u0041", n)),
+    "decode: %u escapes cut short": lambda n: request("a=" + _repeat("%u00g", n)),
+    "decode: escapes and lone %": lambda n: request("a=" + _repeat("%41%", n)),
     "decode: &# entities": lambda n: request(body=_repeat("&#x26;", n).encode(), ctype="text/plain"),
     "decode: \\u escapes": lambda n: request(body=_repeat("\\u0041", n).encode(), ctype="text/plain"),
     "json: deep nesting": lambda n: request(body=b"[" * n + b"]" * n, ctype="application/json"),
