@@ -5,6 +5,7 @@ Every server listens on 127.0.0.1 only, and every load is bounded in count or ti
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -13,6 +14,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +149,12 @@ def publish(name: str, lines: list[str], data: object) -> None:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{name}.md").write_text(text)
     (RESULTS / f"{name}.json").write_text(json.dumps(data, indent=1))
+
+
+def run_in_rounds(main: Callable[[int, int], Coroutine[Any, Any, None]], doc: str | None) -> None:
+    """The command line of a benchmark that runs wrk in interleaved rounds: `main(--rounds, --seconds)`."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--seconds", type=int, default=5)
+    args = parser.parse_args()
+    asyncio.run(main(args.rounds, args.seconds))

@@ -12,7 +12,6 @@ Writes bench/results/stages.{md,json}.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import functools
 import gc
@@ -31,7 +30,7 @@ import aiohttp
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, Server, bare, bench_env, free_port, publish, skeleton  # noqa: E402
+from bench.common import ROOT, Server, bare, bench_env, free_port, publish, run_in_rounds, skeleton  # noqa: E402
 from bench.scenarios import token  # noqa: E402
 from bench.upstream import wrk  # noqa: E402
 
@@ -220,10 +219,4 @@ if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve"]:
         serve(sys.argv[2:])
     else:
-        parser = argparse.ArgumentParser(
-            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-        )
-        parser.add_argument("--rounds", type=int, default=3)
-        parser.add_argument("--seconds", type=int, default=5)
-        args = parser.parse_args()
-        asyncio.run(main(args.rounds, args.seconds))
+        run_in_rounds(main, __doc__)

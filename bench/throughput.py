@@ -13,8 +13,6 @@ Writes bench/results/throughput.{md,json}.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import functools
 import statistics
 import sys
@@ -25,7 +23,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import Server, bare, bench_env, gateway, publish, skeleton  # noqa: E402
+from bench.common import Server, bare, bench_env, gateway, publish, run_in_rounds, skeleton  # noqa: E402
 from bench.scenarios import token  # noqa: E402
 from bench.upstream import wrk  # noqa: E402
 
@@ -97,10 +95,4 @@ def report(runs: dict[str, list[dict[str, float]]], rounds: int, seconds: int) -
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
-    args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.seconds))
+    run_in_rounds(main, __doc__)

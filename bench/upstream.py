@@ -9,8 +9,6 @@ Writes bench/results/upstream.{md,json}. Needs wrk and nginx: `make bench` insta
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import re
 import shutil
 import statistics
@@ -23,7 +21,7 @@ from pathlib import Path
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import Server, bare, bench_env, free_port, gateway, publish  # noqa: E402
+from bench.common import Server, bare, bench_env, free_port, gateway, publish, run_in_rounds  # noqa: E402
 from bench.scenarios import token  # noqa: E402
 
 TARGET = "/echo?x=1"
@@ -147,10 +145,4 @@ def report(samples: dict[str, dict[str, list[dict[str, float]]]], rounds: int, s
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--seconds", type=int, default=5)
-    args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.seconds))
+    run_in_rounds(main, __doc__)
