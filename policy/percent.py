@@ -30,9 +30,8 @@ def unquote(text: str, plus: bool = False, uni: bool = False) -> str:
     if "%" not in text:
         return text
     literal = text.replace("\\", "\\\\")
-    escaped = literal.replace("%u", "\\u").replace("%U", "\\u") if uni else literal
     try:  # every `%` starts an escape (most text): no regex
-        return _decode(escaped.replace("%", "\\x"))
+        return _decode(_codec_escapes(literal, uni))
     except UnicodeDecodeError:  # "truncated \xXX (or \uXXXX) escape": a `%` that starts none
         pass
     # Split at the escapes (text, escape, text, ..., text): a `%` left in the text is literal to the codec.
@@ -40,11 +39,15 @@ def unquote(text: str, plus: bool = False, uni: bool = False) -> str:
     parts = (_ESCAPE_UNI if uni else _ESCAPE).split(literal)
     if len(parts) == 1:  # no escape at all
         return _decode(literal)
-    rewritten = "\0".join(parts[1::2])
-    if uni:
-        rewritten = rewritten.replace("%u", "\\u").replace("%U", "\\u")
-    parts[1::2] = rewritten.replace("%", "\\x").split("\0")
+    parts[1::2] = _codec_escapes("\0".join(parts[1::2]), uni).split("\0")
     return _decode("".join(parts))
+
+
+def _codec_escapes(text: str, uni: bool) -> str:
+    """Every `%u` (with `uni`) as `\\u`, then every `%` as `\\x`: the escapes, as the codec spells them."""
+    if uni:
+        text = text.replace("%u", "\\u").replace("%U", "\\u")
+    return text.replace("%", "\\x")
 
 
 def _decode(escaped: str) -> str:
