@@ -109,12 +109,17 @@ class ThreadExecutor:
     def _expire(self, work: _Work, job: Job) -> None:
         """The deadline: the caller gets 504 now; a job still queued is dropped, a running one keeps its
         worker (a thread cannot be stopped) and is counted busy until it returns."""
+        self._drop_if_queued(work)
+        if not work.answer.done():
+            work.answer.set_exception(_late(job))
+
+    def _drop_if_queued(self, work: _Work) -> bool:
+        """A job no worker has taken yet never runs (a worker skips it) and gives back its place in `busy`."""
         with self._lock:
             dropped = work.dropped = not work.started
         if dropped:
             self.busy -= 1
-        if not work.answer.done():
-            work.answer.set_exception(_late(job))
+        return dropped
 
     def reconfigure(self, settings: Settings) -> None:
         """Resized: more workers start as jobs need them; fewer: the extra ones end after their job."""
@@ -164,11 +169,8 @@ class ThreadExecutor:
         except asyncio.CancelledError:  # the caller left: a queued job is dropped...
             deadline = work.timer.when()
             work.timer.cancel()
-            with self._lock:
-                dropped = work.dropped = not work.started
-            if dropped:
-                self.busy -= 1
-            elif not work.ended:  # ...a running one keeps its worker: see _outlive
+            # ...a running one keeps its worker: see _outlive
+            if not self._drop_if_queued(work) and not work.ended:
                 work.waiter = loop.create_future()
                 await _outlive(work.waiter, deadline - loop.time())
             raise
