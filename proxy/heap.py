@@ -5,7 +5,7 @@ frozen out of the collector's passes once serving starts: a full collection no l
 ~40 ms here, every few seconds under load, a pause every request in flight felt). The young generation is
 collected every 10,000 net allocations instead of 700: fifty requests in flight hold ~2,500 young objects
 (coroutines, requests, header maps), and every pass walked them all. bench/stages.py measured the
-collector at 12-18 us of the event loop a request before, ~1 after.
+collector at 14.5-16.8 us of the event loop a request before, none after.
 
 A frozen cycle that becomes garbage is not collected while frozen: after a reload, once the requests that
 held the old config are done, everything is unfrozen, collected and frozen again (`keep_settled`: one
