@@ -81,10 +81,17 @@ class Server:
 
 
 def gateway(
-    name: str, tmp: Path, env: dict[str, str], *, debug_headers: bool = True, **overrides: Any
+    name: str,
+    tmp: Path,
+    env: dict[str, str],
+    *,
+    debug_headers: bool = True,
+    launcher: list[str] | None = None,
+    **overrides: Any,
 ) -> Server:
-    """`python -m proxy` with config.yaml plus `overrides` (nested), its own pool name and port; with
-    `debug_headers`, every caller sees the X-Isogate-* headers (the benchmarks check the mode taken)."""
+    """`python -m proxy` (or `launcher`, given the same arguments) with config.yaml plus `overrides`
+    (nested), its own pool name and port; with `debug_headers`, every caller sees the X-Isogate-* headers
+    (the benchmarks check the mode taken)."""
     config = yaml.safe_load((ROOT / "config.yaml").read_text())
     for key, value in overrides.items():
         if isinstance(value, dict):
@@ -99,7 +106,8 @@ def gateway(
     path = tmp / f"{name}.yaml"
     path.write_text(yaml.safe_dump(config))
     port = free_port()
-    return Server([sys.executable, "-m", "proxy", "--config", str(path), "--port", str(port)], env, port)
+    command = launcher or [sys.executable, "-m", "proxy"]
+    return Server([*command, "--config", str(path), "--port", str(port)], env, port)
 
 
 def bare(env: dict[str, str]) -> Server:

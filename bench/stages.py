@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, Server, bare, bench_env, free_port, publish, run_in_rounds, skeleton  # noqa: E402
+from bench.common import Server, bare, bench_env, gateway, publish, run_in_rounds, skeleton  # noqa: E402
 from bench.scenarios import token  # noqa: E402
 from bench.upstream import wrk  # noqa: E402
 
@@ -130,16 +129,16 @@ def cpu_s(pid: int) -> float:
 
 
 def isogate(tmp: Path, env: dict[str, str]) -> Server:
-    config = yaml.safe_load((ROOT / "config.yaml").read_text())
-    config["execution_mode"] = "thread"
-    config["docker"]["enabled"] = False
-    config["docker"]["requirements"] = str(ROOT / config["docker"]["requirements"])
-    config["state"]["path"] = "stages.db"
-    path = tmp / "stages.yaml"
-    path.write_text(yaml.safe_dump(config))
-    port = free_port()
-    command = [sys.executable, __file__, "--serve", "--config", str(path), "--port", str(port)]
-    return Server(command, {**env, OUT: str(tmp / "stages.json")}, port)
+    """The gateway as config.yaml ships it, in thread mode, started by `serve` below (stages timed)."""
+    return gateway(
+        "stages",
+        tmp,
+        {**env, OUT: str(tmp / "stages.json")},
+        debug_headers=False,
+        launcher=[sys.executable, __file__, "--serve"],
+        execution_mode="thread",
+        docker={"enabled": False},
+    )
 
 
 async def main(rounds: int, seconds: int) -> None:
