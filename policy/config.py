@@ -483,6 +483,11 @@ class Config:
         for i, exclusion in enumerate(self.risk.crs.exclude):
             where = f"risk.crs.exclude[{i}].route"
             require(not exclusion.route or exclusion.route in paths, where, "no such route path")
+        for i, excluded in enumerate(self.risk.exclude):
+            where = f"risk.exclude[{i}].route"
+            require(not excluded.route or excluded.route in paths, where, "no such route path")
+            for j, name in enumerate(excluded.factors):
+                require(name in factors, f"risk.exclude[{i}].factors[{j}]", "no such factor")
         require(
             bool(re.fullmatch(r"[A-Za-z_][\w.]*", self.handlers_package)),
             "handlers_package",

@@ -14,16 +14,17 @@ from __future__ import annotations
 
 import bisect
 import functools
-import json
 import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from policy.bodies import COOKIE, FORM, HEADER, NAME, PATH, QUERY, TEXT, read_body
 from policy.detectors import scan
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
 from policy.linear import bounded
 from policy.normalise import normalise, url_decode
 from policy.percent import unquote
+from policy.uploads import Upload
 
 MAX_FIELDS = 512  # a request with more parameters than this is abnormal in itself
 MAX_SCAN_BYTES = 65536  # default of risk.max_scan_bytes: characters of a request that are inspected
@@ -58,7 +59,8 @@ def inspect(raw: str) -> tuple[str, bool]:
 
 
 class Field(NamedTuple):  # a tuple: built ~15 times a request, so it must be cheap
-    where: str  # "query id", "body login", "header user-agent", "path", "json $.a.b"
+    kind: str  # what the value is: path, query, header, cookie, form, name, text, filename, body
+    where: str  # the variable, as ModSecurity names it: ARGS:id, REQUEST_HEADERS:user-agent, FILES:avatar
     name: str
     raw: str  # as inspected: cut short when the request's scan budget ran out
     decoded: str  # normalised: what detectors match
@@ -74,16 +76,26 @@ class Fields:
     anomaly: str | None  # what is abnormal in the request's shape (too many parameters, JSON too deep)
     uninspected: str | None  # what of the request's content was not inspected, and why
     joined: str  # every normalised value in one text, separated by SEPARATOR: one search serves them all
-    # Detector name -> (the first value it fired on, what it recognised), over the suspect values.
-    findings: dict[str, tuple[Field, str]] = field(compare=False)
+    # Detector name -> every (value, what it recognised) among the suspect values, in request order.
+    findings: dict[str, list[tuple[Field, str]]] = field(compare=False)
+    uploads: tuple[Upload, ...] = ()  # files, checked by type (policy.uploads), never scanned as text
+    xxe: str | None = None  # a DTD, entity or XInclude in an XML body or file
+    raw_body: str | None = None  # the body as text where ModSecurity would give it to CRS (forms, untyped)
+    body_items: int = 0  # values[body_items:] are the body's own (JSON, XML, GraphQL, files), not parameters
 
     def at(self, position: int) -> Field:
         """The value a position of `joined` falls in."""
+        return self.locate(position)[0]
+
+    def locate(self, position: int) -> tuple[Field, int]:
+        """The value a position of `joined` falls in, and where the next value starts."""
         starts, start = [], 0
         for value in self.values:
             starts.append(start)
             start += len(value.decoded) + len(SEPARATOR)
-        return self.values[bisect.bisect_right(starts, position) - 1]
+        index = bisect.bisect_right(starts, position) - 1
+        value = self.values[index]
+        return value, starts[index] + len(value.decoded) + len(SEPARATOR)
 
     def search(self, regex: re.Pattern[str]) -> tuple[Field, str] | None:
         """The first value `regex` matches, and the match."""
@@ -113,89 +125,46 @@ def _pairs(text: str) -> list[tuple[str, str]]:
     return pairs
 
 
-MAX_JSON_DEPTH = 64
-MAX_JSON_STRINGS = 4096  # keys and values: a 10 KB document of orders already has 600
-
-
-def _json_strings(node: object, path: str, out: list[tuple[str, str]], depth: int = 0) -> None:
-    if len(out) > MAX_JSON_STRINGS:
-        return
-    if depth > MAX_JSON_DEPTH:
-        raise RecursionError
-    if isinstance(node, str):
-        out.append((path, node))
-    elif isinstance(node, dict):
-        for key, value in node.items():
-            out.append((f"{path}.{key}#key", str(key)))
-            _json_strings(value, f"{path}.{key}", out, depth + 1)
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            _json_strings(value, f"{path}[{i}]", out, depth + 1)
-
-
-def _body(
-    incoming: Incoming, budget: int
-) -> tuple[list[tuple[str, str, str]], list[tuple[str, str]], str | None, str | None]:
-    """(form parameters, other values, anomaly, what was not inspected) of the body's first `budget` bytes."""
-    body = incoming.body[:budget].decode("latin-1")
-    if not body:
-        return [], [], None, None
-    cut = f"body bytes past {budget} (risk.max_scan_bytes)" if len(incoming.body) > budget else None
-    ctype = incoming.header("content-type") or ""
-    if "json" in ctype:
-        strings: list[tuple[str, str]] = []
-        try:
-            _json_strings(json.loads(body), "$", strings)
-        except RecursionError:
-            return [], [("body", body)], f"JSON nested deeper than {MAX_JSON_DEPTH}", cut
-        except ValueError:
-            return [], [("body", body)], None, cut or "a JSON body that does not parse"
-        if len(strings) > MAX_JSON_STRINGS:
-            cut = cut or f"JSON strings past the first {MAX_JSON_STRINGS}"
-            del strings[MAX_JSON_STRINGS:]
-        return [], [(f"json {where}", text) for where, text in strings], None, cut
-    if "urlencoded" in ctype or (not ctype and "=" in body and " " not in body[:200]):
-        return [("body", name, value) for name, value in _pairs(body)], [], None, cut
-    return [], [("body", body)], None, cut
-
-
 def extract(incoming: Incoming, budget: int = MAX_SCAN_BYTES) -> Fields:
     """Every value worth inspecting: at most MAX_FIELDS parameters, at most `budget` characters in all
     (path, query and headers first, then the body); the rest is named in `uninspected`."""
     path_raw, _, query = incoming.target[:budget].partition("?")
     query = query.partition("#")[0]
-    form, others, anomaly, uninspected = _body(incoming, budget)
+    body = read_body(incoming.body, incoming.header("content-type"), budget, _pairs)
+    uninspected, anomaly = body.uninspected, body.anomaly
     if len(incoming.target) > budget:
         uninspected = f"target characters past {budget} (risk.max_scan_bytes)"
     query_params = [("query", name, value) for name, value in _pairs(query)]
-    params = query_params + form
+    params = query_params + [("body", name, value) for name, value in body.params]
     if len(params) > MAX_FIELDS:
         anomaly = f"more than {MAX_FIELDS} parameters"
         uninspected = uninspected or f"parameters past the first {MAX_FIELDS}"
         params = params[:MAX_FIELDS]
-    found = [("path", "path", path_raw)]
-    found += [(f"query {name}", name, value) for _, name, value in query_params[:MAX_FIELDS]]
+    found = [(PATH, "REQUEST_FILENAME", "path", path_raw)]
+    found += [(QUERY, f"ARGS:{name}", name, value) for _, name, value in query_params[:MAX_FIELDS]]
     for name, value in incoming.headers:
         if name == "cookie":  # each cookie on its own: an opaque session id is not suspect, a payload is
             cookies = (c.strip().partition("=") for c in value.split(";", MAX_FIELDS)[:MAX_FIELDS])
-            found += [(f"cookie {c_name}", c_name, c_value) for c_name, _, c_value in cookies]
+            found += [(COOKIE, f"REQUEST_COOKIES:{name}", name, value) for name, _, value in cookies]
             if value.count(";") >= MAX_FIELDS:
                 uninspected = uninspected or f"cookies past the first {MAX_FIELDS}"
         elif name not in ROUTINE_HEADERS and name not in CREDENTIAL_HEADERS:
-            found.append((f"header {name}", name, value))
-    found += [(f"body {name}", name, value) for _, name, value in params[len(query_params) :]]
-    found += [(f"{source} name", name, name) for source, name, _ in params if not name.isalnum()]
-    found += [(where, where, text) for where, text in others]
+            found.append((HEADER, f"REQUEST_HEADERS:{name}", name, value))
+    form_kind = FORM if body.raw is not None else TEXT  # urlencoded values reach logs and headers as lines
+    found += [(form_kind, f"ARGS:{name}", name, value) for _, name, value in params[len(query_params) :]]
+    found += [(NAME, f"ARGS_NAMES:{name}", name, name) for _, name, _ in params if not name.isalnum()]
+    body_items = len(found)
+    found += body.items
     values: list[Field] = []
     suspects: list[Field] = []
     left = budget
-    for where, name, raw in found:
+    for kind, where, name, raw in found:
         size = len(raw)
         if size > left:
             uninspected = uninspected or f"{where}: characters past risk.max_scan_bytes ({budget})"
             raw = raw[:left]
         decoded, suspect = inspect(raw)
-        item = Field(where, name, raw, decoded, size)
+        item = Field(kind, where, name, raw, decoded, size)
         values.append(item)
         left -= len(raw)
         if suspect:
@@ -203,13 +172,24 @@ def extract(incoming: Incoming, budget: int = MAX_SCAN_BYTES) -> Fields:
     joined = SEPARATOR.join(value.decoded for value in values)
     path = url_decode(path_raw, plus=False)
     return Fields(
-        path, tuple(params), tuple(values), tuple(suspects), anomaly, uninspected, joined, _findings(suspects)
+        path,
+        tuple(params),
+        tuple(values),
+        tuple(suspects),
+        anomaly,
+        uninspected,
+        joined,
+        _findings(suspects),
+        tuple(body.uploads),
+        body.xxe,
+        body.raw,
+        min(body_items, len(values)),
     )
 
 
-def _findings(suspects: list[Field]) -> dict[str, tuple[Field, str]]:
-    found: dict[str, tuple[Field, str]] = {}
+def _findings(suspects: list[Field]) -> dict[str, list[tuple[Field, str]]]:
+    found: dict[str, list[tuple[Field, str]]] = {}
     for value in suspects:
         for name, match in scan(value.decoded):
-            found.setdefault(name, (value, match))
+            found.setdefault(name, []).append((value, match))
     return found

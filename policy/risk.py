@@ -8,9 +8,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from policy import detectors
+from policy import detectors, uploads
+from policy.bodies import BODY, COOKIE, FILENAME, FORM, HEADER, NAME, PATH, QUERY, TEXT
 from policy.config import Config, RouteConfig
-from policy.fields import MAX_SCAN_BYTES, Fields, extract
+from policy.fields import MAX_SCAN_BYTES, Field, Fields, extract
 from policy.identity import Identity
 from policy.incoming import Incoming
 from policy.linear import bounded
@@ -112,53 +113,127 @@ def large_payload(inp: RiskInput, config: Config) -> str | None:
 
 def suspicious(inp: RiskInput, config: Config) -> str | None:
     """The configured keywords and patterns (global, plus the route's own), in every value."""
-    text = inp.fields.joined
+    text, fields = inp.fields.joined, inp.fields
     for matcher in [config.risk.matcher] + ([inp.route.matcher] if inp.route.matcher else []):
-        if (found := matcher.find(text)) is not None:
-            return f"{inp.fields.at(found[0]).where} contains {found[1][:40]!r}"
+        offset = 0
+        while (found := matcher.find(text[offset:] if offset else text)) is not None:
+            value, offset = fields.locate(offset + found[0])
+            if not _excluded(inp, config, "suspicious", value.where):
+                return f"{evidence(value.where, found[1])} (a configured keyword or pattern)"
     return None
+
+
+def evidence(where: str, excerpt: str) -> str:
+    """`VARIABLE: 'excerpt'`: what a flag is about, told without what it must not tell (see `redact`)."""
+    return f"{where[:80]}: {redact(excerpt)!r}"
+
+
+_LONG_RUN = bounded(r"[A-Za-z0-9+/_=-]{24}")  # a token, key or id: shown by its first 4 characters only
+
+
+def redact(excerpt: str, limit: int = 40) -> str:
+    """A short excerpt: runs that could be secrets cut to their first characters, at most `limit` shown."""
+    text = _LONG_RUN.sub(lambda m: m.group(0)[:4] + "...", excerpt.strip())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _excluded(inp: RiskInput, config: Config, name: str, where: str) -> bool:
+    return bool(config.risk.exclude) and config.risk.excluded(name, inp.route.path, where)
+
+
+# Where each detector's attack can work: a value of any kind, unless listed here.
+PATH_LIKE = frozenset({PATH, QUERY, FORM, COOKIE, HEADER, FILENAME, NAME})
+REACHES_LINES = frozenset({PATH, QUERY, FORM, COOKIE, HEADER, FILENAME, NAME})  # header and log lines
+PROSE = frozenset({TEXT, BODY})  # JSON, XML and multipart text: free text, where quotes and breaks are prose
+
+
+def _applies(name: str, value: Field) -> bool:
+    if name == "path_traversal":  # a path-like value: one of those kinds, or text without a blank in it
+        return value.kind in PATH_LIKE or " " not in value.decoded
+    return True
 
 
 def _detector(name: str, what: str) -> Factor:
     def factor(inp: RiskInput, config: Config) -> str | None:
-        found = inp.fields.findings.get(name)
-        return f"{found[0].where}: {what} ({found[1]!r})" if found else None
+        for value, found in inp.fields.findings.get(name, ()):
+            if _applies(name, value) and not _excluded(inp, config, name, value.where):
+                return f"{evidence(value.where, found)} ({what})"
+        return None
 
     factor.__name__ = name
     return factor
 
 
 def crlf_injection(inp: RiskInput, config: Config) -> str | None:
+    """Response splitting and log forging: a line break where a value can reach a header or a log line."""
     for value in inp.fields.suspects:
-        if found := detectors.crlf_injection(value.raw):
-            return f"{value.where}: line break before {found.strip()!r}"
+        if value.kind in REACHES_LINES and (found := detectors.crlf_injection(value.raw)):
+            if not _excluded(inp, config, "crlf_injection", value.where):
+                return f"{evidence(value.where, found)} (line break before it)"
     return None
 
 
 def file_probe(inp: RiskInput, config: Config) -> str | None:
     found = detectors.file_probe(inp.fields.path.lower())
-    return f"path asks for a hidden or backup file ({found!r})" if found else None
+    if not found or _excluded(inp, config, "file_probe", "REQUEST_FILENAME"):
+        return None
+    return f"{evidence('REQUEST_FILENAME', found)} (a hidden or backup file)"
 
 
 def abnormal_input(inp: RiskInput, config: Config) -> str | None:
-    """Buffer-overflow-sized values, control characters, too many parameters, JSON nested too deep."""
+    """Buffer-overflow-sized values, control characters, too many parameters, JSON nested too deep. Free
+    text (JSON, XML and multipart text fields) is bounded by the scan budget alone, and may hold page
+    breaks (\x0b, \x0c: license texts have them)."""
     fields, limit = inp.fields, config.risk.max_value_length
     if fields.anomaly is not None:
         return fields.anomaly
     for value in fields.values:
-        if value.size > limit and value.where != "body":
-            return f"{value.where} is {value.size} characters, over {limit}"
-    found = fields.search(_CONTROL)
-    return f"{found[0].where} carries control characters" if found else None
+        if value.size > limit and value.kind not in PROSE:
+            if not _excluded(inp, config, "abnormal_input", value.where):
+                return f"{value.where} is {value.size} characters, over {limit}"
+    if fields.search(_CONTROL) is None:
+        return None
+    for value in fields.values:
+        control = (_CONTROL_IN_PROSE if value.kind in PROSE else _CONTROL).search(value.decoded)
+        if control and not _excluded(inp, config, "abnormal_input", value.where):
+            return f"{value.where} carries control characters ({control.group(0)!r})"
+    return None
 
 
 _CONTROL = bounded(r"[\x00\x02-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \x01 separates joined values
+_CONTROL_IN_PROSE = bounded(r"[\x00\x02-\x08\x0e-\x1f\x7f]")
 
 
 def uninspected(inp: RiskInput, config: Config) -> str | None:
     """Content the gateway could not inspect is never scored as safe: it counts as suspicious content."""
     found = inp.fields.uninspected
     return f"not inspected: {found}" if found else None
+
+
+def upload_mismatch(inp: RiskInput, config: Config) -> str | None:
+    """A file that is not what its declared type or its name says: a script or executable disguised as
+    media, an HTML or PHP file sent as image/png, a double extension (`shell.php.jpg`)."""
+    for upload in inp.fields.uploads:
+        found = uploads.disguise(upload)
+        if found and not _excluded(inp, config, "upload_mismatch", upload.where):
+            return found
+    return None
+
+
+def active_content(inp: RiskInput, config: Config) -> str | None:
+    """Script, event handlers or `javascript:` URLs in an SVG, HTML or XML file: stored XSS once served."""
+    for upload in inp.fields.uploads:
+        if (found := uploads.active_content(upload)) and not _excluded(
+            inp, config, "active_content", upload.where
+        ):
+            return found
+    return None
+
+
+def xxe(inp: RiskInput, config: Config) -> str | None:
+    """A DTD, an entity or XInclude in XML: what makes a parser read local files or URLs (XXE)."""
+    found = inp.fields.xxe
+    return f"{evidence('XML', found)} (XML external entities)" if found else None
 
 
 def profile_factor(profile: Profile) -> Factor:
@@ -191,6 +266,9 @@ FACTORS: dict[str, Factor] = {
     "crlf_injection": crlf_injection,
     "abnormal_input": abnormal_input,
     "uninspected": uninspected,
+    "upload_mismatch": upload_mismatch,
+    "active_content": active_content,
+    "xxe": xxe,
 }
 
 

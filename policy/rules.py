@@ -28,6 +28,9 @@ BUILTIN_WEIGHTS = {
     "crlf_injection": 35,
     "abnormal_input": 20,
     "uninspected": 30,  # alone it reaches the low threshold, and counts as suspicious content
+    "upload_mismatch": 40,  # a file that is not what its type or name says
+    "active_content": 40,  # script in an SVG, HTML or XML file
+    "xxe": 40,  # a DTD, entity or XInclude in XML
     "profile": 35,  # only when risk.profile is configured
     "crs": 40,  # only when risk.crs.enabled
 }
@@ -193,6 +196,58 @@ class CrsConfig:
         return self._by_route.get(route, self._everywhere)
 
 
+# The variables an exclusion can name (ModSecurity's names, as evidence gives them).
+VARIABLES = frozenset(
+    "ARGS ARGS_NAMES ARGS_GET ARGS_POST ARGS_GET_NAMES ARGS_POST_NAMES REQUEST_HEADERS REQUEST_HEADERS_NAMES"
+    " REQUEST_COOKIES REQUEST_COOKIES_NAMES REQUEST_FILENAME REQUEST_BASENAME REQUEST_URI REQUEST_URI_RAW"
+    " REQUEST_LINE QUERY_STRING REQUEST_BODY FILES FILES_NAMES XML MULTIPART_PART_HEADERS".split()
+)
+_VARIABLE = re.compile(r"([A-Z_]+)(?::(.+))?")
+_ALIASES = {"ARGS": ("ARGS_GET", "ARGS_POST"), "ARGS_NAMES": ("ARGS_GET_NAMES", "ARGS_POST_NAMES")}
+
+
+def _variable_key(collection: str, name: str) -> tuple[str, str]:
+    return collection, name.lower() if collection.startswith("REQUEST_HEADERS") else name
+
+
+@dataclass(frozen=True, slots=True)
+class Exclusion:
+    """What is not scored: `factors` (names) and CRS `rules` (ids), on `route` (a route's path as written;
+    every route when empty), for `variables` (`ARGS:comment`, `REQUEST_HEADERS:User-Agent`, a whole
+    collection such as `FILES`; every value when empty). Names what the evidence of a flag names."""
+
+    factors: tuple[str, ...] = ()
+    rules: tuple[int, ...] = ()
+    variables: tuple[str, ...] = ()
+    route: str = ""
+    _keys: frozenset[tuple[str, str]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        require(bool(self.factors or self.rules), "factors", "an exclusion names factors or CRS rules")
+        for i, rule_id in enumerate(self.rules):
+            require(900000 <= rule_id <= 999999, f"rules[{i}]", "a CRS rule id has six digits")
+        keys = set()
+        for i, variable in enumerate(self.variables):
+            found = _VARIABLE.fullmatch(variable)
+            require(
+                found is not None and found.group(1) in VARIABLES,
+                f"variables[{i}]",
+                f"expected COLLECTION or COLLECTION:name, COLLECTION one of {', '.join(sorted(VARIABLES))}",
+            )
+            assert found is not None
+            collection, name = found.group(1), found.group(2) or ""
+            for each in (collection, *_ALIASES.get(collection, ())):
+                keys.add(_variable_key(each, name))
+        derive(self, "_keys", frozenset(keys))
+
+    def covers(self, where: str) -> bool:
+        """Whether the value at `where` (a variable, `ARGS:comment`) is one this exclusion names."""
+        if not self._keys:
+            return True
+        collection, _, name = where.partition(":")
+        return (collection, "") in self._keys or _variable_key(collection, name) in self._keys
+
+
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
     weights: dict[str, int] = field(default_factory=dict)
@@ -209,6 +264,7 @@ class RiskConfig:
     plugins: tuple[str, ...] = ()
     profile: ProfileConfig = field(default_factory=lambda: ProfileConfig())
     crs: CrsConfig = field(default_factory=lambda: CrsConfig())
+    exclude: tuple[Exclusion, ...] = ()
     matcher: Matcher = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -245,6 +301,17 @@ class RiskConfig:
             except ValueError as exc:
                 raise Invalid(f"patterns[{i}]", str(exc)) from None
         derive(self, "matcher", Matcher(self.keywords, self.patterns))
+
+    def excluded(self, name: str, route: str, where: str) -> bool:
+        """Whether factor or CRS rule `name` is not scored on the value at `where` in requests of `route`."""
+        for exclusion in self.exclude:
+            if exclusion.route and exclusion.route != route:
+                continue
+            if (name in exclusion.factors or (name.isdigit() and int(name) in exclusion.rules)) and (
+                exclusion.covers(where)
+            ):
+                return True
+        return False
 
 
 @dataclass(frozen=True, slots=True)

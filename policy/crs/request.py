@@ -1,15 +1,18 @@
 """A request's values under the names CRS rules target (ModSecurity's variables).
 
-ARGS are the query's and the form's parameters, once URL-decoded as ModSecurity's parser leaves them, and
-a JSON body's strings (named `json.a.b` as ModSecurity's JSON processor names them); cookies and headers
-by name; the path, query and body as received. Everything is taken within the request's scan budget
-(`policy.fields.extract` already bounded the parameters); credentials headers are never looked at.
+ARGS are the query's and the form's parameters (urlencoded or multipart text fields), once URL-decoded as
+ModSecurity's parser leaves them, and a JSON body's strings (named `json.a.b` as ModSecurity's JSON processor
+names them); XML's text and attributes; FILES and FILES_NAMES (files' names, never their bytes); cookies and
+headers by name; the path and query as received; REQUEST_BODY only for a form or an untyped text body.
+Everything is taken within the request's scan budget (`policy.fields.extract` already bounded the
+parameters); credentials headers are never looked at.
 """
 
 from __future__ import annotations
 
 import functools
 
+from policy.bodies import COOKIE
 from policy.crs.checks import Value
 from policy.fields import Fields
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
@@ -29,6 +32,10 @@ def _by_source(wanted: frozenset[str]) -> dict[str, tuple[str, bool, str, bool]]
     }
 
 
+# A body value's collection (as `policy.bodies` names it) and the CRS variables that hold it.
+_BODY_VARIABLES = {"ARGS": ("ARGS", "ARGS_POST"), "ARGS_NAMES": ("ARGS_NAMES", "ARGS_POST_NAMES")}
+
+
 def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozenset[str]) -> list[Value]:
     """The request's values of the variables in `wanted` (those the rules target)."""
     values: list[Value] = []
@@ -45,19 +52,17 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
         if wanted_name:
             values.append(Value(names_variable, name, name))
     cookies, cookie_names = "REQUEST_COOKIES" in wanted, "REQUEST_COOKIES_NAMES" in wanted
-    for found in fields.values:  # JSON strings and cookies, as `extract` found them
-        if found.where.startswith("json "):
-            path = found.where[5:].removesuffix("#key")
-            name = "json" + path[1:].replace("[", ".").replace("]", "")
-            variables = (
-                ("ARGS_NAMES", "ARGS_POST_NAMES") if found.where.endswith("#key") else ("ARGS", "ARGS_POST")
-            )
-            values += (Value(variable, name, found.raw) for variable in variables if variable in wanted)
-        elif found.where.startswith("cookie "):
+    for found in fields.values[: fields.body_items]:
+        if found.kind == COOKIE:
             if cookies:
                 values.append(Value("REQUEST_COOKIES", found.name, found.raw))
             if cookie_names:
                 values.append(Value("REQUEST_COOKIES_NAMES", found.name, found.name))
+    for found in fields.values[fields.body_items :]:  # JSON, XML and GraphQL values, files' names
+        collection = found.where.partition(":")[0]
+        for variable in _BODY_VARIABLES.get(collection, (collection,)):
+            if variable in wanted:
+                values.append(Value(variable, found.name, found.raw))
     headers, header_names = "REQUEST_HEADERS" in wanted, "REQUEST_HEADERS_NAMES" in wanted
     for header, text in incoming.headers:
         if header in CREDENTIAL_HEADERS:
@@ -82,6 +87,6 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
         values.append(Value("REQUEST_LINE", "", f"{incoming.method} {target} HTTP/1.1"))
     if "REQUEST_METHOD" in wanted:
         values.append(Value("REQUEST_METHOD", "", incoming.method))
-    if incoming.body and "REQUEST_BODY" in wanted:
-        values.append(Value("REQUEST_BODY", "", incoming.body[:budget].decode("latin-1")))
+    if fields.raw_body and "REQUEST_BODY" in wanted:  # a form's or an untyped body's text, never a file's
+        values.append(Value("REQUEST_BODY", "", fields.raw_body))
     return values

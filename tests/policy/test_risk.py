@@ -102,7 +102,7 @@ def test_suspicious(req: Incoming, fires: bool) -> None:
     result = run(req)
     assert result.fired("suspicious") is fires
     if fires:
-        assert result.hits[0].points == 20 and "contains" in result.hits[0].reason
+        assert result.hits[0].points == 20 and "keyword" in result.hits[0].reason
 
 
 @pytest.mark.parametrize(("ip", "fires"), [("203.0.113.9", True), ("198.51.100.1", False)])
