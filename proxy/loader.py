@@ -112,6 +112,12 @@ def load(source: ConfigSource) -> Loaded:
     if config.risk.crs.enabled:
         crs, rules = load_crs(config.risk.crs, base)
         digest.update(rules.digest.encode())  # an upgraded CRS is a change a reload applies
+        known = {rule.id for rule in rules.rules} | set(rules.skipped)
+        for i, exclusion in enumerate(config.risk.exclude):
+            for j, rule_id in enumerate(exclusion.rules):
+                if rule_id not in known:
+                    where = f"risk.exclude[{i}].rules[{j}]"
+                    raise ConfigError(where, f"no CRS rule {rule_id} in the rules read")
     return Loaded(source, config, digest.hexdigest(), tuple(files), profile, profile_path, crs)
 
 

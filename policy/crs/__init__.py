@@ -7,22 +7,35 @@ from policy import compiled_path
 __path__[:0] = compiled_path(__name__)  # before the imports below: their compiled build, if fresh
 
 from policy.config import Config  # noqa: E402
+from policy.crs.checks import Value  # noqa: E402
 from policy.crs.engine import Engine  # noqa: E402
 from policy.crs.request import crs_values  # noqa: E402
-from policy.risk import Factor, RiskInput  # noqa: E402
+from policy.risk import Factor, RiskInput, evidence  # noqa: E402
 
 
 def crs_factor(engine: Engine) -> Factor:
     """The factor for compiled rules: fires when the matched rules' anomaly scores reach the threshold;
-    its reason names them (`crs=942190,942370 (anomaly score 10)`), as CRS users tune by rule id."""
+    its reason names each rule with the variable it matched and an excerpt (`942190 at ARGS:id: '1 union
+    select'`), as CRS users tune by rule id and variable (`risk.exclude`)."""
 
     def attacks(inp: RiskInput, config: Config) -> str | None:
-        crs = config.risk.crs
+        crs, route = config.risk.crs, inp.route.path
         values = crs_values(inp.incoming, inp.fields, inp.scan_bytes, engine.variables)
-        matched = engine.evaluate(values, crs.excluded(inp.route.path))
-        score = sum(rule.score for rule in matched)
+
+        def skip(rule_id: int, value: Value) -> bool:
+            where = f"{value.variable}:{value.key}" if value.key else value.variable
+            risk = config.risk
+            return risk.excluded("crs", route, where) or risk.excluded(str(rule_id), route, where)
+
+        matched = engine.matches(values, crs.excluded(route), skip if config.risk.exclude else None)
+        score = sum(rule.score for rule, _ in matched)
         if score < crs.anomaly_threshold:
             return None
-        return f"crs={','.join(str(rule.id) for rule in matched)} (anomaly score {score})"
+        found = "; ".join(f"{rule.id} at {_evidence(value)}" for rule, value in matched[:4])
+        return f"{found}{' ...' if len(matched) > 4 else ''} (anomaly score {score})"
 
     return attacks
+
+
+def _evidence(value: Value) -> str:
+    return evidence(f"{value.variable}:{value.key}" if value.key else value.variable, value.text)

@@ -135,7 +135,17 @@ class Engine:
 
     def evaluate(self, values: Sequence[Value], excluded: frozenset[int] = frozenset()) -> list[Rule]:
         """The rules that match any of `values` (each rule at most once), in id order."""
-        matched: set[int] = set()
+        return [rule for rule, _ in self.matches(values, excluded)]
+
+    def matches(
+        self,
+        values: Sequence[Value],
+        excluded: frozenset[int] = frozenset(),
+        skip: Callable[[int, Value], bool] | None = None,
+    ) -> list[tuple[Rule, Value]]:
+        """The rules that match any of `values`, each with the first value it matched (its evidence), in id
+        order. `skip(rule id, value)`: a value that rule does not look at (an exclusion by variable)."""
+        matched: dict[int, Value] = {}
         long: dict[tuple[str, frozenset[int]], tuple[int, ...]] = {}  # this request's long values, once each
         done: dict[str, dict[tuple[str, ...], str]] = {}  # and their transformations, shared
         for value in values:
@@ -158,12 +168,13 @@ class Engine:
                     index not in matched
                     and rule.id not in excluded
                     and rule.applies_to(value.variable, value.key)
+                    and (skip is None or not skip(rule.id, value))
                 ):
-                    matched.add(index)
-        for index in matched & self._request_links.keys():
+                    matched[index] = value
+        for index in matched.keys() & self._request_links.keys():
             if not all(link(values) for link in self._request_links[index]):
-                matched.discard(index)
-        return sorted((self.rules[i] for i in matched), key=lambda rule: rule.id)
+                del matched[index]
+        return sorted(((self.rules[i], value) for i, value in matched.items()), key=lambda pair: pair[0].id)
 
     def _match_text(
         self, text: str, wanted: frozenset[int], done: dict[tuple[str, ...], str] | None = None

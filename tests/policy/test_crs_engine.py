@@ -194,7 +194,29 @@ def test_the_factor_names_the_rules_and_the_anomaly_score(loaded: tuple[Engine, 
     )
     result = score(inp, config, {"crs": crs_factor(engine)})
     hit = next(h for h in result.hits if h.name == "crs")
-    assert hit.points == 40 and hit.reason.startswith("crs=942") and "anomaly score" in hit.reason
+    assert hit.points == 40 and hit.reason.startswith("942") and "anomaly score" in hit.reason
+    assert " at ARGS:id: \"1' union select password" in hit.reason  # the variable and the value matched
+
+
+@pytest.mark.parametrize(
+    ("exclusion", "fires_on_id", "fires_on_q"),
+    [
+        ({"factors": ["crs"], "variables": ["ARGS:id"]}, False, True),
+        ({"factors": ["crs"], "variables": ["ARGS"]}, False, False),
+        ({"factors": ["crs"], "variables": ["ARGS:id"], "route": "/other"}, True, True),
+        ({"factors": ["sql_injection"], "variables": ["ARGS:id"]}, True, True),
+    ],
+)
+def test_exclusions_by_variable_leave_the_rules_on_other_values(
+    loaded: tuple[Engine, Parsed], exclusion: dict[str, object], fires_on_id: bool, fires_on_q: bool
+) -> None:
+    engine, _ = loaded
+    routes = [{"path": "/q", "handler": "echo"}, {"path": "/other", "handler": "echo"}]
+    config = make_config({"routes": routes, "risk": {"crs": {"enabled": True}, "exclude": [exclusion]}})
+    factor, route = crs_factor(engine), RouteConfig("/q", "echo")
+    for name, fires in (("id", fires_on_id), ("q", fires_on_q)):
+        req = request(f"/q?{name}=1'%20union%20select%20password%20from%20users--")
+        assert (factor(RiskInput(req, CALLER, HISTORY, route, 65536), config) is not None) is fires, name
 
 
 def test_exclusions_by_id_everywhere_and_per_route(loaded: tuple[Engine, Parsed]) -> None:
