@@ -70,24 +70,42 @@ def read_body(
     head = body[:budget]
     cut = f"body bytes past {budget} (risk.max_scan_bytes)" if len(body) > budget else None
     kind = _kind(ctype, head)
-    if kind == "json":
-        return _json(head, cut)
+    if kind == "json":  # parsed whole (at C speed): its strings are what the budget counts
+        return _json(body if structured(ctype_header) else head, None if structured(ctype_header) else cut)
     if kind == "graphql":
         return Body(items=_graphql_literals(head.decode("utf-8", "replace"), "ARGS:query"), uninspected=cut)
     if kind == "xml":
-        return _xml(head, cut)
+        return _xml(body, None)
     if kind == "form":
         text = head.decode("latin-1")
         return Body(params=form(text), raw=text, uninspected=cut)
     if kind == "text":
         text = head.decode("latin-1")
         return Body(items=[Item(BODY, "REQUEST_BODY", "body", text)], raw=text, uninspected=cut)
-    kept = head if ctype in MARKUP_TYPES or sniff(body[:HEAD_BYTES]) in MARKUP_TYPES else body[:HEAD_BYTES]
-    markup = kept is head
+    markup = is_markup(ctype, body[:HEAD_BYTES])
+    kept = head if markup else body[:HEAD_BYTES]
     upload = Upload("REQUEST_BODY", "", ctype, kept, len(body))
     if not markup:
         return Body(uploads=[upload])
     return Body(uploads=[upload], xxe=_xml_declarations(kept), uninspected=cut)
+
+
+def structured(ctype_header: str | None) -> bool:
+    """Whether a body of this declared type is read whole (multipart, JSON, XML): its framing and syntax do
+    not count against the scan budget, only the text in it does. Bounded by server.max_body_bytes."""
+    ctype = media_type(ctype_header)[0]
+    return ctype == "multipart/form-data" or (
+        ctype.endswith(("/json", "+json", "/xml", "+xml")) and ctype != "image/svg+xml"
+    )
+
+
+def is_markup(declared: str, head: bytes) -> bool:
+    """Markup a browser runs (SVG, HTML, XML), by its bytes, or by its declared type unless its bytes are
+    binary (`changelog.html.gz` is declared text/html by some clients)."""
+    sniffed = sniff(head)
+    if sniffed is not None:
+        return sniffed in MARKUP_TYPES
+    return declared in MARKUP_TYPES
 
 
 def _kind(ctype: str, head: bytes) -> str:
@@ -155,14 +173,26 @@ def _strings(node: object, path: str, out: list[Item], depth: int = 0) -> None:
     if depth > MAX_DEPTH:
         raise RecursionError
     if isinstance(node, str):
-        out.append(Item(TEXT, f"ARGS:{path}", path, node))
+        out.append(Item(TEXT, f"ARGS:{path}", path, _text(node)))
     elif isinstance(node, dict):
         for key, value in node.items():
-            out.append(Item(NAME, f"ARGS_NAMES:{path}.{key}", f"{path}.{key}", str(key)))
+            out.append(Item(NAME, f"ARGS_NAMES:{path}.{key}", f"{path}.{key}", _text(key)))
             _strings(value, f"{path}.{key}", out, depth + 1)
     elif isinstance(node, list):
         for i, value in enumerate(node):
             _strings(value, f"{path}.{i}", out, depth + 1)
+
+
+def _text(text: str) -> str:
+    """A JSON string as text: a lone surrogate (`"\\ud800"` is valid JSON) becomes U+FFFD, since no UTF-8
+    text holds one and the matchers take UTF-8."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text
 
 
 _GRAPHQL_STRING = compile(r'"""(?:[^"\\]|\\.|"[^"]|""[^"])*"""|"(?:[^"\\\n]|\\.)*"')
@@ -174,14 +204,15 @@ def _graphql_literals(query: str, where: str) -> list[Item]:
     return [Item(TEXT, where, "query", match.group(0).strip('"')) for _, match in found]
 
 
-def _xml(head: bytes, cut: str | None) -> Body:
+def _xml(head: bytes, cut: str | None, encoding: str | None = None) -> Body:
     body = Body(uninspected=cut)
     body.xxe = _xml_declarations(head)
     if body.xxe is not None:
         return body  # never parsed: an entity would be expanded
     path: list[str] = []
-    parser = expat.ParserCreate()
+    parser = expat.ParserCreate(encoding)
     parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    parser.buffer_text = True  # a text node in one piece, not a call per line
 
     def start(name: str, attributes: dict[str, str]) -> None:
         path.append(name)
@@ -197,24 +228,44 @@ def _xml(head: bytes, cut: str | None) -> Body:
     parser.CharacterDataHandler = text
     try:
         parser.Parse(head, True)
+    except ValueError:  # a multi-byte encoding expat does not read (GB2312, Shift_JIS): Python decodes it
+        declared = _XML_ENCODING.search(head[:200].decode("latin-1"))
+        if encoding is None and declared is not None:
+            try:
+                text = head.decode(declared.group(1), "replace")
+            except LookupError:
+                pass
+            else:
+                return _xml(text.encode("utf-8"), cut, "utf-8")
+        body.uninspected = cut or "an XML body in an encoding it cannot be read in"
     except expat.ExpatError:
         body.uninspected = cut or "an XML body that does not parse"
     return body
 
 
-_DTD = compile(r"<!(?:doctype|entity)\b[^>]*|xmlns(?::\w+)?\s*=\s*[\"']http://www\.w3\.org/2001/XInclude",
-               ignore_case=True)  # fmt: skip
-_PUBLIC_DTD = compile(r'(?i)^<!doctype\s+[\w:-]+\s+public\s+"-//W3C//[^"]*"\s*(?:"[^"]*")?\s*$')
+_XML_ENCODING = compile(r"^\s*<\?xml[^>]*\bencoding\s*=\s*[\"']([\w.:-]{1,40})[\"']")
+
+
+_DECLARATION = compile(
+    r"<!entity\b[^>]{0,60}"
+    r"|<!doctype\s+[^\s\[>]+\s*(?:(public)\s*(?:\"[^\"]*\"|'[^']*')\s*|(system)\s*)?(\"[^\"]*\"|'[^']*')?"
+    r"|xmlns(?::\w+)?\s*=\s*[\"']http://www\.w3\.org/2001/XInclude",
+    ignore_case=True,
+)
+_BESIDE = compile(r"[\w.-]{1,100}\.dtd")  # a DTD file named beside the document: nothing an attacker reaches
 
 
 def _xml_declarations(head: bytes) -> str | None:
-    """An entity, an internal DTD subset, a DTD from anywhere but the W3C's published ones, or XInclude:
-    what makes an XML parser read files or URLs (XXE) or expand without bound."""
-    text = head.decode("latin-1")
-    for found in _DTD.finditer(text):
+    """What makes an XML parser read files or URLs (XXE) or expand without bound: an entity declaration,
+    a document type whose DTD is at a location (SYSTEM "file:///..." or "http://..."), or XInclude. Not a
+    document type named by a public identifier (`-//W3C//DTD SVG 1.1//EN`, what editors save icons with), one
+    whose DTD is a file beside it, or an internal subset of element and attribute declarations alone."""
+    for found in _DECLARATION.finditer(head.decode("latin-1")):
         declaration = found.group(0)
-        if declaration[:9].lower() == "<!doctype" and _PUBLIC_DTD.match(declaration):
-            continue  # <!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" ...>: what icons are saved with
+        if declaration[:9].lower() == "<!doctype":
+            public, location = found.group(1), (found.group(3) or "")[1:-1]
+            if public or not location or _BESIDE.fullmatch(location):
+                continue
         return declaration[:60]
     return None
 
@@ -307,7 +358,7 @@ def _part_done(out: Body, part: dict[str, object], left: list[int]) -> None:
         if header not in ("content-disposition", "content-type"):
             out.items.append(Item(HEADER, f"MULTIPART_PART_HEADERS:{name}", header, value))
     head = bytes(data)
-    markup = ctype in MARKUP_TYPES or sniff(head[:HEAD_BYTES]) in MARKUP_TYPES
+    markup = is_markup(ctype, head[:HEAD_BYTES])
     if markup:
         left[0] -= min(len(head), left[0])
         if size > len(head):

@@ -24,8 +24,10 @@ def _first(regex: Regex, text: str) -> str | None:
 SQL = any_of(
     r"""['"`]\s*\)*\s*(?:or|and|xor|\|\||&&)\b\s*\(*\s*['"]?\w*['"]?\s*(?:=|<|>|!=|\blike\b|\bis\b|\bbetween\b)""",
     r"\bunion\b(?:\s+(?:all|distinct))?\s*\(?\s*select\b",
-    r";\s*(?:drop|delete|insert|update|create|alter|truncate|exec|execute|declare|shutdown|waitfor|select"
-    r"|grant)\b",
+    # a statement after `;`, by its grammar: `; alter the names` is a sentence, `; alter table x` is not
+    r";\s*(?:(?:drop|alter|create|truncate)\s+(?:table|database|schema|user|view|index|procedure|function)"
+    r"|delete\s+from|insert\s+into|update\s+[\w.`\[\]]+\s+set|exec(?:ute)?\s+[\w@]|declare\s+@|shutdown\b"
+    r"|waitfor\b|select\s+[\w@*(]|grant\s+\w+(?:\s*,\s*\w+)*\s+(?:on|to)\b)",
     r"""\bwaitfor\s+(?:delay|time)\s+['"]\d""",
     # a function call whose arguments carry a number, a sub-select or a probe: sleep(5), char(0x41)
     r"\b(?:sleep|benchmark|pg_sleep|load_file|extractvalue|updatexml|char|concat|ascii|substring)\s*\("
@@ -43,13 +45,20 @@ TAUTOLOGY = any_of(
     r"""\b(?:or|and)\s+['"](\w*)['"]\s*=\s*['"](\w*)['"]""",
 )
 
-XSS = any_of(
-    r"<(?:script|iframe|frame|object|embed|applet|svg|math|meta|base|link|style|xss)\b",
-    r"</(?:script|style|title|textarea)\b",
+# Markup that runs: the whole of XSS in free text (JSON strings, XML text, multipart text fields), where a
+# feed's HTML (`<img src="http://...">`), a sentence about `eval()` or a closing `</style>` is content.
+XSS_MARKUP = (
+    r"<(?:script|iframe|frame|object|embed|applet|xss)\b",
     r"<[a-z][^>]*?\s(?:on[a-z]{3,}|formaction|srcdoc)\s*=",
-    r"""["'`][^"'`]*?\s?\bon[a-z]{3,}\s*=""",
     r"\b(?:javascript|vbscript|livescript)\s*:",
     r"\bdata\s*:\s*text/html",
+)
+XSS_PROSE = any_of(*XSS_MARKUP)
+XSS = any_of(
+    *XSS_MARKUP,
+    r"<(?:svg|math|meta|base|link|style)\b",
+    r"</(?:script|style|title|textarea)\b",
+    r"""["'`][^"'`]*?\s?\bon[a-z]{3,}\s*=""",
     r"\bexpression\s*\(",
     r"\bdocument\s*\.\s*(?:cookie|domain|write|location)",
     r"\b(?:alert|prompt|confirm|eval)\s*\(",
@@ -80,12 +89,19 @@ COMMAND = any_of(
 
 TEMPLATE = any_of(
     r"\$\{\s*(?:jndi|\$\{|lower:|upper:|env:|sys:|java:|date:)",
-    r"\{\{[^{}]{0,80}\}\}|\{%[^%]{0,80}%\}|<%=?|#\{[^}]{0,80}\}",
+    r"\{\{[^{}]{0,80}\}\}|\{%[^%]{0,80}%\}|<%[=@!#]?[^%>][^%]{0,80}%>|#\{[^}]{0,80}\}",  # <%s> is a format
     r"\$\{[^}]{0,80}(?:\*|\.|\()[^}]{0,80}\}",
     r"<!--\s*#\s*(?:exec|include|echo|config|fsize|flastmod|printenv)\b",  # server-side includes
 )
 
-CRLF = any_of(r"[\r\n]+\s*(?:[a-z0-9-]+\s*:|<)", ignore_case=True)
+# A line break, then what makes it an attack: a header a response or a mail acts on, a status line, a log
+# line's level, or markup. A break before `Note:` or `P.S.:` is a comment's second line.
+CRLF = any_of(
+    r"[\r\n]+\s*(?:set-cookie|location|refresh|content-[a-z-]+|transfer-encoding|access-control-[a-z-]+"
+    r"|x-[a-z0-9-]+|cache-control|link|host|cookie|authorization|bcc|cc|to|from|subject|reply-to)\s*:",
+    r"[\r\n]+\s*(?:http/\d|\[?(?:info|warn|warning|error|debug|critical|notice)\b\]?|<[a-z!/])",
+    ignore_case=True,
+)
 
 
 def _tautology(text: str) -> str | None:
@@ -116,18 +132,24 @@ DETECTORS: dict[str, Callable[[str], str | None]] = {
 _ANY = any_of(*(regex.pattern for regex in (SQL, TAUTOLOGY, XSS, TRAVERSAL, COMMAND, TEMPLATE)))
 
 
-def _scan(text: str) -> tuple[tuple[str, str], ...]:
+# Free text: the same detectors, XSS only for markup that runs.
+PROSE_DETECTORS = DETECTORS | {"xss": functools.partial(_first, XSS_PROSE)}
+
+
+def _scan(text: str, prose: bool = False) -> tuple[tuple[str, str], ...]:
     if _ANY.search(text) is None:
         return ()
-    return tuple((name, found) for name, detect in DETECTORS.items() if (found := detect(text)))
+    detectors = PROSE_DETECTORS if prose else DETECTORS
+    return tuple((name, found) for name, detect in detectors.items() if (found := detect(text)))
 
 
 _scan_cached = functools.lru_cache(maxsize=8192)(_scan)
 
 
-def scan(text: str) -> tuple[tuple[str, str], ...]:
-    """(detector name, what it recognised) for every detector that fires on normalised `text`."""
-    return _scan_cached(text) if len(text) <= CACHED_LENGTH else _scan(text)
+def scan(text: str, prose: bool = False) -> tuple[tuple[str, str], ...]:
+    """(detector name, what it recognised) for every detector that fires on normalised `text`; `prose`:
+    free text, where only markup that runs is cross-site scripting."""
+    return _scan_cached(text, prose) if len(text) <= CACHED_LENGTH else _scan(text, prose)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from policy.bodies import COOKIE, FORM, HEADER, NAME, PATH, QUERY, TEXT, read_body
+from policy.bodies import BODY, COOKIE, FORM, HEADER, NAME, PATH, QUERY, TEXT, read_body
 from policy.detectors import scan
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
 from policy.linear import bounded
@@ -187,9 +187,12 @@ def extract(incoming: Incoming, budget: int = MAX_SCAN_BYTES) -> Fields:
     )
 
 
+_PROSE = frozenset({TEXT, BODY})
+
+
 def _findings(suspects: list[Field]) -> dict[str, list[tuple[Field, str]]]:
     found: dict[str, list[tuple[Field, str]]] = {}
     for value in suspects:
-        for name, match in scan(value.decoded):
+        for name, match in scan(value.decoded, value.kind in _PROSE):
             found.setdefault(name, []).append((value, match))
     return found

@@ -5,6 +5,7 @@ Factors are a registry (name -> function); their points are config (`risk.weight
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -15,6 +16,7 @@ from policy.fields import MAX_SCAN_BYTES, Field, Fields, extract
 from policy.identity import Identity
 from policy.incoming import Incoming
 from policy.linear import bounded
+from policy.normalise import url_decode
 from policy.profile import Profile
 
 MAX_SCORE = 100
@@ -142,21 +144,23 @@ def _excluded(inp: RiskInput, config: Config, name: str, where: str) -> bool:
 
 
 # Where each detector's attack can work: a value of any kind, unless listed here.
-PATH_LIKE = frozenset({PATH, QUERY, FORM, COOKIE, HEADER, FILENAME, NAME})
 REACHES_LINES = frozenset({PATH, QUERY, FORM, COOKIE, HEADER, FILENAME, NAME})  # header and log lines
 PROSE = frozenset({TEXT, BODY})  # JSON, XML and multipart text: free text, where quotes and breaks are prose
+DECODED = frozenset({PATH, QUERY, HEADER, COOKIE})  # control characters looked for past every encoding
 
 
-def _applies(name: str, value: Field) -> bool:
-    if name == "path_traversal":  # a path-like value: one of those kinds, or text without a blank in it
-        return value.kind in PATH_LIKE or " " not in value.decoded
+def _applies(name: str, value: Field, found: str) -> bool:
+    """Path traversal in a path, a file's name, a value without a blank (a sentence that names /etc/hosts
+    is not one), or a NUL byte (it cuts a name short wherever it is); the other detectors anywhere."""
+    if name == "path_traversal":
+        return value.kind in (PATH, FILENAME) or " " not in value.decoded or found == "\x00"
     return True
 
 
 def _detector(name: str, what: str) -> Factor:
     def factor(inp: RiskInput, config: Config) -> str | None:
         for value, found in inp.fields.findings.get(name, ()):
-            if _applies(name, value) and not _excluded(inp, config, name, value.where):
+            if _applies(name, value, found) and not _excluded(inp, config, name, value.where):
                 return f"{evidence(value.where, found)} ({what})"
         return None
 
@@ -194,7 +198,7 @@ def abnormal_input(inp: RiskInput, config: Config) -> str | None:
     if fields.search(_CONTROL) is None:
         return None
     for value in fields.values:
-        control = (_CONTROL_IN_PROSE if value.kind in PROSE else _CONTROL).search(value.decoded)
+        control = _control(value)
         if control and not _excluded(inp, config, "abnormal_input", value.where):
             return f"{value.where} carries control characters ({control.group(0)!r})"
     return None
@@ -202,6 +206,20 @@ def abnormal_input(inp: RiskInput, config: Config) -> str | None:
 
 _CONTROL = bounded(r"[\x00\x02-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \x01 separates joined values
 _CONTROL_IN_PROSE = bounded(r"[\x00\x02-\x08\x0e-\x1f\x7f]")
+
+
+def _control(value: Field) -> re.Match[str] | None:
+    """A control character: past every layer of encoding in a path, query, header or cookie; as sent in a
+    form's value (a double-encoded NUL, `%2500`, too), since decoding prose again makes `%02d` or `\\b` one;
+    as sent, page breaks allowed, in free text."""
+    if value.kind in DECODED:
+        return _CONTROL.search(value.decoded)
+    if value.kind in PROSE:
+        return _CONTROL_IN_PROSE.search(value.raw)
+    return _CONTROL.search(value.raw) or _NUL.search(url_decode(value.raw) if "%" in value.raw else "")
+
+
+_NUL = bounded(r"\x00")
 
 
 def uninspected(inp: RiskInput, config: Config) -> str | None:

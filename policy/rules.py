@@ -176,6 +176,9 @@ class CrsConfig:
     rules_dir: str = "/usr/share/modsecurity-crs/rules"
     paranoia_level: int = 1
     anomaly_threshold: int = 5
+    # When every matched rule matched free text (JSON strings, XML text, multipart text fields): one rule
+    # alone there is most often a sentence (`you may copy` after a line break, a help text's `exec()`).
+    prose_threshold: int = 10
     exclude: tuple[CrsExclusion, ...] = ()
     cache_dir: str = ""
     # The ids `excluded` answers, worked out once: everywhere, and per route an exclusion names.
@@ -185,6 +188,11 @@ class CrsConfig:
     def __post_init__(self) -> None:
         require(1 <= self.paranoia_level <= 4, "paranoia_level", "must be within 1..4")
         require(1 <= self.anomaly_threshold <= 1000, "anomaly_threshold", "must be within 1..1000")
+        require(
+            self.anomaly_threshold <= self.prose_threshold <= 1000,
+            "prose_threshold",
+            "must be within anomaly_threshold..1000",
+        )
         everywhere = frozenset(i for e in self.exclude if not e.route for i in e.ids)
         routes = {e.route for e in self.exclude if e.route}
         by_route = {r: everywhere | {i for e in self.exclude if e.route == r for i in e.ids} for r in routes}

@@ -16,10 +16,11 @@ from policy.linear import any_of, compile
 HEAD_BYTES = 8192  # what is kept of a file: enough for every signature `filetype` and the checks below read
 _TYPES = mimetypes.MimeTypes()  # the standard library's own table only: no /etc/mime.types read
 
-# Extensions a web server runs, and Windows executables: the inner name of `shell.php.jpg`.
+# Extensions a web server runs (Apache runs `shell.php.jpg` as PHP), and Windows executables. Not `com` or
+# `pl`, which are far more often a domain's part of a name (`news.example.com.xml`) than a program.
 EXECUTABLE_EXTENSIONS = frozenset(
-    "php php3 php4 php5 php7 phtml phar pht phps asp aspx ashx asmx cer jsp jspx cgi shtml"
-    " exe dll scr bat cmd com msi hta vbs vbe wsf ps1 jar".split()
+    "php php3 php4 php5 php7 phtml phar pht phps asp aspx ashx asmx jsp jspx cgi shtml"
+    " exe dll scr bat cmd msi hta vbs vbe wsf ps1".split()
 )
 ARCHIVE_TYPES = frozenset(
     f"application/{name}"
@@ -33,10 +34,9 @@ EXECUTABLE_TYPES = frozenset(
 FONT_TYPES = frozenset(
     f"application/{name}" for name in "font-sfnt font-woff x-font-ttf vnd.ms-fontobject x-font-otf".split()
 )
-# Markup a browser runs when it is served back: its active content is what matters.
-MARKUP_TYPES = frozenset(
-    {"image/svg+xml", "text/html", "application/xhtml+xml", "text/xml", "application/xml"}
-)
+# Markup a browser runs when it is served back (its active content is what matters), and XML (its DTD is).
+ACTIVE_TYPES = frozenset({"image/svg+xml", "text/html", "application/xhtml+xml"})
+MARKUP_TYPES = ACTIVE_TYPES | {"text/xml", "application/xml"}
 
 
 def family(mime: str) -> str:
@@ -99,7 +99,7 @@ def sniff(head: bytes) -> str | None:
 def extension_type(filename: str) -> str | None:
     """The type a filename's last extension names (a server script's own, which the table lacks)."""
     extension = filename.rpartition(".")[2].lower() if "." in filename else ""
-    if extension in ("exe", "dll", "scr", "msi", "com"):
+    if extension in ("exe", "dll", "scr", "msi"):
         return "application/x-msdownload"
     if extension in EXECUTABLE_EXTENSIONS:
         return "text/x-php"  # a script a server runs
@@ -151,15 +151,13 @@ ACTIVE_CONTENT = any_of(
 )
 
 
-def is_markup(upload: Upload) -> bool:
-    """Whether a browser would run this file's markup if it were served back (SVG, HTML, XML)."""
-    claimed = [upload.declared, extension_type(upload.filename) or "", sniff(upload.head) or ""]
-    return any(mime in MARKUP_TYPES for mime in claimed)
-
-
 def active_content(upload: Upload) -> str | None:
-    """Script, event handlers, `javascript:` URLs or embedded documents in an SVG, HTML or XML file."""
-    if not is_markup(upload):
+    """Script, event handlers, `javascript:` URLs or embedded documents in an SVG or HTML file (by its
+    bytes; by its declared type or name when its bytes say nothing). Not in plain XML, which a browser shows
+    as a tree (a feed's HTML in CDATA is the feed reader's to sanitise)."""
+    sniffed = sniff(upload.head[:HEAD_BYTES])
+    claimed = (sniffed,) if sniffed is not None else (upload.declared, extension_type(upload.filename))
+    if not any(mime in ACTIVE_TYPES for mime in claimed):
         return None
     found = ACTIVE_CONTENT.search(upload.head.decode("latin-1"))
     return f"{upload.where}: {found.group(0)[:40]!r}" if found else None

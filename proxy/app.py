@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from policy.bodies import structured
 from policy.config import Config, ExecutionMode, Mode, RouteAuth, RouteConfig
 from policy.decision import Action, Decision, decide
 from policy.errors import ConfigError, IpDenied, RiskBlocked
@@ -88,14 +89,16 @@ async def upstream_view(
     ip: str,
     max_body: int,
 ) -> web.StreamResponse:
-    """An upstream route: the body's first `risk.max_scan_bytes` (and one chunk more; a multipart body
-    whole) are read and scored with everything else; the decision picks production (thread) or isolation
-    (docker); the request is forwarded with the scored prefix and the rest of the body as it arrives."""
+    """An upstream route: the body's first `risk.max_scan_bytes` (and one chunk more; a multipart, JSON or
+    XML body whole) are read and scored with everything else; the decision picks production (thread) or
+    isolation (docker); the request is forwarded with the scored prefix and the rest of the body as it
+    arrives."""
     upgrade = is_upgrade(request)
     chunks = body_chunks(request, 0 if upgrade else max_body, config.server)
-    # A multipart body is read whole (within max_body): its text fields may follow a file of any size.
-    multipart = request.content_type == "multipart/form-data"
-    budget = max_body if multipart else config.risk.max_scan_bytes
+    # Multipart, JSON and XML bodies are read whole (within max_body): a text field may follow a file of any
+    # size, and a document cut short does not parse.
+    whole = structured(request.headers.get("Content-Type"))
+    budget = max_body if whole else config.risk.max_scan_bytes
     prefix, ended = (b"", True) if upgrade else await read_prefix(chunks, budget)
     size = len(prefix) if ended else max(request.content_length or 0, len(prefix))
     decision = judge(gw, trace, config, incoming_of(request, ip, prefix, size), identity, route)

@@ -14,7 +14,8 @@ from policy.risk import Factor, RiskInput, evidence  # noqa: E402
 
 
 def crs_factor(engine: Engine) -> Factor:
-    """The factor for compiled rules: fires when the matched rules' anomaly scores reach the threshold;
+    """The factor for compiled rules: fires when the matched rules' anomaly scores reach the threshold
+    (`prose_threshold` when every rule matched free text, where one rule alone is often a sentence);
     its reason names each rule with the variable it matched and an excerpt (`942190 at ARGS:id: '1 union
     select'`), as CRS users tune by rule id and variable (`risk.exclude`)."""
 
@@ -29,7 +30,8 @@ def crs_factor(engine: Engine) -> Factor:
 
         matched = engine.matches(values, crs.excluded(route), skip if config.risk.exclude else None)
         score = sum(rule.score for rule, _ in matched)
-        if score < crs.anomaly_threshold:
+        outside_prose = sum(rule.score for rule, value in matched if not value.prose)
+        if outside_prose < crs.anomaly_threshold and score < crs.prose_threshold:
             return None
         found = "; ".join(f"{rule.id} at {_evidence(value)}" for rule, value in matched[:4])
         return f"{found}{' ...' if len(matched) > 4 else ''} (anomaly score {score})"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 
-from policy.bodies import COOKIE
+from policy.bodies import COOKIE, TEXT
 from policy.crs.checks import Value
 from policy.fields import Fields
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
@@ -36,19 +36,33 @@ def _by_source(wanted: frozenset[str]) -> dict[str, tuple[str, bool, str, bool]]
 _BODY_VARIABLES = {"ARGS": ("ARGS", "ARGS_POST"), "ARGS_NAMES": ("ARGS_NAMES", "ARGS_POST_NAMES")}
 
 
+def _prose(text: str) -> str:
+    """Free text (a JSON string, an XML text, a multipart text field) with its line breaks as spaces: a
+    wrapped paragraph's next line is not a shell command (CRS 932100-932110 take a break as `;`)."""
+    return (
+        text.replace("\r\n", " ").replace("\n", " ").replace("\r", " ")
+        if "\n" in text or "\r" in text
+        else text
+    )
+
+
 def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozenset[str]) -> list[Value]:
     """The request's values of the variables in `wanted` (those the rules target)."""
     values: list[Value] = []
     args, names = "ARGS" in wanted, "ARGS_NAMES" in wanted
     by_source = _by_source(wanted)
+    prose_form = fields.raw_body is None  # multipart text fields: free text, as JSON strings are
     for source, name, value in fields.params:
+        prose = source == "body"  # a form's field: where people's text is (the threshold for free text)
+        if prose and prose_form:
+            value = _prose(value)
         if args:
-            values.append(Value("ARGS", name, value))
+            values.append(Value("ARGS", name, value, prose))
         if names:
             values.append(Value("ARGS_NAMES", name, name))
         variable, wanted_value, names_variable, wanted_name = by_source[source]
         if wanted_value:
-            values.append(Value(variable, name, value))
+            values.append(Value(variable, name, value, prose))
         if wanted_name:
             values.append(Value(names_variable, name, name))
     cookies, cookie_names = "REQUEST_COOKIES" in wanted, "REQUEST_COOKIES_NAMES" in wanted
@@ -60,9 +74,11 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
                 values.append(Value("REQUEST_COOKIES_NAMES", found.name, found.name))
     for found in fields.values[fields.body_items :]:  # JSON, XML and GraphQL values, files' names
         collection = found.where.partition(":")[0]
+        prose = found.kind == TEXT
+        text = _prose(found.raw) if prose else found.raw
         for variable in _BODY_VARIABLES.get(collection, (collection,)):
             if variable in wanted:
-                values.append(Value(variable, found.name, found.raw))
+                values.append(Value(variable, found.name, text, prose))
     headers, header_names = "REQUEST_HEADERS" in wanted, "REQUEST_HEADERS_NAMES" in wanted
     for header, text in incoming.headers:
         if header in CREDENTIAL_HEADERS:

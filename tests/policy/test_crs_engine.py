@@ -244,7 +244,9 @@ def test_the_threshold_is_crs_anomaly_scoring(loaded: tuple[Engine, Parsed]) -> 
     engine, _ = loaded
     inp = RiskInput(request("/s?q=%3Cscript%3Ealert(1)%3C/script%3E"), CALLER, HISTORY, ROUTE, 65536)
     assert crs_factor(engine)(inp, make_config({"risk": {"crs": {"enabled": True}}})) is not None
-    high = make_config({"risk": {"crs": {"enabled": True, "anomaly_threshold": 1000}}})
+    high = make_config(
+        {"risk": {"crs": {"enabled": True, "anomaly_threshold": 1000, "prose_threshold": 1000}}}
+    )
     assert crs_factor(engine)(inp, high) is None
 
 

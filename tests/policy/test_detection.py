@@ -70,6 +70,7 @@ ATTACKS = {
         "{{7*7}}",
         '<!--#EXEC cmd="ls /"-->',  # CSIC: server-side include
         "#{7*7}",
+        "<%= 7*7 %>",
     ],
 }
 BENIGN = [
@@ -91,6 +92,7 @@ BENIGN = [
     "rock|paper|scissors",
     "C:/Users/files",
     "what's 1 or 2 = ?",
+    "Online help: <%s>",  # a translated program message: a format, not a template tag
 ]
 
 
@@ -122,7 +124,15 @@ def test_file_probes(path: str, probe: bool) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "hit"),
-    [("foo%0d%0aSet-Cookie:%20a=1", True), ("x%0aLocation: http://evil", True), ("line1%0d%0aline2", False)],
+    [
+        ("foo%0d%0aSet-Cookie:%20a=1", True),
+        ("x%0aLocation: http://evil", True),
+        ("x%0d%0a%0d%0a<html>", True),
+        ("user%0a[ERROR] admin logged in", True),  # log forging
+        ("line1%0d%0aline2", False),
+        ("Thanks!%0d%0aNote: the parcel was late", False),  # a comment's second line
+        ("Great%0d%0aP.S.: will buy again", False),
+    ],
 )
 def test_crlf_injection(raw: str, hit: bool) -> None:
     assert bool(detectors.crlf_injection(raw)) is hit

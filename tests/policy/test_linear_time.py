@@ -165,7 +165,17 @@ def test_a_json_body_larger_than_the_budget_is_uninspected_not_safe() -> None:
     document = json.dumps({"pad": "x" * 70_000, "q": "<script>alert(1)</script>"}).encode()
     result = fired(request(headers=(("content-type", "application/json"),), body=document))
     assert result.fired("uninspected")
-    assert "body bytes past 65536" in next(h.reason for h in result.hits if h.name == "uninspected")
+    assert "past risk.max_scan_bytes (65536)" in next(
+        h.reason for h in result.hits if h.name == "uninspected"
+    )
+
+
+def test_a_json_body_is_parsed_whole_and_its_strings_count_against_the_budget() -> None:
+    """Numbers and syntax are not text: a 300 KB document of readings with one attack is inspected whole."""
+    document = json.dumps({"readings": list(range(50_000)), "q": "<script>alert(1)</script>"}).encode()
+    assert len(document) > 5 * 65536
+    result = fired(request(headers=(("content-type", "application/json"),), body=document))
+    assert result.fired("xss") and not result.fired("uninspected")
 
 
 def test_a_json_body_that_does_not_parse_is_uninspected() -> None:
