@@ -232,11 +232,11 @@ def _xml(head: bytes, cut: str | None, encoding: str | None = None) -> Body:
         declared = _XML_ENCODING.search(head[:200].decode("latin-1"))
         if encoding is None and declared is not None:
             try:
-                text = head.decode(declared.group(1), "replace")
+                decoded = head.decode(declared.group(1), "replace")
             except LookupError:
                 pass
             else:
-                return _xml(text.encode("utf-8"), cut, "utf-8")
+                return _xml(decoded.encode("utf-8"), cut, "utf-8")
         body.uninspected = cut or "an XML body in an encoding it cannot be read in"
     except expat.ExpatError:
         body.uninspected = cut or "an XML body that does not parse"
