@@ -128,11 +128,11 @@ def _kind(ctype: str, head: bytes) -> str:
             return "file"
         return "form" if _FORM_LIKE.match(head[:200].decode("latin-1")) else "text"
     if ctype != "application/octet-stream" and _FORM_LIKE.fullmatch(head.decode("latin-1")):
-        return "form"
+        return "form"  # `a=1&b=2` sent as text/plain: what `curl -d` with another type sends
     return "file"
 
 
-_FORM_LIKE = compile(r"[^\s=&]+=[^\s&]*(?:&[^\s=&]*=?[^\s&]*)*")
+_FORM_LIKE = compile(r"[^\s=&]+=[^&\r\n]*(?:&[^\s=&]*=?[^&\r\n]*)*")
 
 
 def _parses(head: bytes) -> bool:

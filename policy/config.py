@@ -348,6 +348,7 @@ class RouteConfig:
     weights: dict[str, int] = field(default_factory=dict)
     risk_thresholds: RiskThresholds | None = None
     block_threshold: int | None = None
+    report_only: bool | None = None  # hybrid.report_only for this route's requests
     keywords: tuple[str, ...] = ()
     upstream: tuple[str, ...] | str = ()
     app: str = ""  # a name under apps

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from policy.config import Config, ExecutionMode, Mode, RouteConfig
-from policy.identity import Identity
+from policy.identity import Identity, Trust
 from policy.risk import RiskScore
 from policy.rules import RiskThresholds
 
@@ -29,6 +29,7 @@ class Decision:
     action: Action
     band: Band
     reason: str
+    would: Action | None = None  # report-only: what would have been done, when not what is done
 
     @property
     def mode(self) -> Mode | None:
@@ -67,7 +68,23 @@ def decide(
     *,
     memory_pressure: bool = False,
 ) -> Decision:
-    """Where this request runs. Pure: every input is a value."""
+    """Where this request runs. Pure: every input is a value. Report-only (`hybrid.report_only`, or the
+    route's own): where a trusted caller's zero-risk request runs, with what this one would have had."""
+    decision = _decide(risk, identity, route, config, memory_pressure)
+    report_only = config.hybrid.report_only if route.report_only is None else route.report_only
+    if not report_only:
+        return decision
+    trusted = Identity(identity.entity_id, authenticated=True, trust=Trust.TRUSTED)
+    served = _decide(RiskScore(0), trusted, route, config, memory_pressure)
+    if served.action is decision.action:
+        return decision
+    reason = f"report-only: would be {decision.action} ({decision.reason})"
+    return Decision(served.action, decision.band, reason, would=decision.action)
+
+
+def _decide(
+    risk: RiskScore, identity: Identity, route: RouteConfig, config: Config, memory_pressure: bool
+) -> Decision:
     level = band(risk.total, route.risk_thresholds or config.hybrid.risk_thresholds)
     block_at = config.hybrid.block_threshold if route.block_threshold is None else route.block_threshold
     if block_at is not None and risk.total >= block_at:

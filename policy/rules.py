@@ -103,6 +103,9 @@ class HybridConfig:
     risk_thresholds: RiskThresholds = field(default_factory=RiskThresholds)
     docker_for: DockerTriggers = field(default_factory=DockerTriggers)
     block_threshold: int | None = None
+    # Decide, log and count every request, but serve each as a trusted caller's zero-risk request would be:
+    # what would have been isolated or refused is told (`would` in the log, /stats, /metrics), not done.
+    report_only: bool = False
 
     def __post_init__(self) -> None:
         if self.block_threshold is not None:

@@ -128,11 +128,14 @@ def disguise(upload: Upload) -> str | None:
     if inner:
         return f"{upload.where}: double extension in {upload.filename[:60]!r}"
     sniffed = sniff(upload.head)
+    by_name = extension_type(name)
+    if parts[-1] in EXECUTABLE_EXTENSIONS and INNOCENT & {family(upload.declared), family(sniffed or "")}:
+        return f"{upload.where}: named {upload.filename[:60]!r} but declared as {upload.declared or '-'}"
     if sniffed is None:
         return None
     actual = family(sniffed)
     claims = [(f"declared as {upload.declared}", family(upload.declared))] if upload.declared else []
-    if (by_name := extension_type(name)) is not None:
+    if by_name is not None:
         claims.append((f"named {upload.filename[:60]!r}", family(by_name)))
     for said, claimed in claims:
         if actual in ACTIVE and claimed in INNOCENT:

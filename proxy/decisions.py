@@ -1,8 +1,10 @@
 """The decision log: one JSON line per request, built and written by a thread of its own.
 
 The event loop hands over the trace's fields as a tuple (no formatting, no record, no write on the loop);
-the writer turns each into a line on the `isogate.decision` logger. At most MAX_PENDING lines wait: a log
-that cannot keep up (a blocked stderr) loses lines, counted and said, rather than the gateway's memory.
+the writer turns each into a line on the `isogate.decision` logger. `evidence` names, for each factor that
+fired, what it matched and where (`ARGS:comment: '<script>...'`); `would` is what report-only did not do.
+At most MAX_PENDING lines wait: a log that cannot keep up (a blocked stderr) loses lines, counted and said,
+rather than the gateway's memory.
 """
 
 from __future__ import annotations
@@ -18,9 +20,12 @@ MAX_PENDING = 10_000
 BATCH_S = 0.05  # the writer wakes at most this often while lines keep coming
 FIELDS = (
     "request_id", "entity", "method", "route", "score", "factors", "mode", "reason", "status", "elapsed_ms",
-    "generation",
+    "generation", "evidence", "would",
 )  # fmt: skip
-Entry = tuple[str, str, str, str | None, int | None, str | None, str, str | None, int, float, int]
+Entry = tuple[
+    str, str, str, str | None, int | None, str | None, str, str | None, int, float, int,
+    dict[str, str] | None, str | None,
+]  # fmt: skip
 
 log = logging.getLogger("isogate.decision")
 

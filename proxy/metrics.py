@@ -44,6 +44,12 @@ class Metrics:
             registry=into,
         )
         self.faults = Counter("isogate_faults", "Container faults", ["pool", "kind"], registry=into)
+        self.report_only = Counter(
+            "isogate_report_only_would",
+            "Report-only requests served that would have been isolated (docker) or refused (block)",
+            ["route", "action"],
+            registry=into,
+        )
         self.reloads = Counter("isogate_reloads", "Config reloads by result", ["result"], registry=into)
         self.containers = gauge("isogate_pool_containers", "Containers by state", ["pool", "state"])
         self.engine_up = gauge("isogate_pool_available", "1 when the pool can run jobs", ["pool"], "livemin")
@@ -71,6 +77,9 @@ class Metrics:
         if latency is None:
             latency = self._latencies[mode] = self.latency.labels(mode)
         latency.observe(seconds)
+
+    def would(self, route: str | None, action: str) -> None:
+        self.report_only.labels(route or "-", action).inc()
 
     def pool(self, name: str, status: dict[str, Any]) -> None:
         """A container pool's figures, as its status() reports them."""

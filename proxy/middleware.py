@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from policy.config import DebugHeaders
 from policy.errors import IsogateError
+from policy.risk import RiskScore
 from pool.base import ExecutorError
 from proxy.egress import error_response
 from proxy.errors import ClientClosedRequest
@@ -70,11 +71,24 @@ async def stamp(request: web.Request, response: web.StreamResponse) -> None:
     ):
         response.headers["X-Isogate-Risk"] = str(trace.risk.total)
         response.headers["X-Isogate-Factors"] = trace.risk.summary()
+        if trace.risk.hits:
+            response.headers["X-Isogate-Evidence"] = evidence_header(trace.risk)
+        if trace.decision is not None and trace.decision.would is not None:
+            response.headers["X-Isogate-Would"] = trace.decision.would.value
         mode = trace.decision.mode if trace.decision else None
         if mode is not None:
             response.headers["X-Isogate-Mode"] = mode.value
         if trace.target is not None:
             response.headers["X-Isogate-Target"] = trace.target
+
+
+def evidence_header(risk: RiskScore, limit: int = 2048) -> str:
+    """Each factor's evidence, `name: reason` joined by ` | `, as header-safe ASCII (escaped, never a line
+    break) and at most `limit` characters."""
+    text = " | ".join(f"{hit.name}: {hit.reason}" for hit in risk.hits)
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    text = "".join(c if " " <= c <= "~" else f"\\x{ord(c):02x}" for c in text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResponse) -> None:
@@ -89,6 +103,10 @@ def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResp
     gateway.stats.record(outcome)
     gateway.metrics.request(outcome.mode, trace.route, response.status, band, elapsed_ms / 1000)
     risk, decision = trace.risk, trace.decision
+    would = decision.would.value if decision and decision.would else None
+    if would is not None:
+        gateway.stats.would(would)
+        gateway.metrics.would(trace.route, would)
     gateway.decisions.record(
         (
             trace.request_id,
@@ -102,5 +120,7 @@ def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResp
             response.status,
             round(elapsed_ms, 3),
             gateway.live.generation,
+            {hit.name: hit.reason for hit in risk.hits} if risk and risk.hits else None,
+            would,
         )
     )

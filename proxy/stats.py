@@ -90,6 +90,7 @@ class Stats:
         self.by_mode: Counter[str] = Counter()
         self.by_band: Counter[str] = Counter()
         self.by_status: Counter[str] = Counter()
+        self.by_would: Counter[str] = Counter()  # report-only: what was not done (docker, block)
         self.violations = 0
         self.malformed = 0  # requests aiohttp's parser refused (counted, no entity charged)
         self._latency: dict[str, deque[float]] = {}
@@ -167,6 +168,10 @@ class Stats:
         self.by_mode[REJECTED] += 1
         self.by_status[f"{status // 100}xx"] += 1
 
+    def would(self, action: str) -> None:
+        """A report-only request that would have been isolated (docker) or refused (block)."""
+        self.by_would[action] += 1
+
     def violation(self, entity: str) -> None:
         self._touch(entity).violations += 1
         self.violations += 1
@@ -183,11 +188,17 @@ class Stats:
             **{f"mode:{k}": v for k, v in self.by_mode.items()},
             **{f"band:{k}": v for k, v in self.by_band.items()},
             **{f"status:{k}": v for k, v in self.by_status.items()},
+            **{f"would:{k}": v for k, v in self.by_would.items()},
         }
 
     def restore(self, counts: dict[str, int]) -> None:
         """Add the counts an earlier run of this gateway left in the store (see `counters`)."""
-        tables = {"mode": self.by_mode, "band": self.by_band, "status": self.by_status}
+        tables = {
+            "mode": self.by_mode,
+            "band": self.by_band,
+            "status": self.by_status,
+            "would": self.by_would,
+        }
         for name, value in counts.items():
             kind, _, key = name.partition(":")
             if kind in tables and key:
@@ -204,6 +215,7 @@ class Stats:
                 "by_risk_band": dict(self.by_band),
                 "by_status": dict(self.by_status),
                 "malformed": self.malformed,
+                "report_only_would": dict(self.by_would),  # served, but would have been docker or block
             },
             "latency_ms": {mode: percentiles(samples) for mode, samples in self._latency.items()},
             "entities": {

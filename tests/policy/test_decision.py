@@ -143,3 +143,35 @@ def test_a_heavy_route_never_runs_in_a_thread_for_an_untrusted_caller(triggers_o
     assert decide(risk(0), ANONYMOUS, HEAVY, config).action is Action.DOCKER  # even at score 0
     assert decide(risk(0), TRUSTED, HEAVY, config).action is Action.THREAD
     assert decide(risk(0), ANONYMOUS, PLAIN, config).action is Action.THREAD
+
+
+REPORT_ONLY = hybrid(hybrid={"report_only": True, "block_threshold": 90})
+
+
+@pytest.mark.parametrize(
+    ("total", "identity", "would"),
+    [
+        (70, TRUSTED, Action.DOCKER),  # high risk
+        (95, TRUSTED, Action.BLOCK),  # past the block threshold
+        (30, ANONYMOUS, Action.DOCKER),  # medium risk with an untrusted caller's trigger
+        (10, TRUSTED, None),  # what is done anyway: nothing to report
+    ],
+)
+def test_report_only_serves_as_a_trusted_zero_risk_request_and_says_what_it_would_have_done(
+    total: int, identity: Identity, would: Action | None
+) -> None:
+    decision = decide(risk(total, "sql_injection"), identity, PLAIN, REPORT_ONLY)
+    assert decision.action is Action.THREAD and decision.would is would
+    if would is not None:
+        assert decision.reason.startswith(f"report-only: would be {would}")
+        assert decision.band is decide(risk(total), identity, PLAIN, hybrid()).band  # the real band, kept
+
+
+def test_report_only_keeps_what_the_policy_pins_and_a_route_may_opt_out() -> None:
+    pinned = RouteConfig("/a", "echo", mode=Mode.DOCKER)
+    assert decide(risk(95), TRUSTED, pinned, REPORT_ONLY).action is Action.DOCKER  # the pin, not the block
+    assert decide(risk(95), TRUSTED, pinned, REPORT_ONLY).would is Action.BLOCK
+    enforced = RouteConfig("/a", "echo", report_only=False)
+    assert decide(risk(95), TRUSTED, enforced, REPORT_ONLY).action is Action.BLOCK
+    only_here = RouteConfig("/a", "echo", report_only=True)
+    assert decide(risk(70), TRUSTED, only_here, hybrid()).would is Action.DOCKER

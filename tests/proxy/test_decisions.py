@@ -14,7 +14,22 @@ from proxy.decisions import DecisionLog, Entry
 
 
 def entry(n: int) -> Entry:
-    return (f"id{n}", "alice", "GET", "/echo", 30, "new_entity=30", "thread", "new", 200, 1.5, 3)
+    evidence = {"new_entity": "0 earlier requests, fewer than 10"}
+    return (
+        f"id{n}",
+        "alice",
+        "GET",
+        "/echo",
+        30,
+        "new_entity=30",
+        "thread",
+        "new",
+        200,
+        1.5,
+        3,
+        evidence,
+        None,
+    )
 
 
 def logger_into(stream: io.StringIO | None, name: str) -> logging.Logger:
