@@ -15,10 +15,13 @@ $(VENV)/.installed: pyproject.toml
 deps: $(VENV)/.installed
 	@$(BIN)/python -m proxy.requirements --install >/dev/null
 
-# The OWASP Core Rule Set for risk.crs (Debian's modsecurity-crs: rules under /usr/share/modsecurity-crs).
+# The OWASP Core Rule Set for risk.crs (Debian's modsecurity-crs: rules under /usr/share/modsecurity-crs),
+# and libinjection for its rules 942100 and 941100 (Debian's libmodsecurity3 carries and exports it).
 crs:
-	@test -d /usr/share/modsecurity-crs/rules || { apt-get update -qq && apt-get install -y -qq modsecurity-crs >/dev/null; }
+	@test -d /usr/share/modsecurity-crs/rules && ldconfig -p | grep -q libmodsecurity.so.3 || \
+		{ apt-get update -qq && apt-get install -y -qq modsecurity-crs libmodsecurity3 >/dev/null; }
 
+# crs comes before deps: `python -m proxy.requirements` loads config.yaml, whose risk.crs reads the rules.
 # The scoring path compiled to C by mypyc (scripts/compile.py), again whenever a policy/ source changed. A
 # build that is not the sources' is never loaded: policy/__init__.py runs the Python then, and says why.
 compiled: build/compiled/manifest.json
@@ -41,7 +44,7 @@ image: $(VENV)/.installed
 	scripts/example-image.sh
 
 # Without a Docker engine the gateway still starts, in thread mode, and says so.
-run: deps crs compiled .env .secret_key
+run: crs deps compiled .env .secret_key
 	@set -a && . ./.env && set +a && export SECRET_KEY_FILE=.secret_key && \
 	if ! scripts/runner-image.sh; then \
 		echo "isogate: WARNING: no Docker engine: starting in thread mode (EXECUTION_MODE=thread DOCKER_ENABLED=false)" >&2; \
@@ -55,7 +58,7 @@ lint: $(VENV)/.installed
 
 # Container tests fail (never skip) with the reason when the image step could not get an engine, and
 # run twice: under runc, then under gVisor (runsc, registered by scripts/gvisor.sh).
-test: lint deps crs compiled
+test: lint crs deps compiled
 	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
 	-scripts/runner-image.sh
 	-scripts/gvisor.sh

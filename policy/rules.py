@@ -179,8 +179,9 @@ class CrsConfig:
     rules_dir: str = "/usr/share/modsecurity-crs/rules"
     paranoia_level: int = 1
     anomaly_threshold: int = 5
-    # When every matched rule matched free text (JSON strings, XML text, multipart text fields): one rule
-    # alone there is most often a sentence (`you may copy` after a line break, a help text's `exec()`).
+    # When every matched rule matched a body's field (form, JSON, XML, multipart text), where people write:
+    # the score counts each attack family (942 SQL, 932 RCE...) once, and one family alone there is most
+    # often a sentence (`you may copy` after a line break trips 932100 and its twin 932105).
     prose_threshold: int = 10
     exclude: tuple[CrsExclusion, ...] = ()
     cache_dir: str = ""

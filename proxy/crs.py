@@ -18,7 +18,7 @@ from policy.errors import ConfigError
 from policy.rules import CrsConfig
 
 log = logging.getLogger("isogate")
-FORMAT = "isogate-crs-3"  # bump when the engine's compiled form changes
+FORMAT = "isogate-crs-4"  # bump when the engine's compiled form changes
 _last: tuple[str, Engine, Parsed] | None = None  # the last rules read: a reload of the same ones reuses them
 
 

@@ -10,12 +10,14 @@ from policy.config import Config  # noqa: E402
 from policy.crs.checks import Value  # noqa: E402
 from policy.crs.engine import Engine  # noqa: E402
 from policy.crs.request import crs_values  # noqa: E402
+from policy.crs.rules import Rule  # noqa: E402
 from policy.risk import Factor, RiskInput, evidence  # noqa: E402
 
 
 def crs_factor(engine: Engine) -> Factor:
     """The factor for compiled rules: fires when the matched rules' anomaly scores reach the threshold
-    (`prose_threshold` when every rule matched free text, where one rule alone is often a sentence);
+    (`prose_threshold`, each attack family once, when every rule matched a body's field, where one family
+    alone is often a sentence);
     its reason names each rule with the variable it matched and an excerpt (`942190 at ARGS:id: '1 union
     select'`), as CRS users tune by rule id and variable (`risk.exclude`)."""
 
@@ -31,12 +33,21 @@ def crs_factor(engine: Engine) -> Factor:
         matched = engine.matches(values, crs.excluded(route), skip if config.risk.exclude else None)
         score = sum(rule.score for rule, _ in matched)
         outside_prose = sum(rule.score for rule, value in matched if not value.prose)
-        if outside_prose < crs.anomaly_threshold and score < crs.prose_threshold:
+        if outside_prose < crs.anomaly_threshold and _by_family(matched) < crs.prose_threshold:
             return None
         found = "; ".join(f"{rule.id} at {_evidence(value)}" for rule, value in matched[:4])
         return f"{found}{' ...' if len(matched) > 4 else ''} (anomaly score {score})"
 
     return attacks
+
+
+def _by_family(matched: list[tuple[Rule, Value]]) -> int:
+    """The anomaly score with each attack family (942 SQL, 932 RCE...) counted once, at its highest: a
+    family's rules are variations on one grammar, and a sentence that trips one often trips its twin."""
+    families: dict[int, int] = {}
+    for rule, _ in matched:
+        families[rule.id // 1000] = max(families.get(rule.id // 1000, 0), rule.score)
+    return sum(families.values())
 
 
 def _evidence(value: Value) -> str:

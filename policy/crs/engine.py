@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import hyperscan
 
 from policy.crs.checks import Value, confirmation, on_matched, on_request
+from policy.crs.injection import OPERATORS
 from policy.crs.pipelines import Pipelines
 from policy.crs.rules import Condition, Rule
 
@@ -32,6 +33,8 @@ SOLO_EXPRESSIONS = 128  # a pipeline with at most this many expressions has a da
 
 
 def _expressions(condition: Condition, exact: bool) -> list[tuple[bytes, int, Callable[[str], bool] | None]]:
+    if condition.operator in OPERATORS:  # libinjection: called on the value, not compiled
+        return []
     if condition.operator == "pm":
         return [(_literal(p), PHRASE_FLAGS, None) for p in condition.phrases]
     pattern = condition.argument.encode("utf-8")
@@ -91,6 +94,12 @@ class Engine:
             prefiltered = frozenset(r.id for r in self.rules if not compiles_exactly(r.condition))
         else:
             prefiltered = compiled.prefiltered
+        # libinjection's rules: (rule index, pipeline index, the call), run on each text of their pipeline
+        self._calls = [
+            (index, pipelines[rule.condition.transforms], OPERATORS[rule.condition.operator])
+            for index, rule in enumerate(self.rules)
+            if rule.condition.operator in OPERATORS
+        ]
         self.owners: list[tuple[int, int]] = []  # expression id -> (rule index, pipeline index)
         self._confirm: dict[int, Callable[[str], bool]] = {}
         expressions, flags = [], []
@@ -102,6 +111,7 @@ class Engine:
                 self.owners.append((index, pipeline))
                 expressions.append(expression)
                 flags.append(flag)
+        self._scanned = frozenset(pipeline for _, pipeline in self.owners)  # pipelines with expressions
         if compiled is None:
             self._database = _compile(expressions, flags, list(range(len(expressions))))
             by_pipeline: dict[int, list[int]] = {}
@@ -183,6 +193,12 @@ class Engine:
         found: set[int] = set()
         shared = {} if done is None else done  # not `done or {}`: the caller's empty dict is to be filled
         for transformed, pipelines in self._pipelines.transformed(text, wanted, shared).items():
+            if self._calls:
+                for rule, pipeline, call in self._calls:
+                    if pipeline in pipelines and rule not in found and call(transformed):
+                        found.add(rule)
+                if not pipelines & self._scanned:
+                    continue  # only libinjection wants this text
             database = self._database
             if len(pipelines) == 1:
                 database = self._solo.get(next(iter(pipelines)), database)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from policy import linear
+from policy.crs import injection
 
 FAMILIES = ("930", "931", "932", "933", "934", "941", "942", "943", "944")  # REQUEST-930 .. 944
 # CRS 3.3's `tx.*_anomaly_score` values (REQUEST-901 / crs-setup.conf defaults).
@@ -59,7 +60,7 @@ _SELECTORS: dict[str, linear.Regex] = {}
 
 @dataclass(frozen=True)
 class Condition:
-    operator: str  # "rx", "pm", or "eq" (a count)
+    operator: str  # "rx", "pm", "eq" (a count), or libinjection's "detectsqli" and "detectxss"
     argument: str  # the regex, the phrases separated by spaces (pm), or the number (eq)
     transforms: tuple[str, ...]  # lower-case function names, `none` dropped
     negated: bool = False
@@ -145,7 +146,7 @@ def _rule(
     if not any(t.variable in VARIABLES and not t.excluded for t in targets):
         raise Unsupported(f"targets {variables[:60]} are not request content")
     condition = _condition(operator, actions, read_data)
-    if condition.operator not in ("rx", "pm"):
+    if condition.operator not in ("rx", "pm", *injection.OPERATORS):
         raise Unsupported(f"operator @{condition.operator} as a rule's first condition")
     chain = []
     for variables, operator, link_actions in links[1:]:
@@ -189,7 +190,9 @@ def _condition(operator: str, actions: dict[str, list[str]], read_data: Callable
     if name == "@eq" and argument.strip().isdigit():
         return Condition("eq", argument.strip(), tuple(transforms), negated)
     if name in ("@detectSQLi", "@detectXSS"):
-        raise Unsupported(f"{name} needs libinjection (not used: its Python wrapper is GPL)")
+        if not injection.available:
+            raise Unsupported(f"{name} needs libinjection: apt-get install libmodsecurity3")
+        return Condition(name[1:].lower(), "", tuple(transforms), negated)
     raise Unsupported(f"operator {name} is not evaluated")
 
 

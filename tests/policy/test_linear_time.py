@@ -14,8 +14,10 @@ from hypothesis import strategies as st
 
 from bench.pathological import CASES
 from conftest import make_config
+from files import multipart
 from policy import linear
 from policy.config import RouteConfig
+from policy.crs.injection import detect_sqli, detect_xss
 from policy.decision import Action, decide
 from policy.errors import ConfigError
 from policy.identity import Identity, Trust
@@ -65,7 +67,7 @@ hostile = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=12).map(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=hostile, where=st.sampled_from(["query", "header", "form", "text", "json"]))
+@given(text=hostile, where=st.sampled_from(["query", "header", "form", "text", "json", "multipart", "xml"]))
 def test_generated_hostile_requests_of_64_kib_score_quickly(text: str, where: str) -> None:
     if where == "query":
         incoming = request("/echo?a=" + text)
@@ -78,10 +80,27 @@ def test_generated_hostile_requests_of_64_kib_score_quickly(text: str, where: st
         incoming = request(
             headers=(("content-type", "application/json"),), body=json.dumps({"a": text}).encode()
         )
+    elif where == "multipart":
+        body, ctype = multipart(
+            [("a", None, None, text.encode()), ("f", text[:200], "image/svg+xml", text.encode())]
+        )
+        incoming = request(headers=(("content-type", ctype),), body=body)
+    elif where == "xml":
+        xml = f"<a b='{text[: SIZE // 2]}'>{text[SIZE // 2 :]}</a>".encode()
+        incoming = request(headers=(("content-type", "application/xml"),), body=xml)
     else:
         incoming = request(headers=(("content-type", "text/plain"),), body=text.encode("utf-8", "replace"))
     _, took = timed(incoming)
     assert took < BOUND_S, f"{where} {text[:40]!r}...: {took * 1000:.0f} ms"
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=hostile)
+def test_libinjection_is_linear_and_never_raises(text: str) -> None:
+    """The C tokenizers behind CRS 942100 and 941100 (Debian's libmodsecurity3), on hostile 64 KiB."""
+    started = time.perf_counter()
+    assert detect_sqli(text) in (True, False) and detect_xss(text) in (True, False)
+    assert time.perf_counter() - started < BOUND_S
 
 
 @settings(max_examples=60, deadline=None)
@@ -101,6 +120,8 @@ def test_huge_numeric_character_references_decode_instead_of_raising() -> None:
 # The guard: modules that see request content compile no pattern with `re` except through
 # `linear.bounded`, which proves a bounded width. Python's `re` remains for config-only strings.
 CONTENT_MODULES = [
+    "bodies",
+    "uploads",
     "detectors",
     "fields",
     "normalise",
