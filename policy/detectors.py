@@ -37,6 +37,10 @@ SQL = any_of(
     r"\bselect\s+(?:\*|null\b|@@|count\s*\(|[\w.]+\s*,\s*[\w.]+|[\w.]+\s+from\s+\w)",
     r"\b(?:insert\s+into|delete\s+from|drop\s+(?:table|database))\s+\w",
     r"""['"]\s*\)*\s*(?:--(?:\s|$)|#$|;\s*$)""",  # admin'-- and friends
+    # a quote closed, then a clause: ' order by 3, ' having 1=1, ' or true--
+    r"""['"]\s*\)*\s*(?:order\s+by\s+\d+|having\s+\d+\s*=|group\s+by\s+[\w.]+\s+having\b)""",
+    r"""['"]\s*\)*\s*(?:or|and|xor)\s+(?:true|false|not\s+false)\b\s*(?:--|#|/\*|;|\)|$)""",
+    r"\b(?:rlike|regexp)\s*\(\s*select\b",
 )
 # Tautologies need both sides equal (`or 1=1`, `or 'a'='a'`): RE2 has no backreferences, so the sides are
 # captured and compared in Python (`_tautology`); finditer keeps the whole search linear.
@@ -49,7 +53,8 @@ TAUTOLOGY = any_of(
 # feed's HTML (`<img src="http://...">`), a sentence about `eval()` or a closing `</style>` is content.
 XSS_MARKUP = (
     r"<(?:script|iframe|frame|object|embed|applet|xss)\b",
-    r"<[a-z][^>]*?\s(?:on[a-z]{3,}|formaction|srcdoc)\s*=",
+    r"<[a-z][^>]*?[\s/](?:on[a-z]{3,}|formaction|srcdoc)\s*=",  # <svg/onload=: a slash separates too
+    r"""["'`][\s/]+on[a-z]{3,}\s*=""",  # " onmouseover=: out of an attribute, into a handler
     r"\b(?:javascript|vbscript|livescript)\s*:",
     r"\bdata\s*:\s*text/html",
 )
@@ -84,6 +89,9 @@ COMMAND = any_of(
     r"(?:cat|ls|id|whoami|uname|wget|curl|nc|ncat|netcat|bash|sh|zsh|ping|nslookup|dig|rm|echo|chmod"
     r"|chown|python\d?|perl|ruby|php|powershell|cmd|certutil|tftp|telnet|sleep|kill|ifconfig|net)\b",
     r"/bin/(?:ba)?sh\b|\bcmd(?:\.exe)?\s+/c\b|\$\{ifs\}",
+    # Windows: `&` separates commands too, and type/dir take a drive path
+    r"(?:[;|&]|\$\(|`)\s*(?:type|dir|copy|del|more)\s+(?:[a-z]:\\|\\\\|%\w+%)",
+    r"&\s*(?:ping\s+-[nct]|nslookup\s|whoami\b|ipconfig\b|net\s+user\b|certutil\b|powershell\b)",
     r"\(\)\s*\{\s*:?\s*;\s*\}",  # shellshock
 )
 
