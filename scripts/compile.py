@@ -29,6 +29,7 @@ GROUP = "isogate_compiled"  # the shared library's name: build/compiled/isogate_
 # profile's check and the CRS engine. Config loading and rule parsing run at start and stay Python, and so
 # does risk.py: a compiled class's functools.cached_property recomputes on every read (RiskInput.fields).
 MODULES = [
+    "policy/bodies.py",
     "policy/detectors.py",
     "policy/fields.py",
     "policy/normalise.py",

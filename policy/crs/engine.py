@@ -112,6 +112,7 @@ class Engine:
                 expressions.append(expression)
                 flags.append(flag)
         self._scanned = frozenset(pipeline for _, pipeline in self.owners)  # pipelines with expressions
+        self._plans: dict[frozenset[int], tuple[tuple[tuple[int, Callable[[str], bool]], ...], bool]] = {}
         if compiled is None:
             self._database = _compile(expressions, flags, list(range(len(expressions))))
             by_pipeline: dict[int, list[int]] = {}
@@ -193,12 +194,12 @@ class Engine:
         found: set[int] = set()
         shared = {} if done is None else done  # not `done or {}`: the caller's empty dict is to be filled
         for transformed, pipelines in self._pipelines.transformed(text, wanted, shared).items():
-            if self._calls:
-                for rule, pipeline, call in self._calls:
-                    if pipeline in pipelines and rule not in found and call(transformed):
-                        found.add(rule)
-                if not pipelines & self._scanned:
-                    continue  # only libinjection wants this text
+            calls, scanned = self._libinjection(pipelines)
+            for rule, call in calls:
+                if rule not in found and call(transformed):
+                    found.add(rule)
+            if not scanned:
+                continue  # only libinjection wants this text
             database = self._database
             if len(pipelines) == 1:
                 database = self._solo.get(next(iter(pipelines)), database)
@@ -213,6 +214,17 @@ class Engine:
                 if chain is None or chain(text):
                     found.add(rule)
         return tuple(sorted(found))
+
+    def _libinjection(
+        self, pipelines: frozenset[int]
+    ) -> tuple[tuple[tuple[int, Callable[[str], bool]], ...], bool]:
+        """For a text these pipelines made: libinjection's rules to call on it, and whether any expression
+        wants it (a few sets of pipelines come back for every value: worked out once each)."""
+        plan = self._plans.get(pipelines)
+        if plan is None:
+            calls = tuple((rule, call) for rule, pipeline, call in self._calls if pipeline in pipelines)
+            plan = self._plans[pipelines] = (calls, bool(pipelines & self._scanned))
+        return plan
 
     def _scan(self, text: str, database: hyperscan.Database) -> list[int]:
         """The expressions of `database` that match `text` (a prefiltered one: perhaps)."""
