@@ -260,11 +260,12 @@ def _xml_declarations(head: bytes) -> str | None:
     a document type whose DTD is at a location (SYSTEM "file:///..." or "http://..."), or XInclude. Not a
     document type named by a public identifier (`-//W3C//DTD SVG 1.1//EN`, what editors save icons with), one
     whose DTD is a file beside it, or an internal subset of element and attribute declarations alone."""
-    for found in _DECLARATION.finditer(head.decode("latin-1")):
+    text = head.decode("latin-1")
+    for found in _DECLARATION.finditer(text):
         declaration = found.group(0)
-        if declaration[:9].lower() == "<!doctype":
-            public, location = found.group(1), (found.group(3) or "")[1:-1]
-            if public or not location or _BESIDE.fullmatch(location):
+        if declaration[:9].lower() == "<!doctype":  # (an unmatched group's start is -1: RE2 gives no None)
+            public, location = found.start(1) >= 0, text[found.start(3) + 1 : found.end(3) - 1]
+            if public or found.start(3) < 0 or not location or _BESIDE.fullmatch(location):
                 continue
         return declaration[:60]
     return None
