@@ -1,16 +1,17 @@
 """False flags on real API traffic: requests built from real material found on this machine, scored.
 
-Nothing here was written by the project: files of many types (images, PDF, OpenDocument, archives, fonts,
-audio, source code, CSV, translations), JSON and XML data files that Python packages ship, and free text
-in many languages (gettext catalogues' translations, license texts). They are sent as an API receives
+Nothing here was written by the project: files of many types found under /usr, /opt and the home folder
+(images, PDF, OpenDocument, archives, fonts, audio, source code, CSV, translations: Debian's files, Python's
+own test data, toolchains' documentation), JSON and XML data files that Python packages ship, and free
+text in many languages (gettext catalogues' translations, license texts). They are sent as an API receives
 them: multipart uploads with a title field, raw PUTs with the file's type, JSON comments (the text as
 found, line breaks kept) and form posts (as typed into a comment box: no hard line wraps), with a browser's
 headers (user agent, client hints, cookies, a bearer token, long Accept headers).
 
 Each request is scored by the gateway's own pure scoring with the repo's config.yaml (CRS on) as an
 established trusted caller, and decided: a content factor firing is a false flag, and so is a decision
-other than the thread path. The material is chosen by a seeded sample of sorted paths: the same machine
-gives the same corpus.
+other than the thread path. The material is chosen by a seeded sample of sorted paths: the same files give
+the same corpus (installing packages changes it).
 
 Usage: python bench/benign.py [--per-type 40] [--seed 0] [--show 20]
 """
@@ -21,6 +22,7 @@ import argparse
 import gettext
 import json
 import mimetypes
+import os
 import random
 import re
 import statistics
@@ -44,14 +46,12 @@ from detection import CALLER, HISTORY, ROUTE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_FILE = 900 * 1024  # under server.max_body_bytes with the multipart framing
-SITE = Path(json.__file__).resolve().parent.parent  # the standard library; packages beside it
-FILE_TYPES = {
-    "png": "/usr/share", "gif": "/usr", "jpg": "/usr", "svg": "/usr/share", "pdf": "/usr",
-    "ttf": "/usr/share", "woff2": "/usr", "gz": "/usr/share/doc", "zip": "/usr", "mo": "/usr/share/locale",
-    "wav": "/usr",
-    "mp3": "/usr", "odt": "/usr", "tiff": "/usr", "bmp": "/usr", "ico": "/usr", "webp": "/usr", "csv": "/usr",
-    "py": str(SITE), "c": "/usr", "h": "/usr/include", "sh": "/usr", "xml": "/usr", "json": "/usr",
-}  # fmt: skip
+# What a machine holds: Debian's files, and the Python installations and toolchains under the home folder
+# (Python's own test data has audio and image files; wheels ship JSON, XML and CSV).
+ROOTS = ("/usr", "/opt", str(Path.home()))
+FILE_TYPES = (
+    "png gif jpg svg pdf ttf woff2 gz zip mo wav mp3 odt tiff bmp ico webp csv py c h sh xml json".split()
+)
 # Program messages carry terminal control codes (a bell, a backspace) that nobody types into a comment box.
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 LANGUAGES = ("fr", "de", "es", "ru", "ja", "zh_CN", "el", "pl", "uk", "ko", "pt_BR", "tr")
@@ -94,13 +94,19 @@ def headers(rng: random.Random, content_type: str | None) -> tuple[tuple[str, st
 
 def files(rng: random.Random, per_type: int) -> Iterator[tuple[str, Path]]:
     """(extension, path): up to `per_type` files of each type, a seeded sample of the sorted candidates."""
-    for extension, root in FILE_TYPES.items():
-        found = sorted(
-            p
-            for p in Path(root).rglob(f"*.{extension}")
-            if p.is_file() and not p.is_symlink() and 0 < p.stat().st_size <= MAX_FILE
-        )
-        for path in rng.sample(found, min(per_type, len(found))):
+    found: dict[str, list[Path]] = {extension: [] for extension in FILE_TYPES}
+    project = Path(__file__).resolve().parents[1]
+    for root in ROOTS:
+        for folder, _, names in os.walk(root):
+            if Path(folder).is_relative_to(project):
+                continue
+            for name in names:
+                extension = name.rpartition(".")[2].lower()
+                path = Path(folder, name)
+                if extension in found and not path.is_symlink() and 0 < path.stat().st_size <= MAX_FILE:
+                    found[extension].append(path)
+    for extension, paths in found.items():
+        for path in rng.sample(sorted(paths), min(per_type, len(paths))):
             yield extension, path
 
 

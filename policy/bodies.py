@@ -119,15 +119,15 @@ def _kind(ctype: str, head: bytes) -> str:
     if ctype == "application/x-www-form-urlencoded":
         return "form"
     # A declared type the application may ignore: the bytes decide what else it could be read as.
+    sniffed = sniff(head[:HEAD_BYTES])
+    if sniffed is not None and family(sniffed) in BINARY:
+        return "file"
     start = head[:1].lstrip()
     if start in (b"{", b"[") and _parses(head):
         return "json"
     if not ctype:
-        sniffed = sniff(head[:HEAD_BYTES])
-        if sniffed is not None and family(sniffed) in BINARY:
-            return "file"
         return "form" if _FORM_LIKE.match(head[:200].decode("latin-1")) else "text"
-    if ctype != "application/octet-stream" and _FORM_LIKE.fullmatch(head.decode("latin-1")):
+    if ctype.startswith("text/") and _FORM_LIKE.fullmatch(head.decode("latin-1")):
         return "form"  # `a=1&b=2` sent as text/plain: what `curl -d` with another type sends
     return "file"
 

@@ -35,7 +35,9 @@ SQL = any_of(
     r"\binto\s+(?:out|dump)file\b",
     r"\binformation_schema\b|\bxp_cmdshell\b|\bsysobjects\b|@@version",
     r"\bselect\s+(?:\*|null\b|@@|count\s*\(|[\w.]+\s*,\s*[\w.]+|[\w.]+\s+from\s+\w)",
-    r"\b(?:insert\s+into|delete\s+from|drop\s+(?:table|database))\s+\w",
+    # statements by their grammar: `delete from this list` is a sentence
+    r"\binsert\s+into\s+[\w.`\[\]]+\s*(?:\(|values\b|select\b)|\bdrop\s+(?:table|database)\s+\w",
+    r"\bdelete\s+from\s+[\w.`\[\]]+\s*(?:where\b|;|--|#|$)",
     r"""['"]\s*\)*\s*(?:--(?:\s|$)|#$|;\s*$)""",  # admin'-- and friends
     # a quote closed, then a clause: ' order by 3, ' having 1=1, ' or true--
     r"""['"]\s*\)*\s*(?:order\s+by\s+\d+|having\s+\d+\s*=|group\s+by\s+[\w.]+\s+having\b)""",

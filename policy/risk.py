@@ -153,7 +153,9 @@ def _applies(name: str, value: Field, found: str) -> bool:
     """Path traversal in a path, a file's name, a value without a blank (a sentence that names /etc/hosts
     is not one), or a NUL byte (it cuts a name short wherever it is); the other detectors anywhere."""
     if name == "path_traversal":
-        return value.kind in (PATH, FILENAME) or " " not in value.decoded or found == "\x00"
+        if found == "\x00":  # in free text, only as sent (abnormal_input's): a sentence's `\\0` is not one
+            return value.kind not in PROSE
+        return value.kind in (PATH, FILENAME) or " " not in value.decoded
     return True
 
 
