@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from conftest import Client, Gateway, bearer
+from conftest import CRS_RULES, Client, Gateway, bearer
 from files import FILES, png, upload
 from proxy.gateway import GATEWAY
 
@@ -160,3 +160,26 @@ async def reloaded(client: Client) -> None:
     admin = bearer("ops", role="admin")
     response = await client.post("/admin/reload", headers=admin)
     assert response.status == 200, await response.text()
+
+
+async def test_the_readmes_tuning_example_from_the_log_line_to_the_exclusion(
+    live: Any, crs_cache: str
+) -> None:
+    """README, "Tuning false positives": the evidence it shows, and the exclusion that ends the flag."""
+    base = {
+        "handlers_package": "probe_handlers",
+        "auth": {"secret_key": "test-secret-0123456789abcdef0123456789abcdef"},
+        "docker": {"enabled": False},
+        "execution_mode": "thread",
+        "server": {"debug_headers": "all"},
+        "risk": {"crs": {"enabled": True, "rules_dir": CRS_RULES, "cache_dir": crs_cache}},
+        "routes": [{"path": "/echo", "handler": "echo"}],
+    }
+    client, files = await live(base)
+    search = "/echo?q=Here+is+a+sample%3B+alter+the+names%3A"
+    evidence = (await client.get(search)).headers["X-Isogate-Evidence"]
+    assert "crs: 942350 at ARGS:q: 'Here is a sample; alter the names:' (anomaly score 5)" in evidence
+    exclusion = {"rules": [942350], "variables": ["ARGS:q"], "route": "/echo"}
+    files.write({**base, "risk": {**base["risk"], "exclude": [exclusion]}})
+    await reloaded(client)
+    assert "crs" not in (await client.get(search)).headers["X-Isogate-Factors"]
