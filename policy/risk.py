@@ -126,11 +126,17 @@ def suspicious(inp: RiskInput, config: Config) -> str | None:
 
 
 def evidence(where: str, excerpt: str) -> str:
-    """`VARIABLE: 'excerpt'`: what a flag is about, told without what it must not tell (see `redact`)."""
-    return f"{where[:80]}: {redact(excerpt)!r}"
+    """`VARIABLE: 'excerpt'`: what a flag is about, told without what it must not tell: the value of a
+    field named like a secret (password, token, session...) is never shown, and long runs are cut."""
+    shown = "[redacted]" if _SECRET_NAME.search(where.partition(":")[2]) else redact(excerpt)
+    return f"{where[:80]}: {shown!r}"
 
 
-_LONG_RUN = bounded(r"[A-Za-z0-9+/_=-]{24}")  # a token, key or id: shown by its first 4 characters only
+# A parameter, cookie or header whose value is a credential: its evidence names it, never shows it.
+_SECRET_NAME = bounded(r"(?i)pass|pwd|secret|token|key|auth|sess|sid|csrf|xsrf|card|cvv|ssn|otp|pin\b")
+
+
+_LONG_RUN = bounded(r"[A-Za-z0-9+/_=-]{24,240}")  # a token, key or id: shown by its first 4 characters
 
 
 def redact(excerpt: str, limit: int = 40) -> str:

@@ -13,7 +13,7 @@ from policy.config import Config, RouteConfig
 from policy.errors import ConfigError
 from policy.identity import Identity, Trust
 from policy.incoming import Incoming
-from policy.risk import History, RiskInput, RiskScore, score
+from policy.risk import History, RiskInput, RiskScore, redact, score
 
 CONFIG = make_config({"risk": {"keywords": []}})
 ROUTE = RouteConfig("/*", "echo")
@@ -254,3 +254,22 @@ def test_an_exclusion_that_names_nothing_known_is_a_config_error(entry: dict[str
     with pytest.raises(ConfigError) as error:
         exclusions(entry)
     assert str(error.value).startswith(key)
+
+
+@pytest.mark.parametrize(
+    ("target", "shown", "hidden"),
+    [
+        ("/f?q=<script>alert(1)</script>", "ARGS:q: '<script'", ""),
+        ("/f?password=<script>hunter2</script>", "ARGS:password: '[redacted]'", "hunter2"),
+        ("/f?api_key=<script>k</script>", "ARGS:api_key: '[redacted]'", "<script"),
+    ],
+)
+def test_evidence_never_shows_a_secret(target: str, shown: str, hidden: str) -> None:
+    incoming = Incoming("GET", "/f", target, (), (), b"", "192.0.2.9")
+    reason = next(h.reason for h in score(RiskInput(incoming, CALLER, HISTORY, ROUTE), CONFIG).hits)
+    assert reason.startswith(shown) and (not hidden or hidden not in reason)
+
+
+def test_an_excerpt_is_short_and_cuts_long_runs() -> None:
+    assert redact("1' or token=" + "sk_live_4eC39HqLyjWDarjtT1zdp7dc") == "1' or toke..."
+    assert len(redact("word " * 40)) == 40
