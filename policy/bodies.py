@@ -1,7 +1,7 @@
 """The body, read by what it is: its declared type, and its first bytes where they disagree.
 
-- multipart/form-data (python-multipart's parser): text fields are parameters; file parts are uploads
-  (name, filename, part headers, first bytes), never scanned as text; the framing is never inspected.
+- multipart/form-data (`policy.multipart`): text fields are parameters; file parts are uploads (name,
+  filename, part headers, first bytes), never scanned as text; the framing is never inspected.
 - JSON: every string, keys too; a GraphQL request's variables, and its query's string literals.
 - XML: text and attribute values; a DTD, an entity or XInclude stops the parse and is named (`xxe`).
 - urlencoded: parameters. Binary and document types (images, PDF, fonts, archives, source code...): an
@@ -19,10 +19,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 from xml.parsers import expat
 
-from python_multipart.exceptions import MultipartParseError
-from python_multipart.multipart import MultipartParser, parse_options_header
-
 from policy.linear import compile
+from policy.multipart import Part, PartReader, options
 from policy.uploads import BINARY, HEAD_BYTES, MARKUP_TYPES, Upload, family, sniff
 
 MAX_PARTS = 512
@@ -53,20 +51,15 @@ class Body:
     raw: str | None = None  # the body as text, for CRS's REQUEST_BODY (forms and untyped text only)
 
 
-def media_type(header: str | None) -> tuple[str, dict[bytes, bytes]]:
-    ctype, options = parse_options_header(header or "")
-    return ctype.decode("latin-1"), options
-
-
 def read_body(
     body: bytes, ctype_header: str | None, budget: int, form: Callable[[str], list[tuple[str, str]]]
 ) -> Body:
     """What `body` holds (the first `budget` characters of its text; a multipart body whole)."""
     if not body:
         return Body()
-    ctype, options = media_type(ctype_header)
+    ctype, parameters = options(ctype_header or "")
     if ctype == "multipart/form-data":
-        return _multipart(body, options.get(b"boundary", b""), budget)
+        return _multipart(body, parameters.get(b"boundary", b""), budget)
     head = body[:budget]
     cut = f"body bytes past {budget} (risk.max_scan_bytes)" if len(body) > budget else None
     kind = _kind(ctype, head)
@@ -93,7 +86,7 @@ def read_body(
 def structured(ctype_header: str | None) -> bool:
     """Whether a body of this declared type is read whole (multipart, JSON, XML): its framing and syntax do
     not count against the scan budget, only the text in it does. Bounded by server.max_body_bytes."""
-    ctype = media_type(ctype_header)[0]
+    ctype = options(ctype_header or "")[0]
     return ctype == "multipart/form-data" or (
         ctype.endswith(("/json", "+json", "/xml", "+xml")) and ctype != "image/svg+xml"
     )
@@ -277,92 +270,47 @@ def _multipart(body: bytes, boundary: bytes, budget: int) -> Body:
     if not boundary:
         out.uninspected = "a multipart body without a boundary"
         return out
-    headers: list[tuple[bytes, bytes]] = []
-    name_value = [bytearray(), bytearray()]
-    part: dict[str, object] = {}
-    left = [budget]
+    left = [budget]  # text still to inspect: a part keeps as much, and a file its head at least
 
-    def on_header_field(data: bytes, start: int, end: int) -> None:
-        name_value[0] += data[start:end]
-
-    def on_header_value(data: bytes, start: int, end: int) -> None:
-        name_value[1] += data[start:end]
-
-    def on_header_end() -> None:
-        headers.append((bytes(name_value[0]).lower(), bytes(name_value[1])))
-        name_value[0].clear()
-        name_value[1].clear()
-
-    def on_headers_finished() -> None:
-        found = dict(headers)
-        _, disposition = media_type(found.get(b"content-disposition", b"").decode("latin-1"))
-        filename = disposition.get(b"filename")
-        part.clear()
-        part.update(
-            name=disposition.get(b"name", b"").decode("utf-8", "replace"),
-            filename=None if filename is None else filename.decode("utf-8", "replace"),
-            ctype=media_type(found.get(b"content-type", b"").decode("latin-1"))[0],
-            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers],
-            data=bytearray(),
-            size=0,
-        )
-        headers.clear()
-
-    def on_part_data(data: bytes, start: int, end: int) -> None:
-        kept: bytearray = part["data"]  # type: ignore[assignment]
-        part["size"] = int(part["size"]) + end - start  # type: ignore[call-overload]
-        room = max(left[0], HEAD_BYTES) - len(kept)
-        if room > 0:
-            kept += data[start : start + min(room, end - start)]
-
-    def on_part_end() -> None:
+    def done(part: Part) -> None:
         if len(out.params) + len(out.uploads) >= MAX_PARTS:
             out.anomaly = f"more than {MAX_PARTS} multipart parts"
             out.uninspected = out.uninspected or f"multipart parts past the first {MAX_PARTS}"
-            return
-        _part_done(out, part, left)
+        elif part.filename is None:
+            left[0] -= _text_field(out, part, left[0])
+        else:
+            left[0] -= _file(out, part, part.filename)
 
-    parser = MultipartParser(
-        boundary,
-        {
-            "on_header_field": on_header_field,
-            "on_header_value": on_header_value,
-            "on_header_end": on_header_end,
-            "on_headers_finished": on_headers_finished,
-            "on_part_data": on_part_data,
-            "on_part_end": on_part_end,
-        },
-    )
-    try:
-        parser.write(body)
-        parser.finalize()
-    except MultipartParseError as exc:
-        out.uninspected = out.uninspected or f"a multipart body that does not parse ({exc})"
+    error = PartReader(boundary, lambda: max(left[0], HEAD_BYTES), done).feed(body)
+    if error is not None:
+        out.uninspected = out.uninspected or f"a multipart body that does not parse ({error})"
     return out
 
 
-def _part_done(out: Body, part: dict[str, object], left: list[int]) -> None:
-    name, filename, ctype = str(part["name"]), part["filename"], str(part["ctype"])
-    data: bytearray = part["data"]  # type: ignore[assignment]
-    size = int(part["size"])  # type: ignore[call-overload]
-    if filename is None:  # a text field
-        text = bytes(data[: left[0]]).decode("utf-8", "replace")
-        if size > left[0]:
-            out.uninspected = out.uninspected or f"ARGS:{name}: characters past risk.max_scan_bytes"
-        left[0] -= len(text)
-        out.params.append((name, text))
-        return
-    where = f"FILES:{name}"
-    out.items.append(Item(FILENAME, where, name, str(filename)))
+def _text_field(out: Body, part: Part, left: int) -> int:
+    """A text field is a parameter; returns the characters of the budget it took."""
+    text = bytes(part.data[:left]).decode("utf-8", "replace")
+    if part.size > left:
+        out.uninspected = out.uninspected or f"ARGS:{part.name}: characters past risk.max_scan_bytes"
+    out.params.append((part.name, text))
+    return len(text)
+
+
+def _file(out: Body, part: Part, filename: str) -> int:
+    """A file is an upload, inspected by its name, its part's headers and (markup) its text; returns the
+    characters of the budget its text took."""
+    where, name = f"FILES:{part.name}", part.name
+    out.items.append(Item(FILENAME, where, name, filename))
     out.items.append(Item(NAME, f"FILES_NAMES:{name}", name, name))
-    for header, value in part["headers"]:  # type: ignore[attr-defined]
+    for header, value in part.headers:
         if header not in ("content-disposition", "content-type"):
             out.items.append(Item(HEADER, f"MULTIPART_PART_HEADERS:{name}", header, value))
-    head = bytes(data)
-    markup = is_markup(ctype, head[:HEAD_BYTES])
-    if markup:
-        left[0] -= min(len(head), left[0])
-        if size > len(head):
-            out.uninspected = out.uninspected or f"{where}: markup past risk.max_scan_bytes"
-        out.xxe = out.xxe or _xml_declarations(head)
-    out.uploads.append(Upload(where, str(filename), ctype, head if markup else head[:HEAD_BYTES], size))
+    head = bytes(part.data)
+    if not is_markup(part.ctype, head[:HEAD_BYTES]):
+        out.uploads.append(Upload(where, filename, part.ctype, head[:HEAD_BYTES], part.size))
+        return 0
+    if part.size > len(head):
+        out.uninspected = out.uninspected or f"{where}: markup past risk.max_scan_bytes"
+    out.xxe = out.xxe or _xml_declarations(head)
+    out.uploads.append(Upload(where, filename, part.ctype, head, part.size))
+    return len(head)

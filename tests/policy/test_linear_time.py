@@ -121,6 +121,7 @@ def test_huge_numeric_character_references_decode_instead_of_raising() -> None:
 # `linear.bounded`, which proves a bounded width. Python's `re` remains for config-only strings.
 CONTENT_MODULES = [
     "bodies",
+    "multipart",
     "uploads",
     "detectors",
     "fields",
