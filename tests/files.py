@@ -12,6 +12,8 @@ import wave
 import zipfile
 import zlib
 
+from bench.benign import multipart as form_body
+
 
 def png(width: int = 16, height: int = 16) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
@@ -146,16 +148,7 @@ FILES = {
 def multipart(parts: list[tuple[str, str | None, str | None, bytes]]) -> tuple[bytes, str]:
     """(body, Content-Type) of a browser's multipart form; a part: (name, filename or None, type, data)."""
     boundary = "----WebKitFormBoundary7MA4YWxkTrZu0gW"
-    out = bytearray()
-    for name, filename, ctype, data in parts:
-        disposition = f'form-data; name="{name}"' + (
-            f'; filename="{filename}"' if filename is not None else ""
-        )
-        out += f"--{boundary}\r\nContent-Disposition: {disposition}\r\n".encode()
-        out += f"Content-Type: {ctype}\r\n".encode() if ctype else b""
-        out += b"\r\n" + data + b"\r\n"
-    out += f"--{boundary}--\r\n".encode()
-    return bytes(out), f"multipart/form-data; boundary={boundary}"
+    return form_body(parts, boundary), f"multipart/form-data; boundary={boundary}"
 
 
 def upload(filename: str, data: bytes, ctype: str, title: str = "My file") -> tuple[bytes, str]:
