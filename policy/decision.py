@@ -97,6 +97,9 @@ def _decide(
     if route.heavy and identity.untrusted:  # CPU-heavy work from a stranger would starve the shared pool
         action, reason = Action.DOCKER, "heavy route, untrusted caller"
     if route.upstreams:  # forwarding runs no code here; docker means isolated, never production
+        if action is Action.DOCKER and route.isolated is None and not risk.suspicious_content:
+            # A public API's callers are new and anonymous: who they are alone never refuses them.
+            return Decision(Action.THREAD, level, f"{reason}; no content factor, no isolated target")
         return Decision(action, level, reason)
     if action is Action.THREAD and memory_pressure:
         action, reason = Action.DOCKER, "gateway over its memory limit"

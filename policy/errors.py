@@ -9,6 +9,9 @@ class IsogateError(Exception):
     status = 500
     code = "internal_error"
     retry_after: int | None = None  # seconds, sent as Retry-After: the refusal is about load, not the request
+    # Whether, with a failure status, it is the caller's failure (its failure_rate): false for the gateway's
+    # own refusals (no token, no capacity, no isolated target), which say nothing of what the caller sent.
+    charged = True
 
     def __init__(self, detail: str = "", *, retry_after: int | None = None) -> None:
         super().__init__(detail or self.code)
@@ -23,6 +26,7 @@ class InvalidClaims(IsogateError):
 
     status = 401
     code = "invalid_token"
+    charged = False
 
 
 class ConfigError(IsogateError):

@@ -51,6 +51,7 @@ class ExecutorError(Exception):
 
     status = 502
     code = "executor_error"
+    charged = True  # a failure of the caller's (failure_rate); not for a refusal for want of capacity
     retry_after: int | None = None  # seconds, sent as Retry-After: the refusal is about load, not the request
 
     def __init__(self, detail: str = "", *, retry_after: int | None = None) -> None:
@@ -79,6 +80,7 @@ class DockerUnavailable(ExecutorError):
 
     status = 503
     code = "docker_unavailable"
+    charged = False
 
 
 class PoolExhausted(ExecutorError):
@@ -86,6 +88,7 @@ class PoolExhausted(ExecutorError):
 
     status = 503
     code = "pool_exhausted"
+    charged = False
 
 
 class ThreadPoolFull(ExecutorError):
@@ -93,6 +96,7 @@ class ThreadPoolFull(ExecutorError):
 
     status = 503
     code = "thread_pool_full"
+    charged = False
 
 
 class EntityBusy(ExecutorError):
@@ -100,6 +104,7 @@ class EntityBusy(ExecutorError):
 
     status = 429
     code = "too_many_concurrent_requests"
+    charged = False
 
 
 class ResponseTooLarge(ExecutorError):

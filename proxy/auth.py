@@ -9,7 +9,7 @@ import jwt
 
 from policy.config import AuthConfig
 from policy.identity import Identity, identify
-from proxy.errors import Unauthorized
+from proxy.errors import ForgedToken, Unauthorized
 
 # pyjwt's errors, most specific first, mapped to messages that never quote the token.
 _REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
@@ -101,7 +101,8 @@ def verify(token: str, auth: AuthConfig) -> dict[str, object]:
         )
     except jwt.InvalidTokenError as exc:
         reason = next((text for kind, text in _REASONS if isinstance(exc, kind)), "token is invalid")
-        raise Unauthorized(reason) from None
+        forged = isinstance(exc, jwt.InvalidSignatureError | jwt.InvalidAlgorithmError | jwt.DecodeError)
+        raise (ForgedToken if forged else Unauthorized)(reason) from None
     check_lifetime(claims, auth, now=time.time())
     return claims
 

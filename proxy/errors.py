@@ -8,10 +8,18 @@ from policy.errors import IsogateError
 class Unauthorized(IsogateError):
     status = 401
     code = "invalid_token"
+    charged = False
 
 
 class MissingToken(Unauthorized):
     code = "missing_token"
+
+
+class ForgedToken(Unauthorized):
+    """A token that does not verify (its signature, its algorithm, not a JWT at all): guessing tokens is
+    what failure_rate is for, unlike a missing or an expired one."""
+
+    charged = True
 
 
 class Forbidden(IsogateError):

@@ -27,15 +27,15 @@ T = TypeVar("T")
 
 
 class UpstreamUnavailable(IsogateError):
-    status, code = 502, "upstream_unavailable"
+    status, code, charged = 502, "upstream_unavailable", False
 
 
 class UpstreamTimeout(IsogateError):
-    status, code = 504, "upstream_timeout"
+    status, code, charged = 504, "upstream_timeout", False
 
 
 class IsolationUnavailable(IsogateError):
-    status, code = 403, "isolation_unavailable"
+    status, code, charged = 403, "isolation_unavailable", False
 
 
 def end_to_end(headers: Mapping[str, str]) -> CIMultiDict[str]:

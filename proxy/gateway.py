@@ -106,6 +106,7 @@ class Trace:
     decision: Decision | None = None
     exec_ms: float | None = None
     target: str | None = None  # an upstream route's: upstream (production), quarantine or replica
+    charged: bool = True  # a failure status counts against the caller (not the gateway's own refusals)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

@@ -48,6 +48,7 @@ async def pipeline_middleware(request: web.Request, handler: Handler) -> web.Str
         finish(request.app[GATEWAY], trace, request.method, error_response(gone))
         raise
     except (IsogateError, ExecutorError) as exc:
+        trace.charged = exc.charged
         response = error_response(exc)
     except web.HTTPException as exc:
         response = error_response(_http_error(exc))
@@ -98,7 +99,13 @@ def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResp
         return
     band = trace.decision.band.value if trace.decision else None
     outcome = Outcome(
-        trace.entity, response.status, mode.value if mode else REJECTED, band, elapsed_ms, trace.exec_ms
+        trace.entity,
+        response.status,
+        mode.value if mode else REJECTED,
+        band,
+        elapsed_ms,
+        trace.exec_ms,
+        trace.charged,
     )
     gateway.stats.record(outcome)
     gateway.metrics.request(outcome.mode, trace.route, response.status, band, elapsed_ms / 1000)

@@ -13,7 +13,9 @@ from pool.metrics import percentiles
 
 MAX_MISSES = 10_000  # entities waiting to be read from the store (more: they are read when next asked for)
 REJECTED = "rejected"  # the mode column of a request that never reached an executor
-# A failure is a 5xx (timeouts and memory violations included) or a request the gateway refused.
+# A failure is a 5xx (timeouts and memory violations included) or a 401/403/413, when it is the caller's:
+# what the handler, app or upstream answered, or the gateway's answer to what the caller sent (risk_blocked,
+# payload_too_large, a timeout), never its refusals for want of a token, capacity or an isolated target.
 FAILURE_STATUSES = frozenset({401, 403, 413})
 
 
@@ -29,6 +31,7 @@ class Outcome:
     band: str | None
     elapsed_ms: float
     exec_ms: float | None = None
+    charged: bool = True  # False: the gateway's own refusal (401, 429, 503, isolation_unavailable...)
 
 
 class EntityStats:
@@ -42,7 +45,7 @@ class EntityStats:
         self.exec_ms_total = 0.0
 
     def add(self, outcome: Outcome, window: int) -> None:
-        failed = is_failure(outcome.status)
+        failed = outcome.charged and is_failure(outcome.status)
         self.total += 1
         self.failed += failed
         self.recent_bits = ((self.recent_bits << 1) | failed) & ((1 << window) - 1)

@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from conftest import BASE, SECRET, Gateway, make_config, token
+from conftest import BASE, SECRET, Gateway, bearer, make_config, token
 from proxy.auth import TokenCache, verify
 
 ROUTES = [{"path": "/echo", "handler": "echo"}]
@@ -114,6 +114,18 @@ async def test_forged_tokens_count_as_failures_of_the_client_ip(gateway: Gateway
         await client.get("/echo", headers={"Authorization": "Bearer forged"})
     response = await client.get("/echo")
     assert "failure_rate=20" in response.headers["X-Isogate-Factors"]
+
+
+async def test_expired_and_missing_tokens_are_not_the_callers_failures(gateway: Gateway) -> None:
+    """A user whose token ran out, or a client before it logs in: the gateway's refusal, not theirs."""
+    routes = [*ROUTES, {"path": "/private", "handler": "echo", "auth": "required"}]
+    client = await gateway({"routes": routes})
+    expired = bearer("alice", exp=int(time.time()) - 3600)
+    for _ in range(5):
+        assert (await client.get("/echo", headers=expired)).status == 401
+        assert (await client.get("/private")).status == 401
+    response = await client.get("/echo")
+    assert "failure_rate" not in response.headers["X-Isogate-Factors"]
 
 
 def signed(claims: dict[str, object]) -> dict[str, str]:

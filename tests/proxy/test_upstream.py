@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from conftest import Gateway, bearer
 from proxy.forward import forwarded_element
+from proxy.gateway import GATEWAY
 
 BINARY = bytes(range(256)) * 64
 
@@ -421,3 +422,20 @@ async def test_streamed_bodies_are_never_held_whole(gateway: Gateway, upstreams:
         tracemalloc.stop()
     assert down == 10_000_000 and response.status == 200 and await response.json() == {"read": 160 * 65536}
     assert peak_down < 3 << 20 and peak_up < 3 << 20, (peak_down, peak_up)
+
+
+async def test_a_public_apis_new_anonymous_caller_is_served_and_the_gateways_refusals_are_not_its_failures(
+    gateway: Gateway, upstreams: Any
+) -> None:
+    (prod, *_), seen = upstreams
+    client = await gateway({**routes(url(prod)), "execution_mode": "hybrid"})  # no isolated target
+    for _ in range(20):  # new and anonymous throughout its first ten: served by production all the same
+        response = await client.get("/api/items?page=2")
+        assert (response.status, response.headers["X-Upstream"]) == (200, "prod")
+    attack = await client.get("/api/x?q=1%27%20UNION%20SELECT%20password%20FROM%20users--")
+    assert (attack.status, (await attack.json())["error"]) == (403, "isolation_unavailable")
+    for _ in range(3):
+        assert (await client.get("/api/items", headers={"Authorization": "Bearer forged"})).status == 401
+    entity = client.app[GATEWAY].stats.entity("127.0.0.1")
+    assert entity is not None and entity.as_api()["failedRequests"] == 0
+    assert entity.history().failure_rate == 0.0 and seen["prod"] == 20
