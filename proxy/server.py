@@ -113,7 +113,11 @@ class GatewayConnection(web_protocol.RequestHandler):
         if gateway is not None:
             gateway.stats.refused(status)
         remote = request.remote or "unknown"
-        log.info(orjson.dumps({"request_id": request_id, "remote": remote, "status": status, "error": code}))
+        log.info(
+            orjson.dumps(
+                {"request_id": request_id, "remote": remote, "status": status, "error": code}
+            ).decode()
+        )
         return response
 
 

@@ -97,6 +97,7 @@ async def test_malformed_requests_are_counted_and_logged_in_one_line_without_tra
     lines = [r for r in caplog.records if r.name.startswith(("isogate", "aiohttp"))]
     assert len(lines) == 50
     assert not [r for r in lines if r.exc_info or r.levelno >= logging.ERROR]
+    assert orjson.loads(lines[0].getMessage())["status"] == 431  # a line of text, not a bytes repr
     assert SECRET_TOKEN[:20] not in caplog.text
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     admin = bearer("ops", role="admin")["Authorization"]
