@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 
 from policy.iplist import IpSet
 from policy.patterns import Matcher
-from policy.rules import HybridConfig, IpListsConfig, RiskConfig, RiskThresholds, ip_set
+from policy.rules import CredentialFile, HybridConfig, IpListsConfig, RiskConfig, RiskThresholds, ip_set
 from policy.schema import derive, require
 
 PLACEHOLDER_SECRET = "your-secret-key-here"
@@ -354,6 +354,9 @@ class RouteConfig:
     app: str = ""  # a name under apps
     isolated: IsolatedConfig | None = None
     preserve_host: bool = True  # pass the client's Host on; false: the upstream's host:port
+    # The caller's Authorization header, to an upstream: forward it, strip it, or replace it with an upstream
+    # credential read from a file (`file:PATH`, relative to config.yaml, reloaded when it changes).
+    authorization: str | CredentialFile = "forward"
     timeout_ms: int | None = None  # upstream answer, and between its body chunks; default max_time_ms
     matcher: Matcher | None = field(init=False, repr=False, compare=False)
     upstreams: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -367,6 +370,11 @@ class RouteConfig:
         if self.handler:
             require(bool(HANDLER_NAME.fullmatch(self.handler)), "handler", "expected a module name like echo")
         require(self.isolated is None or bool(self.upstreams), "isolated", "only an upstream route has one")
+        require(
+            isinstance(self.authorization, CredentialFile) or self.authorization in ("forward", "strip"),
+            "authorization",
+            "expected forward, strip or file:PATH",
+        )
         require(self.timeout_ms is None or self.timeout_ms > 0, "timeout_ms", "must be > 0")
         derive(self, "methods", tuple(m.upper() for m in self.methods))
         unknown = set(self.methods) - set(HTTP_METHODS)
@@ -388,6 +396,13 @@ class RouteConfig:
         if self.path.endswith("/*"):
             return path.startswith(self.path[:-1]) or path == self.path[:-2]
         return path == self.path
+
+    @property
+    def upstream_authorization(self) -> tuple[bool, str | None]:
+        """(whether the caller's Authorization is taken off, the value put in its place)."""
+        if isinstance(self.authorization, CredentialFile):
+            return True, self.authorization.text
+        return self.authorization == "strip", None
 
 
 @dataclass(frozen=True, slots=True)

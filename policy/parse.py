@@ -9,8 +9,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from policy.config import Config
-from policy.errors import ConfigError
-from policy.rules import ListFile
+from policy.errors import ConfigError, Invalid
+from policy.rules import CredentialFile, ListFile
 from policy.schema import build, merge
 
 FILE_PREFIX = "file:"
@@ -88,17 +88,24 @@ def env_overrides(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def list_files(mapping: Mapping[str, Any]) -> list[str]:
-    """The paths of the `file:PATH` entries in `ip_lists`, which the caller reads and passes back."""
+    """The paths of the `file:PATH` entries in `ip_lists` and of routes' `authorization`, which the caller
+    reads and passes back."""
     lists = mapping.get("ip_lists")
-    if not isinstance(lists, Mapping):
-        return []
-    entries = [e for name in IP_LISTS if isinstance(lists.get(name), list) for e in lists[name]]
+    entries = []
+    if isinstance(lists, Mapping):
+        entries = [e for name in IP_LISTS if isinstance(lists.get(name), list) for e in lists[name]]
+    routes = mapping.get("routes")
+    if isinstance(routes, list):
+        entries += [route.get("authorization") for route in routes if isinstance(route, Mapping)]
     return [
         e[len(FILE_PREFIX) :].strip() for e in entries if isinstance(e, str) and e.startswith(FILE_PREFIX)
     ]
 
 
 def _with_files(data: dict[str, Any], files: Mapping[str, str]) -> dict[str, Any]:
+    routes = data.get("routes")
+    if isinstance(routes, list):
+        data = {**data, "routes": [_route_with_file(i, route, files) for i, route in enumerate(routes)]}
     lists = data.get("ip_lists")
     if not isinstance(lists, Mapping):
         return data
@@ -118,6 +125,21 @@ def _with_files(data: dict[str, Any], files: Mapping[str, str]) -> dict[str, Any
                 out.append(entry)
         expanded[name] = out
     return {**data, "ip_lists": expanded}
+
+
+def _route_with_file(i: int, route: object, files: Mapping[str, str]) -> object:
+    """A route whose `authorization` is `file:PATH`, with the file as the loader read it."""
+    entry = route.get("authorization") if isinstance(route, Mapping) else None
+    if not (isinstance(entry, str) and entry.startswith(FILE_PREFIX)):
+        return route
+    assert isinstance(route, Mapping)
+    path = entry[len(FILE_PREFIX) :].strip()
+    if path not in files:
+        raise ConfigError(f"routes[{i}].authorization", f"credential file {path} was not read")
+    try:
+        return {**route, "authorization": CredentialFile(path, files[path])}
+    except Invalid as exc:
+        raise ConfigError(f"routes[{i}].authorization", str(exc)) from None
 
 
 def parse_config(

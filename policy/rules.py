@@ -37,6 +37,21 @@ BUILTIN_WEIGHTS = {
 
 
 @dataclass(frozen=True, slots=True)
+class CredentialFile:
+    """An upstream route's credential (`authorization: file:PATH`), as the loader read it: the whole value
+    of the Authorization header the upstream gets, on one line. Never shown (a repr, a log, /stats)."""
+
+    path: str
+    text: str = field(repr=False)
+
+    def __post_init__(self) -> None:
+        value = self.text.strip()
+        one_line = bool(value) and "\n" not in value and "\r" not in value
+        require(one_line, "authorization", f"{self.path}: expected one line, the header's value (Bearer ...)")
+        derive(self, "text", value)
+
+
+@dataclass(frozen=True, slots=True)
 class ListFile:
     """An IP list file (a `file:PATH` entry) as the loader read it: an address or CIDR a line, # comments."""
 

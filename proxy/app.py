@@ -119,7 +119,7 @@ async def upstream_view(
 
     timeout_s = (route.timeout_ms or config.limits.execution.max_time_ms) / 1000
     started = time.perf_counter()
-    host = route.preserve_host
+    host, credential = route.preserve_host, route.upstream_authorization
     try:
         if not urls:  # an isolated replica: the route's docker decisions run in its own containers
             assert isolated is not None
@@ -135,6 +135,7 @@ async def upstream_view(
                 preserve_host=host,
                 timeout_s=timeout_s,
                 route=route.path,
+                authorization=credential,
             )
         trace.target = "quarantine" if decision.action is Action.DOCKER else "upstream"
         if upgrade:
@@ -146,9 +147,17 @@ async def upstream_view(
                 preserve_host=host,
                 timeout_s=timeout_s,
                 route=route.path,
+                authorization=credential,
             )
         return await gw.forwarder.forward(
-            request, body(), urls, client_ip=ip, preserve_host=host, timeout_s=timeout_s, route=route.path
+            request,
+            body(),
+            urls,
+            client_ip=ip,
+            preserve_host=host,
+            timeout_s=timeout_s,
+            route=route.path,
+            authorization=credential,
         )
     finally:
         trace.exec_ms = (time.perf_counter() - started) * 1000

@@ -142,13 +142,16 @@ class Forwarder:
         preserve_host: bool,
         timeout_s: float,
         route: str,
+        authorization: tuple[bool, str | None] = (False, None),
     ) -> web.StreamResponse:
         """Send `request` (its body from `body`) to the first member that accepts a connection, and stream
         the answer back. A refused connection tries the next member (nothing was sent); no answer within
         `timeout_s` is a 504; an upstream that breaks off mid-body ends the client's connection too."""
 
         async def send(url: str, counts: Tally) -> aiohttp.ClientResponse:
-            headers = outgoing_headers(request, url, client_ip, preserve_host, self.config.forwarded)
+            headers = outgoing_headers(
+                request, url, client_ip, preserve_host, self.config.forwarded, authorization
+            )
             try:
                 async with asyncio.timeout(timeout_s):
                     return await self.session.request(
@@ -206,10 +209,22 @@ def forwarded_element(peer: str, host: str, proto: str) -> str:
 
 
 def outgoing_headers(
-    request: web.Request, url: str, client_ip: str, preserve_host: bool, forwarded: bool = False
+    request: web.Request,
+    url: str,
+    client_ip: str,
+    preserve_host: bool,
+    forwarded: bool = False,
+    authorization: tuple[bool, str | None] = (False, None),
 ) -> CIMultiDict[str]:
+    """What the upstream gets: the end-to-end headers, X-Forwarded-*, and the route's Authorization
+    (`RouteConfig.upstream_authorization`: the caller's, none, or the route's own credential)."""
     headers = end_to_end(request.headers)
     headers.popall("Expect", None)  # 100-continue was the gateway's to answer, and it has
+    replace, credential = authorization
+    if replace:
+        headers.popall("Authorization", None)
+        if credential is not None:
+            headers["Authorization"] = credential
     peer = request.remote or client_ip
     headers.popall("X-Forwarded-For", None)
     chain = ", ".join(request.headers.getall("X-Forwarded-For", ()))

@@ -80,7 +80,7 @@ def load(source: ConfigSource) -> Loaded:
     for name in list_files(mapping):
         path = source.path.parent / name
         files.append(path)
-        texts[name] = _read(path, f"ip list file {name}")
+        texts[name] = _read(path, f"file {name}")
         digest.update(texts[name].encode())
     try:
         config = worker_slice(

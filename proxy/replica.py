@@ -32,6 +32,7 @@ async def to_replica(
     preserve_host: bool,
     timeout_s: float,
     route: str,
+    authorization: tuple[bool, str | None] = (False, None),
 ) -> web.Response:
     if request.headers.get("Upgrade"):
         raise IsolationUnavailable("the isolated replica takes HTTP requests: this upgrade is refused")
@@ -39,7 +40,8 @@ async def to_replica(
     if pool is None:
         raise DockerUnavailable("docker.enabled is false: the isolated replica cannot run")
     origin = f"http://127.0.0.1:{isolated.port}"
-    headers = outgoing_headers(request, origin, client_ip, preserve_host, gw.forwarder.config.forwarded)
+    forwarded = gw.forwarder.config.forwarded
+    headers = outgoing_headers(request, origin, client_ip, preserve_host, forwarded, authorization)
     data = b"".join([chunk async for chunk in body])
     headers.popall("Content-Length", None)  # the body is whole now, however it came
     if data or request.method in BODY_METHODS:

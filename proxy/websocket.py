@@ -34,13 +34,16 @@ async def relay_websocket(
     preserve_host: bool,
     timeout_s: float,
     route: str,
+    authorization: tuple[bool, str | None] = (False, None),
 ) -> web.WebSocketResponse:
     """Open the upstream's WebSocket first (a refusal is a 502 before the client's upgrade), then accept
     the client's with the subprotocol the upstream chose, and relay until either side closes."""
     config = forwarder.config
     offered = request.headers.get("Sec-WebSocket-Protocol", "").split(",")
     protocols = tuple(p.strip() for p in offered if p.strip())
-    upstream = await connect(forwarder, request, urls, protocols, client_ip, preserve_host, timeout_s, route)
+    upstream = await connect(
+        forwarder, request, urls, protocols, client_ip, preserve_host, timeout_s, route, authorization
+    )
     client = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (),
         max_msg_size=config.ws_max_message_bytes,
@@ -64,13 +67,14 @@ async def connect(
     preserve_host: bool,
     timeout_s: float,
     route: str,
+    authorization: tuple[bool, str | None] = (False, None),
 ) -> aiohttp.ClientWebSocketResponse:
     """The upstream's WebSocket, from the first member that accepts a connection (as for requests); the
     handshake must be done within `timeout_s`."""
     config = forwarder.config
 
     async def handshake(url: str, counts: Tally) -> aiohttp.ClientWebSocketResponse:
-        headers = outgoing_headers(request, url, client_ip, preserve_host, config.forwarded)
+        headers = outgoing_headers(request, url, client_ip, preserve_host, config.forwarded, authorization)
         for name in HANDSHAKE:
             headers.popall(name, None)
         try:

@@ -64,7 +64,7 @@ async def status_is(client: Client, path: str, status: int, **kwargs: Any) -> bo
         ({**BASE, "server": {"port": 80, "prot": 1}}, "server.prot: unknown key"),
         ({**BASE, "hybrid": {"risk_thresholds": {"low": 90}}}, "hybrid.risk_thresholds.low"),
         ({**BASE, "routes": [{"path": "/echo", "handler": "no_such_handler"}]}, "routes[0].handler"),
-        ({**BASE, "ip_lists": {"deny": ["file:missing.txt"]}}, "ip list file missing.txt: cannot read"),
+        ({**BASE, "ip_lists": {"deny": ["file:missing.txt"]}}, "file missing.txt: cannot read"),
     ],
 )
 async def test_a_bad_edit_changes_nothing_and_is_reported_once_until_fixed(

@@ -8,6 +8,7 @@ import asyncio
 import gzip
 import io
 import socket
+import time
 import tracemalloc
 from collections import Counter
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+from conftest import BASE as SHARED_BASE
 from conftest import Gateway, bearer
 from proxy.forward import forwarded_element
 from proxy.gateway import GATEWAY
@@ -434,8 +436,55 @@ async def test_a_public_apis_new_anonymous_caller_is_served_and_the_gateways_ref
         assert (response.status, response.headers["X-Upstream"]) == (200, "prod")
     attack = await client.get("/api/x?q=1%27%20UNION%20SELECT%20password%20FROM%20users--")
     assert (attack.status, (await attack.json())["error"]) == (403, "isolation_unavailable")
+    expired = bearer("someone", exp=int(time.time()) - 60)  # a token run out: the gateway's refusal
     for _ in range(3):
-        assert (await client.get("/api/items", headers={"Authorization": "Bearer forged"})).status == 401
+        assert (await client.get("/api/items", headers=expired)).status == 401
     entity = client.app[GATEWAY].stats.entity("127.0.0.1")
     assert entity is not None and entity.as_api()["failedRequests"] == 0
     assert entity.history().failure_rate == 0.0 and seen["prod"] == 20
+
+
+@pytest.mark.parametrize(
+    ("authorization", "seen"),
+    [
+        (None, "caller's"),  # the default: forwarded, as documented
+        ("forward", "caller's"),
+        ("strip", None),
+        ("file:upstream.key", "Authorization=Bearer upstream-credential"),
+    ],
+)
+async def test_the_callers_authorization_is_forwarded_stripped_or_replaced_per_route(
+    live: Any, upstreams: Any, authorization: str | None, seen: str | None
+) -> None:
+    (prod, *_), _ = upstreams
+    route: dict[str, Any] = {"path": "/api/*", "upstream": url(prod)}
+    if authorization is not None:
+        route["authorization"] = authorization
+    config = {**SHARED_BASE, "routes": [route], "risk": {"new_entity_requests": 0}}
+    client, _ = await live(config, files_first={"upstream.key": "Bearer upstream-credential\n"})
+    caller = bearer("alice")
+    response = await client.get("/api/x", headers=caller)
+    assert response.status == 200
+    headers = response.headers["X-Seen-Headers"].split(";")
+    found = [h for h in headers if h.lower().startswith("authorization=")]
+    expected = {"caller's": f"Authorization={caller['Authorization']}", None: None}.get(seen, seen)
+    assert found == ([expected] if expected else [])
+
+
+async def test_a_credential_file_is_reloaded_and_never_shown(
+    live: Any, upstreams: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    (prod, *_), _ = upstreams
+    route = {"path": "/api/*", "upstream": url(prod), "authorization": "file:upstream.key"}
+    config = {**SHARED_BASE, "routes": [route], "risk": {"new_entity_requests": 0}}
+    client, files = await live(config, files_first={"upstream.key": "Bearer first-secret\n"})
+    files.write_file("upstream.key", "Bearer second-secret\n")
+    admin = bearer("ops", role="admin")
+    assert (await client.post("/admin/reload", headers=admin)).status == 200
+    response = await client.get("/api/x")
+    assert "Authorization=Bearer second-secret" in response.headers["X-Seen-Headers"]
+    stats = await (await client.get("/stats", headers=admin)).text()
+    assert "secret" not in stats and "secret" not in caplog.text
+    files.write_file("upstream.key", "line one\nline two\n")
+    refused = await (await client.post("/admin/reload", headers=admin)).text()
+    assert "routes[0].authorization" in refused and "line one" not in refused
