@@ -83,6 +83,14 @@ class DockerUnavailable(ExecutorError):
     charged = False
 
 
+class ImageMissing(ExecutorError):
+    """The pool's image is not on the engine: named, and never taken for an engine outage."""
+
+    status = 503
+    code = "image_missing"
+    charged = False
+
+
 class PoolExhausted(ExecutorError):
     """Every container is busy and none freed up within `docker.timeout_ms`."""
 

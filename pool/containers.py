@@ -32,6 +32,7 @@ from pool.base import (
     ExecutionTimeout,
     ExecutorError,
     HandlerFailed,
+    ImageMissing,
     Job,
     MemoryLimitExceeded,
     PoolExhausted,
@@ -58,6 +59,7 @@ log = logging.getLogger("isogate.pool")
 
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
 SUPERVISE_INTERVAL_S = 1.0
+WARN_EVERY_S = 60.0  # a pool that stays unavailable says so again this often, not at every retry
 ATTEMPTS = 3  # sandboxes tried for one request when the first ones turn out dead before it was written
 
 
@@ -113,6 +115,8 @@ class ContainerPool:
         )
         self.available = False
         self.reason: str | None = "not started"
+        self._warned_at = 0.0  # when the pool's being unavailable was last said, and why (its error's type)
+        self._warned_kind: type[ExecutorError] | None = None
 
     @property
     def size(self) -> int:
@@ -124,7 +128,7 @@ class ContainerPool:
         """Connect and fill the warm pool; an unreachable engine is reported, not raised."""
         try:
             await self._connect()
-        except ENGINE_ERRORS as exc:
+        except (*ENGINE_ERRORS, ImageMissing) as exc:
             self._unavailable(exc)
         self._watchers.append(asyncio.create_task(self._supervise()))
 
@@ -149,6 +153,7 @@ class ContainerPool:
         client = aiodocker.Docker(url=self._config.host or None)
         try:
             await deadline(client.version())
+            await self._image_present(client)
             await self._remove_leftovers(client)
         except BaseException:
             await client.close()
@@ -162,6 +167,16 @@ class ContainerPool:
             raise SandboxDied("no sandbox could be started (see the log)")
         self.available, self.reason = True, None
         log.info("container pool %r ready: %d warm", self.name, len(self._idle))
+
+    async def _image_present(self, client: aiodocker.Docker) -> None:
+        """ImageMissing when the engine lacks the image this pool's containers are made from."""
+        image = str(self._spec["Image"])
+        try:
+            await deadline(client.images.inspect(image))
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                raise ImageMissing(f"image {image} is not on the docker engine (build or load it)") from None
+            raise
 
     async def _labelled(self, client: aiodocker.Docker) -> list[DockerContainer]:
         """Every container of this pool the engine has, running or not."""
@@ -179,7 +194,8 @@ class ContainerPool:
 
     async def run(self, job: Job) -> Response:
         if not self.available:
-            raise DockerUnavailable(self.reason or "docker engine unavailable")
+            missing = self.reason is not None and self.reason.startswith("image ")
+            raise (ImageMissing if missing else DockerUnavailable)(self.reason or "docker engine unavailable")
         for _ in range(ATTEMPTS - 1):
             try:
                 return await self._run_once(job)
@@ -483,10 +499,11 @@ class ContainerPool:
             try:
                 if not self.available:
                     await self._connect()
-                    log.warning("docker engine is back: container pool rebuilt")
+                    log.warning("container pool %s: serving again, pool rebuilt", self.name)
+                    self._warned_kind = None
                     continue
                 await self._reconcile()
-            except ENGINE_ERRORS as exc:
+            except (*ENGINE_ERRORS, ImageMissing) as exc:
                 self._unavailable(exc)
                 continue
             except Exception:  # a bug here must not end supervision for the gateway's life
@@ -532,10 +549,19 @@ class ContainerPool:
             self._discard(self._idle[0])
 
     def _unavailable(self, exc: BaseException) -> None:
-        if self.available or self.reason == "not started":
-            log.warning("docker engine unreachable (%s): docker decisions get 503 until it returns", exc)
-        self.available, self.reason = False, f"docker engine unreachable: {exc}"[:300]
-        self._waiters.fail_all(DockerUnavailable(self.reason))  # fail closed now, not at docker.timeout_ms
+        error: ExecutorError
+        if isinstance(exc, ImageMissing):
+            reason = str(exc)
+            error = ImageMissing(reason)
+        else:
+            reason = f"docker engine unreachable: {exc}"[:300]
+            error = DockerUnavailable(reason)
+        now, kind = time.monotonic(), type(error)  # said as it starts or changes kind, then once a minute
+        if kind is not self._warned_kind or now - self._warned_at >= WARN_EVERY_S:
+            log.warning("container pool %s: %s; docker decisions get 503 until then", self.name, reason)
+            self._warned_at, self._warned_kind = now, kind
+        self.available, self.reason = False, reason
+        self._waiters.fail_all(error)  # fail closed now, not at docker.timeout_ms
         for sandbox in list(self._idle):  # their streams died with the engine; leftovers go at reconnect
             self._idle.remove(sandbox)
             self._spawn_task(sandbox.destroy())

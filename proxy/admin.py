@@ -62,16 +62,30 @@ async def healthz(request: web.Request) -> web.Response:
     Anyone may ask, so it says what, never why: the engine's error text is in /stats, for admins."""
     gw = request.app[GATEWAY]
     containers = gw.dispatch.executors.get(Mode.DOCKER)
-    docker_ok = not gw.config.docker.enabled or (containers is not None and containers.status()["available"])
-    problems = [] if docker_ok else ["docker decisions cannot run (details in /stats)"]
-    status = {"status": "degraded", "problems": problems} if problems else {"status": "ok"}
-    # A replica that cannot run fails its route's docker decisions closed (503); it is reported, but it
-    # does not take the gateway out of rotation: every other route serves.
-    replicas = gw.dispatch.replicas.pools.values() if gw.dispatch.replicas is not None else ()
-    running: dict[str, object] = {"replicas": {pool.name: pool.available for pool in replicas}}
+    pool: dict[str, object] = containers.status() if containers is not None else {"available": False}
+    docker_ok = not gw.config.docker.enabled or bool(pool["available"])
+    problems = [] if docker_ok else [f"docker decisions cannot run{_missing(pool)} (details in /stats)"]
+    # A replica that cannot run fails its route's docker decisions closed (503); it is reported (degraded,
+    # naming it), but it does not take the gateway out of rotation: every other route serves.
+    replicas = gw.dispatch.replicas.pools if gw.dispatch.replicas is not None else {}
+    degraded = [
+        f"isolated replica {workload.image} port {workload.port} cannot run{_missing(replica.status())}"
+        for workload, replica in replicas.items()
+        if not replica.available
+    ]
+    status = (
+        {"status": "degraded", "problems": problems + degraded} if problems or degraded else {"status": "ok"}
+    )
+    running: dict[str, object] = {"replicas": {r.name: r.available for r in replicas.values()}}
     if gw.state is not None:  # a store down is reported: the gateway serves on from its own table
         running["state"] = {"backend": gw.state.store.name, "available": gw.state.available}
     return json_response({**status, **_executors(gw, reasons=False), **running}, 503 if problems else 200)
+
+
+def _missing(pool: dict[str, object]) -> str:
+    """`: its image is missing`, when that is why (what, not the engine's words)."""
+    reason = pool.get("reason")
+    return ": its image is missing" if isinstance(reason, str) and reason.startswith("image ") else ""
 
 
 async def entity_stats(request: web.Request) -> web.Response:

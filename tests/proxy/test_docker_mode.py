@@ -187,3 +187,17 @@ async def test_engine_loss_fails_closed_and_the_pool_rebuilds_when_it_returns(
     await wait_for_health(client, available=True)
     assert (await client.get("/echo")).status == 200
     await forwarder.stop()
+
+
+async def test_a_missing_runner_image_is_named(gateway: Gateway, docker_settings: dict[str, Any]) -> None:
+    settings = {**docker_settings, "image": "isogate-test-no-such-runner:latest"}
+    client = await gateway(docker_mode(settings))
+    response = await client.get("/echo")
+    body = await response.json()
+    assert (response.status, body["error"]) == (503, "image_missing")
+    assert "isogate-test-no-such-runner:latest" in body["detail"]
+    health = await client.get("/healthz")
+    assert health.status == 503
+    assert (await health.json())["problems"] == [
+        "docker decisions cannot run: its image is missing (details in /stats)"
+    ]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import subprocess
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -190,3 +191,26 @@ async def test_a_reload_opens_a_new_replica_and_closes_the_one_no_route_names(
     response = await client.get(ATTACK)
     assert response.status == 200 and response.headers["X-Isogate-Target"] == "replica"
     assert pool.counts["created"] >= 1 and sum(seen.values()) == 0
+
+
+async def test_a_missing_replica_image_is_named_not_taken_for_an_engine_outage_and_said_once(
+    gateway: Gateway, docker_settings: dict[str, Any], production: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The README's `isolated: {image: myshop:1.4}` pasted as is: 503 image_missing naming the image,
+    /healthz degraded naming the replica (200: every other route serves), one warning while it lasts."""
+    upstream, seen = production
+    missing = "isogate-test-no-such-image:1.4"
+    with caplog.at_level(logging.WARNING, logger="isogate"):
+        client = await replica_gateway(gateway, docker_settings, upstream, image=missing)
+        response = await client.post(ATTACK, data=b"a=1", headers={"X-Forwarded-For": "198.51.100.7"})
+        body = await response.json()
+        assert (response.status, body["error"]) == (503, "image_missing") and missing in body["detail"]
+        health = await client.get("/healthz")
+        problems = (await health.json())["problems"]
+        assert health.status == 200 and problems == [
+            f"isolated replica {missing} port 8080 cannot run: its image is missing"
+        ]
+        await asyncio.sleep(3)  # the supervisor retries every second
+        assert (await client.get("/x", headers=TRUSTED)).status == 200  # production serves on
+    warnings = [r for r in caplog.records if missing in r.getMessage()]
+    assert len(warnings) == 1 and seen["/x"] == 1
