@@ -55,11 +55,14 @@ class RouteAuth(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ServerConfig:
+    # the address the gateway listens on
     host: str = "127.0.0.1"
+    # its port
     port: int = 8080
     max_body_bytes: int = 1024 * 1024
     body_timeout_s: float = 30.0  # a whole body must arrive within this...
     body_grace_s: float = 5.0  # ...and, after this, at min_body_rate bytes a second or faster
+    # bytes a second a body must keep up after body_grace_s (else 408 body_timeout)
     min_body_rate: int = 1024
     max_connections: int = 1024  # open client connections in all; past it 503 and closed
     max_connections_per_ip: int = 64  # per client address (trusted_proxies exempt)
@@ -97,14 +100,20 @@ class ServerConfig:
 
 @dataclass(frozen=True, slots=True)
 class AuthConfig:
+    # the HMAC key (HS*): from SECRET_KEY or SECRET_KEY_FILE, never written here in production
     secret_key: str = field(default="", repr=False)
+    # a PEM public key, for RS/PS/ES/EdDSA tokens (instead of secret_key)
     public_key: str = field(default="", repr=False)
     algorithms: tuple[str, ...] = ("HS256",)
+    # the `aud` a token must name (a token naming another is refused either way)
     audience: str = ""
+    # the `iss` a token must carry, when set
     issuer: str = ""
+    # clock skew forgiven on exp, nbf and iat (at most 300)
     leeway_s: int = 0
     require_exp: bool = True  # a token without `exp` would be valid forever
     max_token_lifetime_s: int = 86400  # exp - iat (or exp - now); 0: no cap
+    # anonymous IPv6 callers are one entity per this prefix (an address is one host's)
     anonymous_ipv6_prefix: int = (
         64  # anonymous IPv6 callers: one entity per network of this size (128: per address)
     )
@@ -144,9 +153,11 @@ def size_bytes(text: str) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class DockerConfig:
+    # false: no containers; hybrid runs everything in threads, docker mode is refused
     enabled: bool = True
     image: str = "isogate-runner:latest"
     memory_limit: str = "256m"
+    # CPUs a container may use
     cpu_limit: float = 0.5
     timeout_ms: int = 30000
     reuse_containers: bool = True
@@ -156,6 +167,7 @@ class DockerConfig:
     max_response_bytes: int = 16 << 20  # a handler's response body; past it 502 response_too_large
     max_uses: int = 1000
     idle_ttl_s: int = 300
+    # processes a container may hold (fork bombs)
     pids_limit: int = 64
     tmpfs_size: str = "16m"
     pool_name: str = "isogate"
@@ -214,6 +226,7 @@ class ExecutionLimits:
 class LimitsConfig:
     execution: ExecutionLimits = field(default_factory=ExecutionLimits)
     memory_limit_mb: int = 120
+    # how often the gateway's RSS is read
     memory_check_interval_ms: int = 5000
 
     def __post_init__(self) -> None:
@@ -226,7 +239,9 @@ class ThreadPoolConfig:
     """Threads share the gateway's process and cannot be killed: each caller gets a share of the workers
     (`max_per_entity`, past it 429) and the queue in front of them is bounded (`max_queue`, past it 503)."""
 
+    # threads kept
     min_workers: int = 2
+    # threads at most
     max_workers: int = 8
     max_per_entity: int = 2
     max_queue: int = 64
@@ -249,10 +264,15 @@ class IsolatedConfig:
     quarantine deployment (`upstream`). The replica's pool has the docker section's limits and lock-down,
     with its own sizes (`warm_pool_size`, `max_containers`: each container serves one caller in its life)."""
 
+    # a replica of the upstream's app: its image (on the engine; make image builds the example)
     image: str = ""
+    # the port it listens on in its container
     port: int = 0
+    # replica containers started before they are needed
     warm_pool_size: int = 2
+    # replica containers at most
     max_containers: int = 10
+    # or: a quarantine deployment of your own, by URL
     upstream: tuple[str, ...] | str = ()
     upstreams: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
@@ -279,7 +299,9 @@ class UpstreamPoolConfig:
     """The client side of upstream routes: one keep-alive connection pool per upstream host."""
 
     max_connections: int = 512  # to all upstreams together
+    # connections to one upstream host at most
     max_per_host: int = 128
+    # to open a connection to an upstream
     connect_timeout_ms: int = 2000
     keepalive_s: float = 30.0  # an idle upstream connection is closed after this
     fail_timeout_s: float = 10.0  # a member that refused a connection is skipped this long
@@ -318,8 +340,11 @@ class AppConfig:
     `source` directory (relative to config.yaml's; first on sys.path, mounted read-only in containers),
     `target` (`module:attribute`) and `interface` (wsgi, asgi, or auto: detected)."""
 
+    # the folder of the app's code (relative to config.yaml)
     source: str
+    # module:attribute of the WSGI or ASGI app
     target: str
+    # wsgi, asgi, or auto (told from the app)
     interface: str = "auto"
 
     def __post_init__(self) -> None:
@@ -338,18 +363,30 @@ class RouteConfig:
     risk thresholds, block threshold, and extra suspicious keywords (added to the global ones).
     """
 
+    # exact, or a prefix ending in /* (`/*` alone: everything); the first match wins
     path: str
+    # a module of handlers_package: handlers/<name>.py defines handle(request)
     handler: str = ""
+    # what the route takes (others: 405 with Allow)
     methods: tuple[str, ...] = HTTP_METHODS
+    # pins where its requests run (thread or docker), whatever the score
     mode: Mode | None = None
+    # CPU-heavy: the high_resource trigger, and never a thread for an untrusted caller
     heavy: bool = False
+    # required: no valid token, 401 before anything runs
     auth: RouteAuth = RouteAuth.OPTIONAL
+    # this route's server.max_body_bytes
     max_body_bytes: int | None = None
+    # this route's factor points (over risk.weights)
     weights: dict[str, int] = field(default_factory=dict)
+    # this route's hybrid.risk_thresholds
     risk_thresholds: RiskThresholds | None = None
+    # this route's hybrid.block_threshold
     block_threshold: int | None = None
     report_only: bool | None = None  # hybrid.report_only for this route's requests
+    # suspicious keywords of this route's own, added to risk.keywords
     keywords: tuple[str, ...] = ()
+    # an existing service's URL, or a list balanced round-robin (instead of handler or app)
     upstream: tuple[str, ...] | str = ()
     app: str = ""  # a name under apps
     isolated: IsolatedConfig | None = None
@@ -407,8 +444,11 @@ class RouteConfig:
 
 @dataclass(frozen=True, slots=True)
 class StatsConfig:
+    # entities listed in /stats, by requests
     top_entities: int = 20
+    # entities remembered (the table is capped at a quarter of the memory limit too)
     max_entities: int = 100_000
+    # latencies kept per mode for the percentiles
     latency_samples: int = 2048
 
     def __post_init__(self) -> None:
@@ -449,6 +489,7 @@ class MetricsConfig:
     empty), or on a listener of its own with no token (`listen: HOST:PORT`: bind it where only the scraper
     reaches)."""
 
+    # GET /metrics
     enabled: bool = True
     listen: str = ""
 

@@ -91,8 +91,11 @@ PLUGIN_PATH = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 @dataclass(frozen=True, slots=True)
 class RiskThresholds:
+    # scores under it are low risk
     low: int = 30
+    # under it, medium
     medium: int = 60
+    # under it, high; at or over it, critical
     high: int = 80
 
     def __post_init__(self) -> None:
@@ -107,9 +110,13 @@ class RiskThresholds:
 class DockerTriggers:
     """Which reasons send a medium-risk request to a container in hybrid mode."""
 
+    # anonymous callers and tokens with trust: untrusted
     untrusted: bool = True
+    # a large payload, or a heavy route
     high_resource: bool = True
+    # a content factor fired
     suspicious: bool = True
+    # the caller has made fewer than risk.new_entity_requests requests
     new: bool = True
 
 
@@ -131,9 +138,13 @@ class HybridConfig:
 class CustomFactor:
     """A header-driven factor: fires when `header` is present (and matches `pattern`, if given)."""
 
+    # the factor's name (as it shows in the breakdown)
     name: str
+    # fires when this header is present...
     header: str
+    # its points
     points: int
+    # ...and matches this RE2 regex, when given
     pattern: str | None = None
     regex: Regex | None = field(init=False, repr=False, compare=False)
 
@@ -159,6 +170,7 @@ class ProfileConfig:
 
     file: str = ""
     corpus: str = ""
+    # requests to learn from before writing file
     learn_requests: int = 0
 
     def __post_init__(self) -> None:
@@ -174,7 +186,9 @@ class ProfileConfig:
 class CrsExclusion:
     """Rule ids not evaluated: on every route, or on those whose path is `route` (as written in routes)."""
 
+    # CRS rule ids not evaluated
     ids: tuple[int, ...]
+    # on this route only (its path as written in routes)
     route: str = ""
 
     def __post_init__(self) -> None:
@@ -190,6 +204,7 @@ class CrsConfig:
     critical 5, error 4, warning 3, notice 2) reach `anomaly_threshold`. Compiled databases are kept in
     `cache_dir` (default: $XDG_CACHE_HOME/isogate or ~/.cache/isogate), keyed by a hash of the rules."""
 
+    # the crs factor: off unless true
     enabled: bool = False
     rules_dir: str = "/usr/share/modsecurity-crs/rules"
     paranoia_level: int = 1
@@ -243,9 +258,13 @@ class Exclusion:
     every route when empty), for `variables` (`ARGS:comment`, `REQUEST_HEADERS:User-Agent`, a whole
     collection such as `FILES`; every value when empty). Names what the evidence of a flag names."""
 
+    # factor names not scored
     factors: tuple[str, ...] = ()
+    # CRS rule ids not scored
     rules: tuple[int, ...] = ()
+    # on these values only (ARGS:comment, REQUEST_HEADERS:Referer, FILES); all when empty
     variables: tuple[str, ...] = ()
+    # on this route only (its path as written in routes); all when empty
     route: str = ""
     _keys: frozenset[tuple[str, str]] = field(init=False, repr=False, compare=False)
 
@@ -277,17 +296,26 @@ class Exclusion:
 
 @dataclass(frozen=True, slots=True)
 class RiskConfig:
+    # points per factor (0 turns one off); see the README's factor table
     weights: dict[str, int] = field(default_factory=dict)
+    # a caller with fewer requests than this is new (the new_entity factor)
     new_entity_requests: int = 10
     failure_rate_threshold: float = 0.2
+    # recent requests needed before failure_rate is judged
     failure_min_sample: int = 5
+    # the recent requests failure_rate looks at
     history_window: int = 50
+    # a body over this fires large_payload
     large_payload_bytes: int = 100 * 1024
     max_value_length: int = 4096  # a parameter value longer than this is abnormal input
     max_scan_bytes: int = 65536  # characters of a request inspected; the rest fires `uninspected`
+    # substrings that fire suspicious, after normalisation (your application's own)
     keywords: tuple[str, ...] = ()
+    # RE2 regexes that fire suspicious
     patterns: tuple[str, ...] = ()
+    # header-driven factors: {name, header, points, pattern?}
     custom_factors: tuple[CustomFactor, ...] = ()
+    # module:function factors, with risk.weights.<function> set
     plugins: tuple[str, ...] = ()
     profile: ProfileConfig = field(default_factory=lambda: ProfileConfig())
     crs: CrsConfig = field(default_factory=lambda: CrsConfig())
@@ -345,8 +373,11 @@ class RiskConfig:
 class IpListsConfig:
     """Each list: addresses, CIDRs and `file:PATH` entries (relative to the config file)."""
 
+    # addresses and CIDRs refused (403) before anything else
     deny: tuple[str | ListFile, ...] = ()
+    # add the ip_flagged factor
     flagged: tuple[str | ListFile, ...] = ()
+    # anonymous callers from these are not untrusted
     trusted: tuple[str | ListFile, ...] = ()
     deny_set: IpSet = field(init=False, repr=False, compare=False)
     flagged_set: IpSet = field(init=False, repr=False, compare=False)

@@ -33,3 +33,19 @@ def test_env_example_names_every_documented_variable() -> None:
 
     text = (ROOT / ".env.example").read_text()
     assert all(f"{name}=" in text for name in ENV_VARS)
+
+
+def test_the_configuration_reference_is_the_models_and_current() -> None:
+    """docs/configuration.md is made from the config model: a key cannot be missing, and a stale file fails
+    here (python scripts/config_reference.py writes it again)."""
+    from scripts.config_reference import render
+
+    text = render()
+    assert (ROOT / "docs" / "configuration.md").read_text() == text
+    for key in (
+        "`execution_mode`",
+        "`risk.exclude[].variables`",
+        "`routes[].authorization`",
+        "`apps.*.target`",
+    ):
+        assert key in text
