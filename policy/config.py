@@ -113,10 +113,8 @@ class AuthConfig:
     leeway_s: int = 0
     require_exp: bool = True  # a token without `exp` would be valid forever
     max_token_lifetime_s: int = 86400  # exp - iat (or exp - now); 0: no cap
-    # anonymous IPv6 callers are one entity per this prefix (an address is one host's)
-    anonymous_ipv6_prefix: int = (
-        64  # anonymous IPv6 callers: one entity per network of this size (128: per address)
-    )
+    # anonymous IPv6 callers: one entity per network of this size (128: per address)
+    anonymous_ipv6_prefix: int = 64
 
     def __post_init__(self) -> None:
         algs = set(self.algorithms)
