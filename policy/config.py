@@ -115,6 +115,19 @@ class AuthConfig:
     max_token_lifetime_s: int = 86400  # exp - iat (or exp - now); 0: no cap
     # anonymous IPv6 callers: one entity per network of this size (128: per address)
     anonymous_ipv6_prefix: int = 64
+    # the API's identity provider's JSON Web Key Set (https://idp/.../certs): its keys verify the tokens,
+    # by their `kid` (RS/PS/ES/EdDSA algorithms, instead of public_key)
+    jwks_url: str = ""
+    # fetched keys are fetched again after this long
+    jwks_refresh_s: int = 300
+    # at most one fetch starts in this long, however many unknown `kid`s come
+    jwks_min_fetch_interval_s: int = 30
+    # the claim that makes a caller an admin: `path=value`, a path of dotted names into the claims, matched
+    # by equality, by membership of a list, or as a word of a space-separated string (an OAuth scope)
+    admin_claim: str = "role=admin"
+    # the claims that make a caller trusted, or untrusted (which wins)
+    trusted_claim: str = "trust=trusted"
+    untrusted_claim: str = "trust=untrusted"
 
     def __post_init__(self) -> None:
         algs = set(self.algorithms)
@@ -127,6 +140,15 @@ class AuthConfig:
         require(0 <= self.leeway_s <= MAX_LEEWAY_S, "leeway_s", f"must be within 0..{MAX_LEEWAY_S}")
         require(self.max_token_lifetime_s >= 0, "max_token_lifetime_s", "must be >= 0")
         require(32 <= self.anonymous_ipv6_prefix <= 128, "anonymous_ipv6_prefix", "must be within 32..128")
+        for name in ("admin_claim", "trusted_claim", "untrusted_claim"):
+            path, _, value = getattr(self, name).partition("=")
+            require(bool(path.strip()) and bool(value.strip()), name, "expected claim.path=value")
+        if self.jwks_url:
+            require(self.jwks_url.startswith(("https://", "http://")), "jwks_url", "expected an http(s) URL")
+            require(bool(public) and not hmac, "algorithms", "a JWKS holds public keys: name RS/PS/ES/EdDSA")
+            require(self.jwks_refresh_s >= 1, "jwks_refresh_s", "must be >= 1")
+            require(self.jwks_min_fetch_interval_s >= 1, "jwks_min_fetch_interval_s", "must be >= 1")
+            return
         if public:
             require(bool(self.public_key.strip()), "public_key", "required for " + ", ".join(public))
             return

@@ -90,6 +90,35 @@ def identify(
     )
 
 
+def claim_matches(claims: Mapping[str, object], spec: str) -> bool:
+    """Whether `claims` holds `spec` (`realm_access.roles=admin`): the dotted path's value equals the
+    value, or is a list holding it, or a space-separated string (an OAuth `scope`) with it as a word."""
+    path, _, wanted = spec.partition("=")
+    found: object = claims
+    for name in path.split("."):
+        found = found.get(name) if isinstance(found, Mapping) else None
+    if isinstance(found, list):
+        return wanted in found
+    if isinstance(found, str):
+        return found == wanted or wanted in found.split(" ")
+    return found is not None and str(found) == wanted
+
+
+def mapped_claims(
+    claims: Mapping[str, object], admin: str, trusted: str, untrusted: str
+) -> dict[str, object]:
+    """The claims as `identify` reads them, where an identity provider says role and trust in claims of its
+    own (no IdP emits `trust: trusted`): `role` and `trust` set from the three specs, never taken as sent."""
+    out = {name: value for name, value in claims.items() if name not in ("role", "trust")}
+    if claim_matches(claims, admin):
+        out["role"] = "admin"
+    if claim_matches(claims, untrusted):
+        out["trust"] = "untrusted"
+    elif claim_matches(claims, trusted):
+        out["trust"] = "trusted"
+    return out
+
+
 def _is_network(text: str) -> bool:
     try:
         ipaddress.ip_network(text.strip(), strict=False)

@@ -45,7 +45,7 @@ def _caller(request: web.Request) -> Identity:
     if header is None:
         raise MissingToken("this route needs Authorization: Bearer <token>")
     config = request.app[GATEWAY].config
-    return authenticate(header, request.remote or "unknown", config.auth)
+    return authenticate(header, request.remote or "unknown", config.auth, keys=request.app[GATEWAY].jwks.key)
 
 
 def _executors(gw: Gateway, *, reasons: bool = True) -> dict[str, object]:

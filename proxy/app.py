@@ -56,7 +56,8 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     if ip in config.ip_lists.deny_set:
         raise IpDenied(f"{ip} is in ip_lists.deny")
     trusted = ip in config.ip_lists.trusted_set
-    identity = authenticate(request.headers.get("Authorization"), ip, config.auth, trusted, gw.tokens)
+    header = request.headers.get("Authorization")
+    identity = authenticate(header, ip, config.auth, trusted, gw.tokens, gw.jwks.key)
     trace.entity, trace.admin = identity.entity_id, identity.is_admin
     check_path(request.raw_path, request.path)
     route = match_route(config.routes, request.method, request.path)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 import jwt
 
 from policy.config import AuthConfig
-from policy.identity import Identity, identify
+from policy.identity import Identity, identify, mapped_claims
 from proxy.errors import ForgedToken, Unauthorized
 
 # pyjwt's errors, most specific first, mapped to messages that never quote the token.
@@ -30,6 +32,7 @@ def authenticate(
     auth: AuthConfig,
     trusted_ip: bool = False,
     verified: TokenCache | None = None,
+    keys: Keys | None = None,
 ) -> Identity:
     """The caller's identity: from a verified bearer token, or anonymous (the client IP) without one."""
     if authorization is None:
@@ -40,7 +43,7 @@ def authenticate(
         raise Unauthorized("Authorization must be 'Bearer <token>'")
     claims = verified.get(token, auth) if verified is not None else None
     if claims is None:
-        claims = verify(token, auth)
+        claims = verify(token, auth, keys)
         if verified is not None:
             verified.put(token, claims, auth)
     return identify(claims, ip, trusted_ip, auth.anonymous_ipv6_prefix)
@@ -85,9 +88,12 @@ class TokenCache:
             self._claims.popitem(last=False)
 
 
-def verify(token: str, auth: AuthConfig) -> dict[str, object]:
-    """The token's claims if its signature, algorithm, exp/nbf, audience and issuer all check out."""
-    key = auth.public_key or auth.secret_key
+def verify(token: str, auth: AuthConfig, keys: Keys | None = None) -> dict[str, object]:
+    """The token's claims if its signature, algorithm, exp/nbf, audience and issuer all check out; with
+    `auth.jwks_url`, under the key of the identity provider's that its `kid` names (`keys`)."""
+    key: Any = auth.public_key or auth.secret_key
+    if auth.jwks_url:
+        key = _jwks_key(token, keys)
     try:
         claims: dict[str, object] = jwt.decode(
             token,
@@ -104,7 +110,24 @@ def verify(token: str, auth: AuthConfig) -> dict[str, object]:
         forged = isinstance(exc, jwt.InvalidSignatureError | jwt.InvalidAlgorithmError | jwt.DecodeError)
         raise (ForgedToken if forged else Unauthorized)(reason) from None
     check_lifetime(claims, auth, now=time.time())
+    if (auth.admin_claim, auth.trusted_claim, auth.untrusted_claim) != DEFAULT_CLAIMS:
+        return mapped_claims(claims, auth.admin_claim, auth.trusted_claim, auth.untrusted_claim)
     return claims
+
+
+DEFAULT_CLAIMS = ("role=admin", "trust=trusted", "trust=untrusted")  # the gateway's own tokens' claims
+Keys = Callable[[str], Any]  # a key id -> the key (None: not held)
+
+
+def _jwks_key(token: str, keys: Keys | None) -> Any:
+    try:
+        kid = jwt.get_unverified_header(token).get("kid")
+    except jwt.DecodeError:
+        raise ForgedToken("token is malformed") from None
+    key = keys(kid) if keys is not None and isinstance(kid, str) else None
+    if key is None:  # a key the IdP does not publish (or not yet fetched, within the fetch interval)
+        raise ForgedToken("token names a key (kid) the identity provider does not publish")
+    return key
 
 
 def check_lifetime(claims: dict[str, object], auth: AuthConfig, now: float) -> None:

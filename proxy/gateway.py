@@ -23,6 +23,7 @@ from proxy.code import Code
 from proxy.decisions import DecisionLog
 from proxy.dispatch import Dispatch, settings_of
 from proxy.forward import Forwarder
+from proxy.jwks import Jwks
 from proxy.learning import ProfileLearning
 from proxy.live import LiveConfig
 from proxy.memory import MemoryAccount, ThreadUse
@@ -43,6 +44,7 @@ class Gateway:
     base_dir: Path = field(default_factory=Path.cwd)  # config.yaml's folder: relative paths start there
     state: StateSync | None = None  # entity history kept in a store (None: this process's table only)
     tokens: TokenCache = field(default_factory=TokenCache)  # verified bearer tokens, until their exp
+    jwks: Jwks = field(default_factory=Jwks)  # the identity provider's keys (auth.jwks_url)
     metrics: Metrics = field(default_factory=Metrics)
     decisions: DecisionLog = field(default_factory=DecisionLog)  # one line per request, written off the loop
     started: float = field(default_factory=time.time)

@@ -42,6 +42,9 @@ async def pipeline_middleware(request: web.Request, handler: Handler) -> web.Str
     trace = Trace(request_id=new_request_id(), started=time.perf_counter())
     request[TRACE] = trace
     try:
+        auth = request.app[GATEWAY].config.auth
+        if auth.jwks_url and (bearer := request.headers.get("Authorization", "")).startswith("Bearer "):
+            await request.app[GATEWAY].jwks.prepare(bearer[7:].strip(), auth)  # the IdP's keys, held
         response = await handler(request)
     except asyncio.CancelledError:  # aiohttp cancels a handler whose client left (handler_cancellation)
         gone = ClientClosedRequest("the client closed the connection before the answer")
