@@ -27,6 +27,8 @@ crs:
 compiled: build/compiled/manifest.json
 build/compiled/manifest.json: $(VENV)/.installed scripts/compile.py $(shell find policy -name '*.py')
 	@command -v gcc >/dev/null || { apt-get update -qq && apt-get install -y -qq gcc >/dev/null; }
+	@$(BIN)/python -c 'import os, sysconfig; os.stat(sysconfig.get_paths()["include"] + "/Python.h")' 2>/dev/null \
+		|| { apt-get update -qq && apt-get install -y -qq python3-dev >/dev/null; }
 	$(BIN)/python scripts/compile.py >/dev/null
 
 .env: .env.example
