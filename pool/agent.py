@@ -66,8 +66,12 @@ def answer(handle: Handle, header: dict[str, Any], body: bytes) -> bytes:
 
 
 def handler_error(exc: Exception) -> bytes:
-    """The frame for a handler that raised, or whose module did not import: the type, never the text."""
-    return encode({"error": "handler", "type": type(exc).__name__})
+    """The frame for a handler that raised, or whose module did not import: the type, never the text (a
+    missing package's name, which is no secret of the request's, is said: the image lacks it)."""
+    frame: dict[str, object] = {"error": "handler", "type": type(exc).__name__}
+    if isinstance(exc, ModuleNotFoundError) and exc.name:
+        frame["module"] = exc.name
+    return encode(frame)
 
 
 def session_child(registry: HandlerRegistry, requests: int, answers: int, errors: int, agent: int) -> None:

@@ -83,6 +83,15 @@ class DockerUnavailable(ExecutorError):
     charged = False
 
 
+class DependencyMissing(ExecutorError):
+    """A handler or app imports a package the runner image lacks (a requirements edit not yet built in):
+    the gateway's to fix, named, never a 500 of the handler's."""
+
+    status = 503
+    code = "dependency_missing"
+    charged = False
+
+
 class ImageMissing(ExecutorError):
     """The pool's image is not on the engine: named, and never taken for an engine outage."""
 

@@ -28,6 +28,7 @@ from aiodocker.containers import DockerContainer
 from handlers import Response
 from pool.base import (
     RETRY_AFTER_S,
+    DependencyMissing,
     DockerUnavailable,
     ExecutionTimeout,
     ExecutorError,
@@ -255,6 +256,12 @@ class ContainerPool:
             if error == "too_large":
                 raise ResponseTooLarge(
                     f"handler {job.handler}: {header.get('detail')} (docker.max_response_bytes)"
+                )
+            if header.get("type") == "ModuleNotFoundError":
+                module = header.get("module", "a package")  # (an older image's agent does not name it)
+                raise DependencyMissing(
+                    f"handler {job.handler} imports {module}, which the runner image lacks: add it to"
+                    f" docker.requirements and run make image (threads run with the venv's packages)"
                 )
             raise HandlerFailed(f"handler {job.handler} raised {header.get('type', 'an exception')}")
         self._discard(sandbox, replaced=True)

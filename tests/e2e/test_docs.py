@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,11 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from e2e.test_cli import free_port
-
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 MARK = "@@isogate-doc-command@@"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def console_blocks(path: Path) -> list[list[tuple[str, list[str]]]]:
@@ -62,7 +67,7 @@ def pattern(shown: list[str], one_line: bool = False) -> re.Pattern[str]:
 
 @pytest.fixture(scope="module")
 def served(docker_ready: None, runtime: str) -> Iterator[int]:
-    """The gateway as `make run` starts it: config.yaml, the key in .secret_key (written by make if absent)."""
+    """The gateway as `make run` starts it: config.yaml, and the key make writes to .secret_key."""
     subprocess.run(["make", "-s", ".env", ".secret_key"], cwd=ROOT, check=True, capture_output=True)
     port = free_port()
     keep = {k: v for k, v in os.environ.items() if k not in {"SECRET_KEY", "EXECUTION_MODE"}}
@@ -74,7 +79,8 @@ def served(docker_ready: None, runtime: str) -> Iterator[int]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    ready = f"for i in $(seq 150); do curl -sf localhost:{port}/healthz >/dev/null && exit 0; sleep 0.2; done; exit 1"
+    probe = f"curl -sf localhost:{port}/healthz >/dev/null"
+    ready = f"for i in $(seq 150); do {probe} && exit 0; sleep 0.2; done; exit 1"
     assert subprocess.run(["bash", "-c", ready]).returncode == 0, "the gateway did not answer /healthz"
     yield port
     process.terminate()

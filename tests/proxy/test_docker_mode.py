@@ -201,3 +201,16 @@ async def test_a_missing_runner_image_is_named(gateway: Gateway, docker_settings
     assert (await health.json())["problems"] == [
         "docker decisions cannot run: its image is missing (details in /stats)"
     ]
+
+
+async def test_a_package_missing_from_the_image_is_503_naming_it_never_a_500(
+    gateway: Gateway, docker_settings: dict[str, Any]
+) -> None:
+    routes = [{"path": "/guess", "handler": "needs_package", "methods": ["POST"]}]
+    client = await gateway(docker_mode(docker_settings, routes=routes))
+    response = await client.post("/guess", data=b"\\x89PNG\\r\\n\\x1a\\n")
+    body = await response.json()
+    assert (response.status, body["error"]) == (503, "dependency_missing"), body
+    assert "filetype" in body["detail"] and "make image" in body["detail"]
+    thread = await gateway({"routes": routes})  # the venv has it: threads serve
+    assert (await thread.post("/guess", data=b"\\x89PNG\\r\\n\\x1a\\n")).status == 200
