@@ -210,11 +210,18 @@ def _xml(head: bytes, cut: str | None, encoding: str | None = None) -> Body:
     def start(name: str, attributes: dict[str, str]) -> None:
         path.append(name)
         for attribute, value in attributes.items():
+            if len(body.items) > MAX_STRINGS:
+                body.uninspected = body.uninspected or f"XML values past the first {MAX_STRINGS}"
+                return
             body.items.append(Item(TEXT, f"XML:/{'/'.join(path[-8:])}/@{attribute}", attribute, value))
 
     def text(data: str) -> None:
-        if data.strip() and len(body.items) <= MAX_STRINGS:
-            body.items.append(Item(TEXT, f"XML:/{'/'.join(path[-8:])}", path[-1] if path else "", data))
+        if not data.strip():
+            return
+        if len(body.items) > MAX_STRINGS:
+            body.uninspected = body.uninspected or f"XML values past the first {MAX_STRINGS}"
+            return
+        body.items.append(Item(TEXT, f"XML:/{'/'.join(path[-8:])}", path[-1] if path else "", data))
 
     parser.StartElementHandler = start
     parser.EndElementHandler = lambda name: path.pop()

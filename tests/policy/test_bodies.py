@@ -273,3 +273,9 @@ def test_evidence_never_shows_a_secret(target: str, shown: str, hidden: str) -> 
 def test_an_excerpt_is_short_and_cuts_long_runs() -> None:
     assert redact("1' or token=" + "sk_live_4eC39HqLyjWDarjtT1zdp7dc") == "1' or toke..."
     assert len(redact("word " * 40)) == 40
+
+
+def test_an_xml_body_of_more_values_than_inspected_is_uninspected_and_bounded() -> None:
+    many = "".join(f'<i a="{n}">v{n}</i>' for n in range(5000)).encode()
+    result = run(b"<list>" + many + b"</list>", "application/xml")
+    assert "XML values past the first 4096" in next(h.reason for h in result.hits if h.name == "uninspected")
