@@ -46,12 +46,21 @@ image: $(VENV)/.installed
 	scripts/example-image.sh
 
 # Without a Docker engine the gateway still starts, in thread mode, and says so.
+# Started as root, the gateway becomes the user `isogate` once it holds its port, store and key (server.user):
+# created here if missing, in the docker group (the engine's socket), its entity state in /var/lib/isogate.
 run: crs deps compiled .env .secret_key
 	@set -a && . ./.env && set +a && export SECRET_KEY_FILE=.secret_key && \
+	if [ "$$(id -u)" = 0 ]; then \
+		id -u isogate >/dev/null 2>&1 || useradd --system --no-create-home --home-dir /nonexistent \
+			--shell /usr/sbin/nologin isogate; \
+		install -d -o isogate -g isogate -m 700 /var/lib/isogate; \
+		export SERVER_USER=$${SERVER_USER-isogate} STATE_PATH=$${STATE_PATH-/var/lib/isogate/isogate-state.db}; \
+	fi && \
 	if ! scripts/runner-image.sh; then \
 		echo "isogate: WARNING: no Docker engine: starting in thread mode (EXECUTION_MODE=thread DOCKER_ENABLED=false)" >&2; \
 		export EXECUTION_MODE=thread DOCKER_ENABLED=false; \
-	fi && exec $(BIN)/python -m proxy --config config.yaml
+	fi && { ! getent group docker >/dev/null || ! id -u isogate >/dev/null 2>&1 || usermod -aG docker isogate; } && \
+	exec $(BIN)/python -m proxy --config config.yaml
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .

@@ -73,6 +73,9 @@ class ServerConfig:
     )
     watch_code: bool = False  # also reload when a handler's or an app's .py file changes (each second)
     workers: int | str = 1  # gateway processes on one port (SO_REUSEPORT), or "auto": one per core
+    # started as root: the user the gateway becomes once its port, store and key are held (make run: isogate),
+    # so handlers and apps in thread mode never run as root; "" stays as started
+    user: str = ""
     proxies: IpSet = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:

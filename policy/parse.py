@@ -65,6 +65,7 @@ ENV_VARS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "STATE_BACKEND": (("state", "backend"), parse_str),
     "STATE_PATH": (("state", "path"), parse_str),
     "STATE_URL": (("state", "url"), parse_str),
+    "SERVER_USER": (("server", "user"), parse_str),
     "SECRET_KEY": (("auth", "secret_key"), str),  # taken verbatim: whitespace may be part of a key
 }
 

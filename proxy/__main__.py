@@ -14,7 +14,7 @@ import policy
 from policy.config import StateBackend
 from policy.errors import ConfigError
 from proxy.app import create_app
-from proxy.loader import ConfigSource, load, load_factors
+from proxy.loader import ConfigSource, load, load_factors, secret_from_file
 from proxy.server import serve
 from proxy.workers import count, supervise
 
@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     server = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    env = dict(os.environ)
     worker = args.worker or (0, 1)
     try:
+        # The key is read now, as the process starts (as root, when it does): a reload uses this copy.
+        env = dict(secret_from_file(dict(os.environ)))
         loaded = load(ConfigSource(Path(args.config), env, {"server": server} if server else None, worker))
         config = loaded.config
         workers = count(config.server.workers)
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> None:
         "listening on http://%s:%d (mode %s, scoring %s)", host, port, config.execution_mode.value, scoring
     )
     try:
-        uvloop.run(serve(app, host, port, ready, reuse_port=worker[1] > 1))
+        uvloop.run(serve(app, host, port, ready, reuse_port=worker[1] > 1, user=config.server.user))
     except ConfigError as exc:  # found while starting up (a listener that cannot bind, say)
         sys.exit(f"isogate: refusing to start: {exc}")
 

@@ -25,6 +25,7 @@ from proxy import heap
 from proxy.egress import error_response
 from proxy.gateway import GATEWAY, Gateway
 from proxy.middleware import new_request_id
+from proxy.privileges import drop_root
 
 log = logging.getLogger("isogate.http")
 
@@ -171,7 +172,13 @@ class GatewayRunner(web.AppRunner):
 
 
 async def serve(
-    app: web.Application, host: str, port: int, ready: Callable[[], Any], *, reuse_port: bool = False
+    app: web.Application,
+    host: str,
+    port: int,
+    ready: Callable[[], Any],
+    *,
+    reuse_port: bool = False,
+    user: str = "",
 ) -> None:
     """Serve `app` on host:port until SIGINT or SIGTERM, then shut down cleanly (with `reuse_port`, one of
     several worker processes listening on the same port: the kernel spreads connections between them)."""
@@ -187,6 +194,7 @@ async def serve(
     settling: asyncio.Task[None] | None = None
     try:
         await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
+        drop_root(user)  # the port, the store and the key are held: root is not needed any more
         ready()
         # A reload (a config generation, or new code: a record in live.reloads) is settled after twice
         # the longest deadline a request of the old config could run to.

@@ -276,3 +276,51 @@ async def test_a_client_that_leaves_frees_its_place_in_the_queue(tmp_path: Path)
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+async def test_started_as_root_it_becomes_server_user_and_handlers_never_run_as_root(tmp_path: Path) -> None:
+    """As make run starts it (as root, SERVER_USER set): the key file root alone reads is read first, and
+    a thread-mode handler then reports nobody's uid; a reload still has the key."""
+    assert os.geteuid() == 0, "this test starts the gateway as root, as make run does"
+    key_file = tmp_path / "secret"
+    key_file.write_text(SECRET + "\n")
+    key_file.chmod(0o600)
+    clean = {
+        k: v for k, v in env(EXECUTION_MODE="thread", DOCKER_ENABLED="false").items() if k != "SECRET_KEY"
+    }
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "proxy", "--config", "config.yaml", "--port", str(port)],
+        cwd=ROOT,
+        env={**clean, "SECRET_KEY_FILE": str(key_file), "SERVER_USER": "nobody"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        await wait_ready(port)
+        admin = {"Authorization": f"Bearer {token('ops', role='admin')}"}
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://127.0.0.1:{port}/whoami") as response:
+                assert (await response.json())["uid"] == 65534
+            async with session.post(f"http://127.0.0.1:{port}/admin/reload", headers=admin) as response:
+                assert response.status == 200, await response.text()
+        status = Path(f"/proc/{process.pid}/status").read_text()
+        assert "\nUid:\t65534\t65534\t65534\t65534\n" in status
+    finally:
+        process.terminate()
+        output, _ = process.communicate(timeout=10)
+    assert "running as nobody (uid 65534), not root" in output
+
+
+def test_a_server_user_that_does_not_exist_is_refused() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "proxy", "--config", "config.yaml", "--port", str(free_port())],
+        cwd=ROOT,
+        env=env(EXECUTION_MODE="thread", DOCKER_ENABLED="false", SERVER_USER="isogate-no-such-user"),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "refusing to start: server.user: isogate-no-such-user: no such user" in result.stderr
