@@ -53,6 +53,7 @@ def test_every_documented_env_variable_is_read() -> None:
         "STATE_BACKEND": "redis",
         "STATE_PATH": "h.db",
         "STATE_URL": "redis://127.0.0.1:7000/2",
+        "SERVER_USER": "isogate",
         "SECRET_KEY": "s" * 40,
     }
     assert set(env) == set(ENV_VARS)
@@ -70,6 +71,7 @@ def test_every_documented_env_variable_is_read() -> None:
     assert config.auth.secret_key == "s" * 40
     state = config.state
     assert (state.backend.value, state.path, state.url) == ("redis", "h.db", "redis://127.0.0.1:7000/2")
+    assert config.server.user == "isogate"
 
 
 def test_precedence_is_programmatic_then_env_then_file() -> None:
