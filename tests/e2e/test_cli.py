@@ -186,18 +186,21 @@ async def test_sighup_reloads_the_config_file(tmp_path: Path) -> None:
         process.wait(timeout=10)
 
 
-async def test_the_key_can_come_from_a_file_and_never_sits_in_the_environment(tmp_path: Path) -> None:
+def keyed_by_file(tmp_path: Path) -> dict[str, str]:
+    """A thread-mode gateway's environment whose key is in an owner-only file, not in the environment."""
     key_file = tmp_path / "secret"
     key_file.write_text(SECRET + "\n")
     key_file.chmod(0o600)
-    clean = {
-        k: v for k, v in env(EXECUTION_MODE="thread", DOCKER_ENABLED="false").items() if k != "SECRET_KEY"
-    }
+    clean = env(EXECUTION_MODE="thread", DOCKER_ENABLED="false")
+    return {**{k: v for k, v in clean.items() if k != "SECRET_KEY"}, "SECRET_KEY_FILE": str(key_file)}
+
+
+async def test_the_key_can_come_from_a_file_and_never_sits_in_the_environment(tmp_path: Path) -> None:
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "--config", "config.yaml", "--port", str(port)],
         cwd=ROOT,
-        env={**clean, "SECRET_KEY_FILE": str(key_file)},
+        env=keyed_by_file(tmp_path),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -282,17 +285,11 @@ async def test_started_as_root_it_becomes_server_user_and_handlers_never_run_as_
     """As make run starts it (as root, SERVER_USER set): the key file root alone reads is read first, and
     a thread-mode handler then reports nobody's uid; a reload still has the key."""
     assert os.geteuid() == 0, "this test starts the gateway as root, as make run does"
-    key_file = tmp_path / "secret"
-    key_file.write_text(SECRET + "\n")
-    key_file.chmod(0o600)
-    clean = {
-        k: v for k, v in env(EXECUTION_MODE="thread", DOCKER_ENABLED="false").items() if k != "SECRET_KEY"
-    }
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "proxy", "--config", "config.yaml", "--port", str(port)],
         cwd=ROOT,
-        env={**clean, "SECRET_KEY_FILE": str(key_file), "SERVER_USER": "nobody"},
+        env={**keyed_by_file(tmp_path), "SERVER_USER": "nobody"},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
