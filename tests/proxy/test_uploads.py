@@ -183,3 +183,44 @@ async def test_the_readmes_tuning_example_from_the_log_line_to_the_exclusion(
     files.write({**base, "risk": {**base["risk"], "exclude": [exclusion]}})
     await reloaded(client)
     assert "crs" not in (await client.get(search)).headers["X-Isogate-Factors"]
+
+
+DOCUMENTS = {
+    "json": (
+        "application/json",
+        b'{"comment": "Great!\\nNote: it\'s \\"fragile\\"; 10/10", "rating": 4}',
+        b'{"q": "1\' union select password from users--"}',
+    ),
+    "xml": (
+        "application/xml",
+        b'<?xml version="1.0"?><review stars="4"><text>Fine &amp; fast</text></review>',
+        b'<review id="1\' union select password from users--"/>',
+    ),
+    "graphql": (
+        "application/json",
+        b'{"query": "query($id: ID!) { item(id: $id) { name } }", "variables": {"id": "42"}}',
+        b'{"query": "query($id: ID!) { item(id: $id) { name } }",'
+        b' "variables": {"id": "1\' union select password from users--"}}',
+    ),
+    "form": (
+        "application/x-www-form-urlencoded",
+        b"comment=Great%21+10%2F10&rating=4",
+        b"q=1%27+union+select+password+from+users--",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", list(DOCUMENTS))
+async def test_documents_pass_to_a_handler_and_an_upstream_and_their_attacks_are_caught(
+    gateway: Gateway, upstream: tuple[TestServer, list[bytes]], kind: str
+) -> None:
+    server, received = upstream
+    client = await gateway(config(server))
+    ctype, benign, attack = DOCUMENTS[kind]
+    for path in ("/files", "/api/docs"):
+        response = await client.post(path, data=benign, headers={**CALLER, "Content-Type": ctype})
+        assert response.status in (200, 201) and response.headers["X-Isogate-Mode"] == "thread", kind
+        assert not any(f in response.headers["X-Isogate-Factors"] for f in CONTENT_FACTORS)
+        flagged = await client.post(path, data=attack, headers={**CALLER, "Content-Type": ctype})
+        assert "sql_injection" in flagged.headers["X-Isogate-Factors"], kind
+    assert received == [benign]  # the attack never reached the upstream (no isolated target: 403)
