@@ -70,7 +70,9 @@ lint: $(VENV)/.installed
 # Container tests fail (never skip) with the reason when the image step could not get an engine, and
 # run twice: under runc, then under gVisor (runsc, registered by scripts/gvisor.sh).
 test: lint crs deps compiled
-	@command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server >/dev/null; }
+	@# redis for the state tests; curl and jq for the docs' console examples, which the suite runs as written
+	@command -v redis-server >/dev/null && command -v curl >/dev/null && command -v jq >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server curl jq >/dev/null; }
 	-scripts/runner-image.sh
 	-scripts/gvisor.sh
 	$(BIN)/pytest
