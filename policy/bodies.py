@@ -62,7 +62,8 @@ def read_body(
         return _multipart(body, parameters.get(b"boundary", b""), budget)
     head = body[:budget]
     cut = f"body bytes past {budget} (risk.max_scan_bytes)" if len(body) > budget else None
-    kind = _kind(ctype, head)
+    sniffed = sniff(body[:HEAD_BYTES])  # once: the reading, the markup question and the upload's checks
+    kind = _kind(ctype, head, sniffed)
     if kind == "json":  # parsed whole (at C speed): its strings are what the budget counts
         return _json(body if structured(ctype_header) else head, None if structured(ctype_header) else cut)
     if kind == "graphql":
@@ -75,12 +76,10 @@ def read_body(
     if kind == "text":
         text = head.decode("latin-1")
         return Body(items=[Item(BODY, "REQUEST_BODY", "body", text)], raw=text, uninspected=cut)
-    markup = is_markup(ctype, body[:HEAD_BYTES])
-    kept = head if markup else body[:HEAD_BYTES]
-    upload = Upload("REQUEST_BODY", "", ctype, kept, len(body))
-    if not markup:
-        return Body(uploads=[upload])
-    return Body(uploads=[upload], xxe=_xml_declarations(kept), uninspected=cut)
+    if not is_markup(ctype, sniffed):
+        return Body(uploads=[Upload("REQUEST_BODY", "", ctype, body[:HEAD_BYTES], len(body), sniffed)])
+    upload = Upload("REQUEST_BODY", "", ctype, head, len(body), sniff(head))  # markup: all of it is read
+    return Body(uploads=[upload], xxe=_xml_declarations(head), uninspected=cut)
 
 
 def structured(ctype_header: str | None) -> bool:
@@ -92,16 +91,15 @@ def structured(ctype_header: str | None) -> bool:
     )
 
 
-def is_markup(declared: str, head: bytes) -> bool:
-    """Markup a browser runs (SVG, HTML, XML), by its bytes, or by its declared type unless its bytes are
-    binary (`changelog.html.gz` is declared text/html by some clients)."""
-    sniffed = sniff(head)
+def is_markup(declared: str, sniffed: str | None) -> bool:
+    """Markup a browser runs (SVG, HTML, XML), by its bytes (`sniffed`), or by its declared type unless
+    its bytes are binary (`changelog.html.gz` is declared text/html by some clients)."""
     if sniffed is not None:
         return sniffed in MARKUP_TYPES
     return declared in MARKUP_TYPES
 
 
-def _kind(ctype: str, head: bytes) -> str:
+def _kind(ctype: str, head: bytes, sniffed: str | None) -> str:
     """How a body of this declared type is read: json, graphql, xml, form, text or file."""
     if ctype.endswith(("/json", "+json")):
         return "json"
@@ -112,7 +110,6 @@ def _kind(ctype: str, head: bytes) -> str:
     if ctype == "application/x-www-form-urlencoded":
         return "form"
     # A declared type the application may ignore: the bytes decide what else it could be read as.
-    sniffed = sniff(head[:HEAD_BYTES])
     if sniffed is not None and family(sniffed) in BINARY:
         return "file"
     start = head[:1].lstrip()
@@ -313,11 +310,12 @@ def _file(out: Body, part: Part, filename: str) -> int:
         if header not in ("content-disposition", "content-type"):
             out.items.append(Item(HEADER, f"MULTIPART_PART_HEADERS:{name}", header, value))
     head = bytes(part.data)
-    if not is_markup(part.ctype, head[:HEAD_BYTES]):
-        out.uploads.append(Upload(where, filename, part.ctype, head[:HEAD_BYTES], part.size))
+    sniffed = sniff(head[:HEAD_BYTES])
+    if not is_markup(part.ctype, sniffed):
+        out.uploads.append(Upload(where, filename, part.ctype, head[:HEAD_BYTES], part.size, sniffed))
         return 0
     if part.size > len(head):
         out.uninspected = out.uninspected or f"{where}: markup past risk.max_scan_bytes"
     out.xxe = out.xxe or _xml_declarations(head)
-    out.uploads.append(Upload(where, filename, part.ctype, head, part.size))
+    out.uploads.append(Upload(where, filename, part.ctype, head, part.size, sniff(head)))
     return len(head)

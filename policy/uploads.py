@@ -116,6 +116,7 @@ class Upload:
     declared: str  # the Content-Type as sent, lower-cased, without parameters ("" when none)
     head: bytes
     size: int
+    sniffed: str | None  # the type its bytes say (`sniff(head)`), worked out once by who made it
 
 
 def disguise(upload: Upload) -> str | None:
@@ -127,7 +128,7 @@ def disguise(upload: Upload) -> str | None:
     inner = [p for p in parts[1:-1] if p.split(";")[0] in EXECUTABLE_EXTENSIONS]
     if inner:
         return f"{upload.where}: double extension in {upload.filename[:60]!r}"
-    sniffed = sniff(upload.head)
+    sniffed = upload.sniffed
     by_name = extension_type(name)
     if parts[-1] in EXECUTABLE_EXTENSIONS and INNOCENT & {family(upload.declared), family(sniffed or "")}:
         return f"{upload.where}: named {upload.filename[:60]!r} but declared as {upload.declared or '-'}"
@@ -158,7 +159,7 @@ def active_content(upload: Upload) -> str | None:
     """Script, event handlers, `javascript:` URLs or embedded documents in an SVG or HTML file (by its
     bytes; by its declared type or name when its bytes say nothing). Not in plain XML, which a browser shows
     as a tree (a feed's HTML in CDATA is the feed reader's to sanitise)."""
-    sniffed = sniff(upload.head[:HEAD_BYTES])
+    sniffed = upload.sniffed
     claimed = (sniffed,) if sniffed is not None else (upload.declared, extension_type(upload.filename))
     if not any(mime in ACTIVE_TYPES for mime in claimed):
         return None
