@@ -7,8 +7,12 @@
 - urlencoded: parameters. Binary and document types (images, PDF, fonts, archives, source code...): an
   upload, checked by type (`policy.uploads`). No declared type: read as a form when it looks like one,
   else the text as one value, as it always was.
+- Where bytes and type disagree the bytes win: binary bytes are a file whatever the type says, and a body
+  that parses as JSON, or a `text/*` one shaped as a form, is read as one (what an application that
+  ignores the type would do).
 
-Text costs the scan budget (`risk.max_scan_bytes`); file bytes skipped by the parser do not.
+Text costs the scan budget (`risk.max_scan_bytes`); file bytes skipped by the parser, and JSON's or XML's
+syntax, do not.
 """
 
 from __future__ import annotations
@@ -42,6 +46,8 @@ class Item(NamedTuple):
 
 @dataclass
 class Body:
+    """What a body holds, as the request's values (fields.extract) and its files see it."""
+
     params: list[tuple[str, str]] = field(default_factory=list)  # form fields (urlencoded and multipart)
     items: list[Item] = field(default_factory=list)  # every other value inspected as text
     uploads: list[Upload] = field(default_factory=list)
@@ -54,7 +60,7 @@ class Body:
 def read_body(
     body: bytes, ctype_header: str | None, budget: int, form: Callable[[str], list[tuple[str, str]]]
 ) -> Body:
-    """What `body` holds (the first `budget` characters of its text; a multipart body whole)."""
+    """What `body` holds: a multipart, JSON or XML body read whole, any other the first `budget` bytes."""
     if not body:
         return Body()
     ctype, parameters = options(ctype_header or "")
