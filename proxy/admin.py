@@ -138,6 +138,7 @@ async def gateway_stats(request: web.Request) -> web.Response:
             "upstreams": gw.forwarder.status(),
             "upstream_routes": gw.forwarder.route_status(),
             "replicas": gw.dispatch.replicas.status() if gw.dispatch.replicas is not None else {},
+            "dependencies": gw.deps.status(),  # the runner image's layer, after a requirements edit
             "state": gw.state.status() if gw.state is not None else {"backend": "memory"},
         }
     )

@@ -286,6 +286,7 @@ async def docker_executor(app: web.Application) -> AsyncIterator[None]:
     # The warm pools are ready before the gateway serves, or they say why not.
     await asyncio.gather(pool.start(), replicas.start(settings))
     gw.dispatch.executors[Mode.DOCKER], gw.dispatch.replicas = pool, replicas
+    gw.follow_requirements()  # the file as the image was built from it: an edit from now on is followed
     yield
     await asyncio.gather(pool.aclose(), replicas.aclose())
 

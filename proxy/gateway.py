@@ -6,7 +6,7 @@ A reload fans out to them from here."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from pool.settings import Settings
 from proxy.auth import TokenCache
 from proxy.code import Code
 from proxy.decisions import DecisionLog
+from proxy.deps import DependencyLayer
 from proxy.dispatch import Dispatch, settings_of
 from proxy.forward import Forwarder
 from proxy.jwks import Jwks
@@ -45,6 +46,7 @@ class Gateway:
     state: StateSync | None = None  # entity history kept in a store (None: this process's table only)
     tokens: TokenCache = field(default_factory=TokenCache)  # verified bearer tokens, until their exp
     jwks: Jwks = field(default_factory=Jwks)  # the identity provider's keys (auth.jwks_url)
+    deps: DependencyLayer = field(default_factory=DependencyLayer)  # the runner image's, after an edit
     metrics: Metrics = field(default_factory=Metrics)
     decisions: DecisionLog = field(default_factory=DecisionLog)  # one line per request, written off the loop
     started: float = field(default_factory=time.time)
@@ -74,15 +76,26 @@ class Gateway:
         return self.live.config
 
     def settings(self) -> Settings:
-        """What the executors run with, for the config and code being served."""
-        return settings_of(self.config, self.code.workload(self.config))
+        """What the executors run with, for the config and code being served (and the runner image a
+        requirements edit built since the start, when there is one)."""
+        settings = settings_of(self.config, self.code.workload(self.config))
+        if self.deps.image is None:
+            return settings
+        return replace(settings, docker=replace(self.config.docker, image=self.deps.image))
 
     def apply(self, config: Config, plugins: dict[str, Factor], sha256: str, trigger: str) -> dict[str, Any]:
         """Serve a validated config: swapped in one step, then every executor and the memory limit follow."""
         record = self.live.swap(config, plugins, sha256, trigger)
         self.dispatch.reconfigure(self.settings())
         self.memory.watch.limit_mb = self.config.limits.memory_limit_mb
+        self.follow_requirements()
         return record
+
+    def follow_requirements(self) -> None:
+        """A changed docker.requirements: its layer built, then the pool rolled to it (proxy/deps.py)."""
+        self.deps.follow(
+            self.config.docker, self.base_dir, lambda: self.dispatch.reconfigure(self.settings())
+        )
 
     def refresh_code(self) -> str | None:
         """When the handlers' or apps' code changed: threads import it again on their next request and the

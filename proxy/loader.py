@@ -97,6 +97,9 @@ def load(source: ConfigSource) -> Loaded:
         raise ConfigError(
             "docker.requirements", f"{requirements}: no such file (relative to {source.path.name}'s folder)"
         )
+    if requirements:  # an edit is a change a reload applies: its layer is built (proxy/deps.py)
+        files.append(base / requirements)
+        digest.update(_read(base / requirements, "docker.requirements").encode())
     profile, profile_path = None, base / settings.file if settings.file else None
     if profile_path is not None:
         files.append(profile_path)

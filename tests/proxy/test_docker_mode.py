@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 import pytest
 
-from conftest import Gateway, bearer
+from conftest import BASE, Gateway, bearer
 from dockerenv import EngineForwarder
 
 pytestmark = pytest.mark.docker
@@ -214,3 +214,32 @@ async def test_a_package_missing_from_the_image_is_503_naming_it_never_a_500(
     assert "filetype" in body["detail"] and "make image" in body["detail"]
     thread = await gateway({"routes": routes})  # the venv has it: threads serve
     assert (await thread.post("/guess", data=b"\\x89PNG\\r\\n\\x1a\\n")).status == 200
+
+
+async def test_a_requirements_edit_is_built_into_the_image_on_reload_with_no_500_between(
+    live: Any, docker_settings: dict[str, Any]
+) -> None:
+    """docker.requirements gains a package the image lacks: until the layer the reload builds is in use,
+    the container's handler answers 503 dependency_missing; then the package's answer; never a 500."""
+    docker = {**docker_settings, "requirements": "requirements.txt", "warm_pool_size": 1}
+    routes = [{"path": "/guess", "handler": "needs_package", "methods": ["POST"]}]
+    data = {**BASE, "execution_mode": "docker", "docker": docker, "routes": routes}
+    client, files = await live(data, files_first={"requirements.txt": "# nothing yet\n"})
+    png = b"\x89PNG\r\n\x1a\n" + bytes(32)
+    first = await client.post("/guess", data=png)
+    assert (first.status, (await first.json())["error"]) == (503, "dependency_missing")
+    files.write_file("requirements.txt", "filetype\n")
+    admin = bearer("ops", role="admin")
+    assert (await client.post("/admin/reload", headers=admin)).status == 200
+    statuses = []
+    for _ in range(600):  # bounded: pip, the build and the roll take seconds
+        response = await client.post("/guess", data=png)
+        statuses.append(response.status)
+        if response.status == 200:
+            assert (await response.json()) == {"guess": "image/png"}
+            break
+        assert (response.status, (await response.json())["error"]) == (503, "dependency_missing")
+        await asyncio.sleep(0.25)
+    assert statuses[-1] == 200, statuses[-5:]
+    stats = await (await client.get("/stats", headers=admin)).json()
+    assert stats["dependencies"]["state"].endswith("in use")
