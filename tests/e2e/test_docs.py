@@ -24,6 +24,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 MARK = "@@isogate-doc-command@@"
+HEREDOC = re.compile(r"<<-?\s*'?(\w+)'?")
 
 
 def free_port() -> int:
@@ -45,7 +46,9 @@ def console_blocks(path: Path) -> list[list[tuple[str, list[str]]]]:
         previous = line.strip() or previous
         if not inside:
             continue
-        if line.startswith("$ "):
+        if block and (here := HEREDOC.search(block[-1][0])) and not block[-1][0].endswith("\n" + here[1]):
+            block[-1] = (block[-1][0] + "\n" + line, block[-1][1])  # a here-document's lines, to its end
+        elif line.startswith("$ "):
             block.append((line[2:], []))
         elif block and block[-1][0].endswith("\\"):
             block[-1] = (block[-1][0][:-1] + " " + line.strip(), block[-1][1])
