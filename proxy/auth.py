@@ -11,7 +11,7 @@ import jwt
 
 from policy.config import AuthConfig
 from policy.identity import Identity, identify, mapped_claims
-from proxy.errors import ForgedToken, Unauthorized
+from proxy.errors import Unauthorized
 
 # pyjwt's errors, most specific first, mapped to messages that never quote the token.
 _REASONS: tuple[tuple[type[jwt.InvalidTokenError], str], ...] = (
@@ -107,8 +107,7 @@ def verify(token: str, auth: AuthConfig, keys: Keys | None = None) -> dict[str, 
         )
     except jwt.InvalidTokenError as exc:
         reason = next((text for kind, text in _REASONS if isinstance(exc, kind)), "token is invalid")
-        forged = isinstance(exc, jwt.InvalidSignatureError | jwt.InvalidAlgorithmError | jwt.DecodeError)
-        raise (ForgedToken if forged else Unauthorized)(reason) from None
+        raise Unauthorized(reason) from None
     check_lifetime(claims, auth, now=time.time())
     if (auth.admin_claim, auth.trusted_claim, auth.untrusted_claim) != DEFAULT_CLAIMS:
         return mapped_claims(claims, auth.admin_claim, auth.trusted_claim, auth.untrusted_claim)
@@ -123,10 +122,10 @@ def _jwks_key(token: str, keys: Keys | None) -> Any:
     try:
         kid = jwt.get_unverified_header(token).get("kid")
     except jwt.DecodeError:
-        raise ForgedToken("token is malformed") from None
+        raise Unauthorized("token is malformed") from None
     key = keys(kid) if keys is not None and isinstance(kid, str) else None
     if key is None:  # a key the IdP does not publish (or not yet fetched, within the fetch interval)
-        raise ForgedToken("token names a key (kid) the identity provider does not publish")
+        raise Unauthorized("token names a key (kid) the identity provider does not publish")
     return key
 
 

@@ -15,13 +15,6 @@ class MissingToken(Unauthorized):
     code = "missing_token"
 
 
-class ForgedToken(Unauthorized):
-    """A token that does not verify (its signature, its algorithm, not a JWT at all): guessing tokens is
-    what failure_rate is for, unlike a missing or an expired one."""
-
-    charged = True
-
-
 class Forbidden(IsogateError):
     status = 403
     code = "forbidden"
