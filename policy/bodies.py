@@ -70,8 +70,9 @@ def read_body(
     cut = f"body bytes past {budget} (risk.max_scan_bytes)" if len(body) > budget else None
     sniffed = sniff(body[:HEAD_BYTES])  # once: the reading, the markup question and the upload's checks
     kind = _kind(ctype, head, sniffed)
-    if kind == "json":  # parsed whole (at C speed): its strings are what the budget counts
-        return _json(body if structured(ctype_header) else head, None if structured(ctype_header) else cut)
+    if kind == "json":  # declared so: parsed whole (at C speed), its strings are what the budget counts
+        whole = ctype.endswith(("/json", "+json"))
+        return _json(body if whole else head, None if whole else cut)
     if kind == "graphql":
         return Body(items=_graphql_literals(head.decode("utf-8", "replace"), "ARGS:query"), uninspected=cut)
     if kind == "xml":

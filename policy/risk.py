@@ -5,7 +5,6 @@ Factors are a registry (name -> function); their points are config (`risk.weight
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -208,7 +207,7 @@ def abnormal_input(inp: RiskInput, config: Config) -> str | None:
     for value in fields.values:
         control = _control(value)
         if control and not _excluded(inp, config, "abnormal_input", value.where):
-            return f"{value.where} carries control characters ({control.group(0)!r})"
+            return f"{value.where} carries control characters ({control!r})"
     return None
 
 
@@ -216,18 +215,19 @@ _CONTROL = bounded(r"[\x00\x02-\x08\x0b\x0c\x0e-\x1f\x7f]")  # \x01 separates jo
 _CONTROL_IN_PROSE = bounded(r"[\x00\x02-\x08\x0e-\x1f\x7f]")
 
 
-def _control(value: Field) -> re.Match[str] | None:
+def _control(value: Field) -> str | None:
     """A control character: past every layer of encoding in a path, query, header or cookie; as sent in a
     form's value (a double-encoded NUL, `%2500`, too), since decoding prose again makes `%02d` or `\\b` one;
     as sent, page breaks allowed, in free text."""
     if value.kind in DECODED:
-        return _CONTROL.search(value.decoded)
-    if value.kind in PROSE:
-        return _CONTROL_IN_PROSE.search(value.raw)
-    return _CONTROL.search(value.raw) or _NUL.search(url_decode(value.raw) if "%" in value.raw else "")
-
-
-_NUL = bounded(r"\x00")
+        found = _CONTROL.search(value.decoded)
+    elif value.kind in PROSE:
+        found = _CONTROL_IN_PROSE.search(value.raw)
+    else:
+        found = _CONTROL.search(value.raw)
+        if found is None and "%" in value.raw and "\x00" in url_decode(value.raw):
+            return "\x00"
+    return found.group(0) if found else None
 
 
 def uninspected(inp: RiskInput, config: Config) -> str | None:
@@ -236,24 +236,26 @@ def uninspected(inp: RiskInput, config: Config) -> str | None:
     return f"not inspected: {found}" if found else None
 
 
+def _first_upload(
+    inp: RiskInput, config: Config, name: str, check: Callable[[uploads.Upload], str | None]
+) -> str | None:
+    """What `check` finds in the request's first file it finds anything in (and not excluded there)."""
+    for upload in inp.fields.uploads:
+        found = check(upload)
+        if found and not _excluded(inp, config, name, upload.where):
+            return found
+    return None
+
+
 def upload_mismatch(inp: RiskInput, config: Config) -> str | None:
     """A file that is not what its declared type or its name says: a script or executable disguised as
     media, an HTML or PHP file sent as image/png, a double extension (`shell.php.jpg`)."""
-    for upload in inp.fields.uploads:
-        found = uploads.disguise(upload)
-        if found and not _excluded(inp, config, "upload_mismatch", upload.where):
-            return found
-    return None
+    return _first_upload(inp, config, "upload_mismatch", uploads.disguise)
 
 
 def active_content(inp: RiskInput, config: Config) -> str | None:
-    """Script, event handlers or `javascript:` URLs in an SVG, HTML or XML file: stored XSS once served."""
-    for upload in inp.fields.uploads:
-        if (found := uploads.active_content(upload)) and not _excluded(
-            inp, config, "active_content", upload.where
-        ):
-            return found
-    return None
+    """Script, event handlers or `javascript:` URLs in an SVG or HTML file: stored XSS once served."""
+    return _first_upload(inp, config, "active_content", uploads.active_content)
 
 
 def xxe(inp: RiskInput, config: Config) -> str | None:

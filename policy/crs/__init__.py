@@ -17,16 +17,15 @@ from policy.risk import Factor, RiskInput, evidence  # noqa: E402
 def crs_factor(engine: Engine) -> Factor:
     """The factor for compiled rules: fires when the matched rules' anomaly scores reach the threshold
     (`prose_threshold`, each attack family once, when every rule matched a body's field, where one family
-    alone is often a sentence);
-    its reason names each rule with the variable it matched and an excerpt (`942190 at ARGS:id: '1 union
-    select'`), as CRS users tune by rule id and variable (`risk.exclude`)."""
+    alone is often a sentence); its reason names each rule with the variable it matched and an excerpt
+    (`942190 at ARGS:id: '1 union select'`), as CRS users tune by rule id and variable (`risk.exclude`)."""
 
     def attacks(inp: RiskInput, config: Config) -> str | None:
         crs, route = config.risk.crs, inp.route.path
         values = crs_values(inp.incoming, inp.fields, inp.scan_bytes, engine.variables)
 
         def skip(rule_id: int, value: Value) -> bool:
-            where = f"{value.variable}:{value.key}" if value.key else value.variable
+            where = _where(value)
             risk = config.risk
             return risk.excluded("crs", route, where) or risk.excluded(str(rule_id), route, where)
 
@@ -50,5 +49,10 @@ def _by_family(matched: list[tuple[Rule, Value]]) -> int:
     return sum(families.values())
 
 
+def _where(value: Value) -> str:
+    """The variable a value is, as evidence and `risk.exclude` name it: `ARGS:id`, `REQUEST_FILENAME`."""
+    return f"{value.variable}:{value.key}" if value.key else value.variable
+
+
 def _evidence(value: Value) -> str:
-    return evidence(f"{value.variable}:{value.key}" if value.key else value.variable, value.text)
+    return evidence(_where(value), value.text)
