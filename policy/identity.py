@@ -76,6 +76,8 @@ def identify(
     sub = claims.get("sub")
     if not isinstance(sub, str) or not sub.strip() or len(sub) > 256:
         raise InvalidClaims("claim 'sub' must be a non-empty string of at most 256 characters")
+    if not sub.isprintable():  # CR, LF, NUL, escapes, U+2028: it names the caller in logs and the store
+        raise InvalidClaims("claim 'sub' must not contain control characters or line separators")
     if parse_address(sub) is not None or ("/" in sub and _is_network(sub)):  # anonymous callers' names
         raise InvalidClaims("claim 'sub' must not be an IP address or network")
     trust = claims.get("trust", default.value)

@@ -65,6 +65,9 @@ async def raw_get(client: Client, target: str) -> bytes:
         "/public//x",
         "/public/a%2Fb",
         "/public/a%5cb",
+        "/public/%252e%252e/admin/x",  # %2e%2e once decoded: `..` to a server that decodes again
+        "/public/%252E./x",
+        "/public/a%252fb",
     ],
 )
 async def test_a_path_read_two_ways_is_refused_before_routing(gateway: Gateway, target: str) -> None:
@@ -75,7 +78,7 @@ async def test_a_path_read_two_ways_is_refused_before_routing(gateway: Gateway, 
 
 async def test_plain_paths_and_a_trailing_slash_still_route(gateway: Gateway) -> None:
     client = await gateway({"routes": ROUTES})
-    for target in ("/public/a/b", "/public/a/", "/echo?next=../../x"):
+    for target in ("/public/a/b", "/public/a/", "/echo?next=../../x", "/public/100%25/x", "/public/%25.x"):
         assert (await raw_get(client, target)).startswith(b"HTTP/1.1 200"), target
 
 
@@ -84,6 +87,15 @@ async def test_a_token_subject_that_is_an_address_is_refused(gateway: Gateway) -
     client = await gateway({"routes": ROUTES})
     response = await client.get("/echo", headers=bearer("127.0.0.1"))
     assert response.status == 401 and "must not be an IP address" in (await response.json())["detail"]
+
+
+@pytest.mark.parametrize("sub", ["alice\r\nX-Forged: 1", "bob\n", "eve\x00", "mallory\x1b[2J", "x\u2028y"])
+async def test_a_token_subject_with_control_characters_is_refused(gateway: Gateway, sub: str) -> None:
+    """The subject names the caller in logs, stats and the store: a line break there forges lines."""
+    client = await gateway({"routes": ROUTES})
+    response = await client.get("/echo", headers=bearer(sub))
+    assert response.status == 401
+    assert "control characters" in (await response.json())["detail"]
 
 
 async def test_a_handler_exception_cannot_forge_log_lines(
