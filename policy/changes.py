@@ -57,3 +57,24 @@ def describe(old: Config, new: Config) -> dict[str, Any]:
         "routes_removed": sorted(path for path, methods in old_routes - new_routes),
         "ip_lists": {name: len(getattr(lists, f"{name}_set")) for name in ("deny", "flagged", "trusted")},
     }
+
+
+def watch_refusal(old: Config, new: Config) -> str | None:
+    """Why the file watcher must not apply `new` on its own (None: it may): it serves no route where `old`
+    served some, or it removes more than `server.watch_max_routes_removed` of `old`'s routes. A file cut
+    short, or a copy of the wrong one, looks like this; an operator who means it reloads explicitly."""
+    old_routes = {(r.path, r.methods) for r in old.routes}
+    if not old_routes:
+        return None
+    removed = len(old_routes - {(r.path, r.methods) for r in new.routes})
+    allowed = new.server.watch_max_routes_removed
+    if not new.routes:
+        why = f"it has no routes (the running config has {len(old_routes)})"
+    elif removed > allowed * len(old_routes):
+        why = (
+            f"it removes {removed} of the running config's {len(old_routes)} routes"
+            f" (server.watch_max_routes_removed: {allowed})"
+        )
+    else:
+        return None
+    return f"{why}: apply it with SIGHUP or POST /admin/reload if that is meant"

@@ -64,6 +64,11 @@ class ServerConfig:
     body_grace_s: float = 5.0  # ...and, after this, at min_body_rate bytes a second or faster
     # bytes a second a body must keep up after body_grace_s (else 408 body_timeout)
     min_body_rate: int = 1024
+    # the request line and headers must arrive within this (from the connection or the request's first
+    # byte; else 408 and closed), as nginx's client_header_timeout: slow headers cannot hold the caps below
+    header_timeout_s: float = 10.0
+    # a kept-alive connection with no request in progress is closed after this; at a cap, idle ones go first
+    idle_timeout_s: float = 30.0
     max_connections: int = 1024  # open client connections in all; past it 503 and closed
     max_connections_per_ip: int = 64  # per client address (trusted_proxies exempt)
     trusted_proxies: tuple[str, ...] = ()
@@ -71,6 +76,11 @@ class ServerConfig:
     watch_config: bool = (
         True  # reload when config.yaml or a list file changes (SIGHUP and the API always work)
     )
+    # a changed file is read once its size and mtime stayed the same this long (a write in progress is not)
+    watch_settle_ms: int = 300
+    # the watcher refuses a config that removes more than this share of the routes (or all of them);
+    # SIGHUP and POST /admin/reload apply it anyway
+    watch_max_routes_removed: float = 0.5
     watch_code: bool = False  # also reload when a handler's or an app's .py file changes (each second)
     workers: int | str = 1  # gateway processes on one port (SO_REUSEPORT), or "auto": one per core
     # started as root: the user the gateway becomes once its port, store and key are held (make run: isogate),
@@ -86,8 +96,16 @@ class ServerConfig:
         require(self.body_timeout_s > 0, "body_timeout_s", "must be > 0")
         require(self.body_grace_s >= 0, "body_grace_s", "must be >= 0")
         require(self.min_body_rate >= 1, "min_body_rate", "must be >= 1")
+        require(self.header_timeout_s > 0, "header_timeout_s", "must be > 0")
+        require(self.idle_timeout_s > 0, "idle_timeout_s", "must be > 0")
         require(self.max_connections >= 1, "max_connections", "must be >= 1")
         require(self.max_connections_per_ip >= 1, "max_connections_per_ip", "must be >= 1")
+        require(0 <= self.watch_settle_ms <= 60_000, "watch_settle_ms", "must be within 0..60000")
+        require(
+            0 <= self.watch_max_routes_removed <= 1,
+            "watch_max_routes_removed",
+            "must be within 0..1 (a share)",
+        )
         require(
             self.workers == "auto" or (isinstance(self.workers, int) and 1 <= self.workers <= 256),
             "workers",

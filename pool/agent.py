@@ -35,7 +35,7 @@ from typing import Any
 
 from handlers import Request, Response, to_response
 from pool.apps import AppSpec
-from pool.frames import MAX_HEADER, PREFIX, decode, encode, read_frame, write_all
+from pool.frames import MAX_HEADER, PREFIX, READY, decode, encode, read_frame, serve_frames, write_all
 from pool.registry import Handle, HandlerRegistry, UnknownHandler
 
 PR_SET_DUMPABLE = 4
@@ -306,10 +306,8 @@ def main() -> None:
     registry = HandlerRegistry(package, apps)
     registry.preload()  # apps imported once, at container start, before sessions fork
     agent = Agent(registry, max_response)
-    write_all(frames_out, encode({"ready": True, "pid": os.getpid()}))
-    stdin = sys.stdin.buffer
-    while (frame := read_frame(stdin)) is not None:
-        write_all(frames_out, agent.serve(*frame))
+    write_all(frames_out, encode({**READY, "pid": os.getpid()}))
+    serve_frames(sys.stdin.buffer, frames_out, agent.serve)
 
 
 if __name__ == "__main__":

@@ -62,6 +62,8 @@ ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDie
 SUPERVISE_INTERVAL_S = 1.0
 WARN_EVERY_S = 60.0  # a pool that stays unavailable says so again this often, not at every retry
 ATTEMPTS = 3  # sandboxes tried for one request when the first ones turn out dead before it was written
+PING_AFTER_S = 1.0  # an idle agent not heard from this long is pinged (at the next supervision)
+PING_TIMEOUT_S = 2.0  # ...and replaced when it does not answer within this
 
 
 T = TypeVar("T")
@@ -202,10 +204,10 @@ class ContainerPool:
                 return await self._run_once(job)
             except _Undelivered:
                 continue  # a sandbox that died idle: no handler saw the request, another serves it
-        return await self._run_once(job)
+        return await self._run_once(job, fresh=True)  # idle ones failed twice: a new one, or one just used
 
-    async def _run_once(self, job: Job) -> Response:
-        sandbox = await self._acquire(job.request.entity_id)  # a caller gone while waiting leaves the queue
+    async def _run_once(self, job: Job, fresh: bool = False) -> Response:
+        sandbox = await self._acquire(job.request.entity_id, fresh)  # a caller gone while waiting leaves
         self._busy.add(sandbox)
         # Once in a container the call runs to its end (its deadline bounds it) even if the caller goes:
         # cancelled midway it would leave half an answer in the stream, and cost a new container.
@@ -292,11 +294,11 @@ class ContainerPool:
 
     # acquiring and returning sandboxes
 
-    async def _acquire(self, entity: str) -> Sandbox:
+    async def _acquire(self, entity: str, fresh: bool = False) -> Sandbox:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self._config.timeout_ms / 1000):
-                return await self._take(entity)
+                return await self._take(entity, fresh)
         except TimeoutError:
             raise PoolExhausted(
                 f"all {self._config.max_containers} containers stayed busy for docker.timeout_ms"
@@ -308,11 +310,12 @@ class ContainerPool:
         finally:
             self._acquire_ms.append((time.perf_counter() - started) * 1000)
 
-    async def _take(self, entity: str) -> Sandbox:
-        """An idle sandbox, a new one, or the next one freed; waiters are served oldest first."""
+    async def _take(self, entity: str, fresh: bool = False) -> Sandbox:
+        """An idle sandbox (not when `fresh`), a new one, or the next one freed; waiters are served oldest
+        first."""
         retry = False
         while True:
-            if not self._waiters and (sandbox := self._pick(entity)) is not None:
+            if not self._waiters and not fresh and (sandbox := self._pick(entity)) is not None:
                 if self.exclusive and sandbox.entity is None:
                     self._fill()  # a fresh one was taken: the next new caller needs another
                 return sandbox
@@ -341,20 +344,29 @@ class ContainerPool:
             retry = True
 
     def _pick(self, entity: str) -> Sandbox | None:
+        """An idle sandbox whose agent is alive (a dead one found here is replaced: no request is written
+        to it), as `_choose` prefers."""
+        while (sandbox := self._choose(entity)) is not None and not sandbox.alive:
+            self._died_idle(sandbox)
+        return sandbox
+
+    def _choose(self, entity: str) -> Sandbox | None:
         """The idle sandbox whose agent last served `entity` (its session is warm: no fork), else one that
         served nobody yet, else (not in an exclusive pool) the least recently used: another entity's
         request in a sandbox costs its agent a session switch (~1.5 ms), so warm sessions are kept for
-        their callers."""
+        their callers. One being pinged is left alone."""
         for latest in (True, False):  # containers of the current spec first (see reconfigure)
             for wanted in (entity, None):
                 for i in range(len(self._idle) - 1, -1, -1):
                     sandbox = self._idle[i]
                     if sandbox.entity == wanted and (sandbox.spec == self._spec) == latest:
-                        del self._idle[i]
-                        return sandbox
-        if self.exclusive or not self._idle:
+                        if not sandbox.pinging:
+                            del self._idle[i]
+                            return sandbox
+        candidates = [s for s in self._idle if not s.pinging]
+        if self.exclusive or not candidates:
             return None
-        oldest = next((s for s in self._idle if s.spec == self._spec), self._idle[0])
+        oldest = next((s for s in candidates if s.spec == self._spec), candidates[0])
         self._idle.remove(oldest)
         return oldest
 
@@ -517,6 +529,7 @@ class ContainerPool:
                 log.exception("container pool supervisor")
                 continue
             self._expire_idle()
+            self._ping_idle()
             self._fill()  # creations that failed while the engine was busy are retried here
 
     async def _reconcile(self) -> None:
@@ -534,14 +547,35 @@ class ContainerPool:
             if container.id not in held and not names & self._naming:
                 self._spawn_task(remove(container))
 
+    def _died_idle(self, sandbox: Sandbox, what: str = "died") -> None:
+        log.warning("idle sandbox %s %s: replacing it", sandbox.id[:12], what)
+        self.counts["died_idle"] += 1
+        self._discard(sandbox, replaced=True)
+
+    def _ping_idle(self) -> None:
+        """Ping each idle agent not heard from for PING_AFTER_S (in the background: a frame each way on its
+        kept-open exec, about a millisecond): one that died with its container still running, or hangs, is
+        replaced before a request meets it."""
+        due = time.monotonic() - PING_AFTER_S
+        for sandbox in [s for s in self._idle if s.checked_at < due and not s.pinging]:
+            if sandbox.alive:
+                self._spawn_task(self._ping(sandbox))
+            else:
+                self._died_idle(sandbox)
+
+    async def _ping(self, sandbox: Sandbox) -> None:
+        try:
+            await deadline(sandbox.ping(), PING_TIMEOUT_S)
+        except ENGINE_ERRORS:
+            if sandbox in self._idle:  # (an engine outage may have emptied the pool meanwhile)
+                self._died_idle(sandbox, "did not answer a ping")
+
     def _container_died(self, container_id: str) -> None:
         """The engine says a container died. Idle here: replace it now. Running a request: end the call
         now, since its exec stream may not (under gVisor it stays open after the sandbox is killed)."""
         for sandbox in self._idle:
             if sandbox.id == container_id:
-                log.warning("idle sandbox %s died: replacing it", container_id[:12])
-                self.counts["died_idle"] += 1
-                self._discard(sandbox, replaced=True)
+                self._died_idle(sandbox)
                 return
         for sandbox, limit in self._calls.items():
             if sandbox.id == container_id and not sandbox.container_died:

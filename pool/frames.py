@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 PREFIX = struct.Struct(">II")
@@ -44,6 +45,25 @@ def decode(buffer: bytearray, max_body: int = 1 << 32) -> tuple[dict[str, Any], 
     if not isinstance(header, dict):
         raise FrameError("frame header is not an object")
     return header, body
+
+
+PING = {"ping": True, "handler": ""}  # an agent too old to know it answers unknown_handler: alive too
+PONG = {"pong": True}
+ACK = {
+    "ack": True
+}  # a request read whole, before anything runs: until then the gateway may send it elsewhere
+READY = {"ready": True, "acks": True}
+
+
+def serve_frames(stream: BinaryIO, fd: int, serve: Callable[[dict[str, Any], bytes], bytes]) -> None:
+    """An agent's loop: each request frame read from `stream` acknowledged, then answered, on `fd`; a ping
+    answered with a pong; until EOF."""
+    while (frame := read_frame(stream)) is not None:
+        if frame[0].get("ping"):
+            write_all(fd, encode(PONG))
+            continue
+        write_all(fd, encode(ACK))
+        write_all(fd, serve(*frame))
 
 
 def read_frame(stream: BinaryIO) -> tuple[dict[str, Any], bytes] | None:

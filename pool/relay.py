@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pool.frames import encode, read_frame, write_all
+from pool.frames import READY, encode, serve_frames, write_all
 
 POLL_S = 0.02  # between connection attempts while the app starts
 # What a reused connection raises when the app had closed it while idle: sent again on a new one.
@@ -107,7 +107,5 @@ def main(argv: list[str]) -> None:
     os.dup2(2, 1)  # print() goes to stderr, never into the frame stream
     wait_for(port)
     relay = Relay(port, max_response)
-    write_all(frames_out, encode({"ready": True, "pid": os.getpid()}))
-    stdin = sys.stdin.buffer
-    while (frame := read_frame(stdin)) is not None:
-        write_all(frames_out, relay.serve(*frame))
+    write_all(frames_out, encode({**READY, "pid": os.getpid()}))
+    serve_frames(sys.stdin.buffer, frames_out, relay.serve)

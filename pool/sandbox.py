@@ -19,7 +19,7 @@ from aiodocker.stream import Stream
 from handlers import Request, Response
 from pool.base import one_line
 from pool.engine import CREATE_S, EngineTimeout, deadline
-from pool.frames import decode, encode
+from pool.frames import PING, decode, encode
 from pool.settings import ContainerLimits
 from pool.workload import LABEL, Workload
 
@@ -96,6 +96,9 @@ class Sandbox:
         self.spec: dict[str, Any] = {}  # the container config it was made from (the pool compares on reload)
         self.max_response = max_response  # docker.max_response_bytes, as the agent was started with
         self.entity: str | None = None  # whom the agent's session serves (see pool.agent)
+        self.checked_at = time.monotonic()  # when its agent last answered (a request or a ping)
+        self.acks = False  # its agent acknowledges each request frame before it serves it
+        self.pinging = False
 
     @classmethod
     async def create(
@@ -137,11 +140,39 @@ class Sandbox:
             ready, _ = await sandbox._read_frame()
             if not ready.get("ready"):
                 raise SandboxDied(f"agent did not report ready: {ready}")
+            sandbox.acks = bool(ready.get("acks"))  # (an image's agent older than acknowledgements: none)
         except BaseException:
             if stream is not None:
                 await stream.close()
             raise
         return sandbox
+
+    @property
+    def alive(self) -> bool:
+        """Its agent's stream is still open. An agent that exits (killed, crashed) ends its exec, and the
+        engine closes the stream: seen here at once, with no I/O (aiodocker keeps the connection private)."""
+        response = self._stream._resp
+        connection = response.connection if response is not None else None
+        transport = connection.transport if connection is not None else None
+        return not self.broken and transport is not None and not transport.is_closing()
+
+    async def ping(self) -> None:
+        """A ping frame answered (an idle agent that hangs or died is found before a request meets it);
+        raises SandboxDied otherwise. The caller bounds the wait."""
+        self.pinging = self.broken = True
+        try:
+            await self._write(encode(PING))
+            await self._read_frame()
+            self.broken = False
+            self.checked_at = time.monotonic()
+        finally:
+            self.pinging = False
+
+    async def _write(self, frame: bytes) -> None:
+        try:
+            await self._stream.write_in(frame)
+        except Exception:  # the agent died while idle: aiodocker asserts on a closed transport
+            raise NotDelivered("the sandbox's agent was gone before the request was written") from None
 
     async def call(self, handler: str, request: Request) -> tuple[dict[str, Any], bytes]:
         """One round trip: the request frame in, the response (or error) frame out."""
@@ -156,23 +187,30 @@ class Sandbox:
             "entity_id": request.entity_id,
         }
         self.broken = True  # until a whole answer is back: an interrupted call leaves the stream unusable
-        try:
-            await self._stream.write_in(encode(header, request.body))
-        except Exception as exc:  # the agent died while idle: aiodocker asserts on a closed transport
-            raise NotDelivered(f"the agent's stream is closed ({type(exc).__name__})") from None
+        await self._write(encode(header, request.body))
+        if self.acks:  # no acknowledgement before the stream ended: the agent was dead before the request
+            try:
+                ack, _ = await self._read_frame(last=False)
+            except SandboxDied:
+                raise NotDelivered("the sandbox's agent was gone before it read the request") from None
+            if not ack.get("ack"):
+                raise SandboxDied("the agent answered without acknowledging the request")
         answer = await self._read_frame()
         self.broken = False
-        self.idle_since = time.monotonic()
+        self.idle_since = self.checked_at = time.monotonic()
         return answer
 
-    async def _read_frame(self) -> tuple[dict[str, Any], bytes]:
+    async def _read_frame(self, last: bool = True) -> tuple[dict[str, Any], bytes]:
+        """The next frame; when it is the `last` of an exchange, nothing may follow it."""
         while True:
             try:
                 frame = decode(self._buffer, self.max_response)
             except Exception as exc:  # a bad length, bad JSON, a header nested past the recursion limit
                 raise SandboxDied(f"corrupt frame stream: {type(exc).__name__}: {exc}"[:200]) from None
             if frame is not None:
-                if self._buffer:  # only the agent writes frames, one per request: anything more is hostile
+                if (
+                    last and self._buffer
+                ):  # only the agent writes frames, one answer a request: more is hostile
                     raise SandboxDied(f"{len(self._buffer)} stray bytes after the response frame")
                 return frame
             message = await self._stream.read_out()

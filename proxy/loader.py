@@ -168,8 +168,8 @@ def _yaml(text: str, path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), f"line {line}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(str(path), f"invalid YAML: {exc}") from None
-    if data is None:
-        return {}
+    if data is None:  # a file being written (truncated first), or emptied by mistake: never the defaults
+        raise ConfigError(str(path), "is empty (write the new file beside it and rename it over)")
     if not isinstance(data, dict):
         raise ConfigError(str(path), "the top level must be a mapping")
     return data

@@ -3,7 +3,9 @@
 notices changed handler or app code (Gateway.refresh_code): re-imported, and the container pool rolled.
 
 A bad edit changes nothing: the running config keeps serving and `/stats` shows the error until a good
-edit clears it.
+edit clears it. The watcher reads a changed file only once it has stopped changing (`server.watch_settle_ms`),
+and refuses on its own a config that would drop all or most routes (policy.changes.watch_refusal): a file cut
+short validates. An explicit reload (SIGHUP, the admin endpoint) applies it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
+from policy.changes import watch_refusal
 from policy.errors import ConfigError
 from proxy.gateway import Gateway
 from proxy.loader import ConfigSource, Loaded, load, load_factors
@@ -29,14 +32,17 @@ CODE_POLL_TICKS = 10  # the code (a stat per .py file, maybe hundreds) every 10t
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # applied | unchanged | invalid
+    status: str  # applied | unchanged | invalid | refused
     generation: int
     detail: dict[str, Any] | str | None = None
 
 
-def _stamps(files: tuple[Path, ...]) -> dict[Path, tuple[int, int] | None]:
+Stamps = dict[Path, tuple[int, int] | None]
+
+
+def _stamps(files: tuple[Path, ...]) -> Stamps:
     """(mtime, size) of each watched file, None for a missing one."""
-    stamps: dict[Path, tuple[int, int] | None] = {}
+    stamps: Stamps = {}
     for path in files:
         try:
             info = os.stat(path)
@@ -56,13 +62,14 @@ class Reloader:
         self._lock = asyncio.Lock()
         gateway.live.source_sha256 = loaded.sha256
 
-    async def reload(self, trigger: str) -> Outcome:
-        """Load, validate and apply; an invalid source is recorded and changes nothing."""
-        outcome = await self._reload(trigger)
+    async def reload(self, trigger: str, *, guarded: bool = False) -> Outcome:
+        """Load, validate and apply; an invalid source is recorded and changes nothing. `guarded` (the
+        watcher) also refuses a config that drops most routes."""
+        outcome = await self._reload(trigger, guarded)
         self._gateway.metrics.reloads.labels(outcome.status).inc()
         return outcome
 
-    async def _reload(self, trigger: str) -> Outcome:
+    async def _reload(self, trigger: str, guarded: bool) -> Outcome:
         gw = self._gateway
         live = gw.live
         async with self._lock:
@@ -80,6 +87,9 @@ class Reloader:
             except ConfigError as exc:
                 live.error(str(exc))
                 return Outcome("invalid", live.generation, str(exc))
+            if guarded and (refusal := watch_refusal(live.config, loaded.config)) is not None:
+                live.error(f"{self._source.path.name} ({loaded.sha256[:12]}) not applied: {refusal}")
+                return Outcome("refused", live.generation, refusal)
             changes = gw.apply(loaded.config, plugins, loaded.sha256, trigger)
             gw.learning.update(loaded)
             try:
@@ -100,13 +110,24 @@ class Reloader:
             await asyncio.sleep(POLL_S)
             now = _stamps(self._files) if config else seen
             if now != seen:
-                seen = now
-                await self.reload("file changed")
+                seen = await self._settled(now)
+                await self.reload("file changed", guarded=True)
             elif code and tick % CODE_POLL_TICKS == 0:
                 now_version = await asyncio.to_thread(registry.code_version)
                 if now_version not in (version, self._gateway.code.version):
                     version = now_version
                     await self.reload("code changed")
+
+    async def _settled(self, stamps: Stamps) -> Stamps:
+        """The stamps once they have stayed the same for `server.watch_settle_ms`: a file still being
+        written (an editor that truncates and writes, a slow copy, `cat >`) is read once, when done."""
+        settle_s = self._gateway.config.server.watch_settle_ms / 1000
+        while True:
+            await asyncio.sleep(settle_s)
+            now = _stamps(self._files)
+            if now == stamps:
+                return now
+            stamps = now
 
 
 SOURCE = web.AppKey("source", Loaded)

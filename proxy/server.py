@@ -1,5 +1,8 @@
-"""Serving: aiohttp's server with the gateway's answer to what aiohttp's own HTTP parser refuses, and caps on
-connections per client address and in all.
+"""Serving: aiohttp's server with the gateway's answer to what aiohttp's own HTTP parser refuses, caps on
+connections per client address and in all, and a deadline on every phase of a connection: the request line
+and headers (`server.header_timeout_s`, from the connection or the request's first byte), the body
+(proxy.ingress), and an idle kept-alive connection (`server.idle_timeout_s`). At a cap, an idle kept-alive
+connection is closed to make room before a new one is refused, so only connections at work hold the caps.
 
 aiohttp answers a request its parser refuses (a 100 KB request line, 10,000 headers, Content-Length with
 Transfer-Encoding, bad chunking) with a plain-text 400 that echoes the input, logs an ERROR traceback each
@@ -67,23 +70,88 @@ class TooManyConnections(IsogateError):
     code = "too_many_connections"
 
 
+def raw_answer(status: str, code: str, detail: str, extra: str = "") -> bytes:
+    """A whole JSON error response, written straight to a transport outside aiohttp's request cycle."""
+    body = orjson.dumps({"error": code, "detail": detail})
+    return (
+        f"HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        f"{extra}Connection: close\r\n\r\n"
+    ).encode() + body
+
+
 class GatewayConnection(web_protocol.RequestHandler):
-    """One client connection: parser refusals answered as JSON, and the connection caps enforced."""
+    """One client connection: parser refusals answered as JSON, the connection caps enforced, and a
+    deadline on the request line and headers."""
+
+    _header_timer: asyncio.TimerHandle | None = None
+    _partial = False  # bytes of a request whose headers are not complete yet have arrived
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)
         server = self._server()
+        if server.gateway is not None:  # read by aiohttp's start(), which connection_made begins
+            self._keepalive_timeout = server.gateway.config.server.idle_timeout_s
+        super().connection_made(transport)
         refused = server.admit(self, transport)
         if refused is not None:
-            body = orjson.dumps({"error": refused.code, "detail": refused.detail})
-            head = (
-                f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(body)}\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
-            )
-            transport.write(head.encode() + body)  # type: ignore[attr-defined]
+            answer = raw_answer("503 Service Unavailable", refused.code, refused.detail, "Retry-After: 1\r\n")
+            cast(asyncio.Transport, transport).write(answer)
             transport.close()
+            return
+        self._await_headers()
+
+    def data_received(self, data: bytes) -> None:
+        requests = self._request_count
+        super().data_received(data)
+        if self._request_count != requests:  # a request's headers are complete: its body has its own deadline
+            self._stop_header_timer()
+        elif self._waiter is not None and not self._waiter.done():  # part of the next request's head
+            self._partial = True
+            if self._header_timer is None:
+                self._await_headers()
+
+    @property
+    def idle(self) -> bool:
+        """Kept alive between requests, with nothing of the next one received: closing it loses nothing."""
+        waiting = self._waiter is not None and not self._waiter.done()
+        return waiting and self._request_count > 0 and not self._partial and not self._messages
+
+    def _await_headers(self) -> None:
+        server = self._server()
+        if server.gateway is not None and self.transport is not None:
+            timeout = server.gateway.config.server.header_timeout_s
+            self._header_timer = self._loop.call_later(timeout, self._headers_late, timeout)
+
+    def _stop_header_timer(self) -> None:
+        self._partial = False
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_late(self, timeout: float) -> None:
+        """The request line and headers did not arrive in time: 408 (when some bytes came) and closed."""
+        self._header_timer = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if self._partial:
+            detail = (
+                f"the request line and headers did not arrive within server.header_timeout_s ({timeout} s)"
+            )
+            transport.write(raw_answer("408 Request Timeout", "header_timeout", detail))
+            server = self._server()
+            if server.gateway is not None:
+                server.gateway.stats.refused(408)
+            peer = transport.get_extra_info("peername")
+            log.info(
+                orjson.dumps(
+                    {"remote": peer[0] if peer else "unknown", "status": 408, "error": "header_timeout"}
+                ).decode()
+            )
+        self.force_close()
+        transport.close()
 
     def connection_lost(self, exc: BaseException | None) -> None:
+        self._stop_header_timer()
         self._server().release(self)
         super().connection_lost(exc)
 
@@ -127,7 +195,7 @@ class GatewayServer(web.Server):
 
     gateway: Gateway | None
     per_address: Counter[str]
-    addresses: dict[int, str]
+    addresses: dict[GatewayConnection, str]
 
     def __call__(self) -> GatewayConnection:
         return GatewayConnection(self, loop=self._loop, **self._kwargs)
@@ -138,21 +206,34 @@ class GatewayServer(web.Server):
         """Count a new connection; the error to answer with when it is over a cap (it is then closed)."""
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if peer else "unknown"
-        self.addresses[id(connection)] = address
+        self.addresses[connection] = address
         self.per_address[address] += 1
         if self.gateway is None:
             return None
         server = self.gateway.config.server
-        if len(self.addresses) > server.max_connections:  # one entry per open connection
+        if len(self.addresses) > server.max_connections and not self._close_idle(None):
             return TooManyConnections(f"the gateway holds server.max_connections ({server.max_connections})")
-        if address not in server.proxies and self.per_address[address] > server.max_connections_per_ip:
+        over = address not in server.proxies and self.per_address[address] > server.max_connections_per_ip
+        if over and not self._close_idle(address):
             return TooManyConnections(
                 f"{address} holds server.max_connections_per_ip ({server.max_connections_per_ip}) connections"
             )
         return None
 
+    def _close_idle(self, address: str | None) -> bool:
+        """Close one idle kept-alive connection (of `address`, or any) to make room; False if none is idle.
+        A scan of the open connections, only when a cap is reached."""
+        for connection, held_by in self.addresses.items():
+            if (address is None or held_by == address) and connection.idle:
+                self.release(connection)  # now: its connection_lost comes later
+                connection.force_close()
+                if connection.transport is not None:
+                    connection.transport.close()
+                return True
+        return False
+
     def release(self, connection: GatewayConnection) -> None:
-        address = self.addresses.pop(id(connection), None)
+        address = self.addresses.pop(connection, None)
         if address is not None:
             self.per_address[address] -= 1
             if not self.per_address[address]:

@@ -128,21 +128,22 @@ class EngineForwarder:
 # Run inside the container as the agent's user: under gVisor the engine's exec Pid is the sandbox's own
 # pid, not one the host can signal. Everything running `-m pool.agent` is killed but this process.
 KILL_AGENT = """
-import os
+import os, sys
 for pid in filter(str.isdigit, os.listdir("/proc")):
     try:
         command = open(f"/proc/{pid}/cmdline", "rb").read()
         if b"-m\\0pool.agent" in command and int(pid) != os.getpid():
-            os.kill(int(pid), 9)
+            os.kill(int(pid), int(sys.argv[1]))
     except OSError:
         pass
 """
 
 
-async def kill_agent(container_id: str) -> None:
-    """SIGKILL the agent of a container from inside it (a container already gone is not an error)."""
+async def kill_agent(container_id: str, signal: int = 9) -> None:
+    """SIGKILL (or `signal`) the agent of a container from inside it (a container already gone is not an
+    error)."""
     process = await asyncio.create_subprocess_exec(
-        *("docker", "exec", "-u", "65534:65534", container_id, "python3", "-c", KILL_AGENT),
+        *("docker", "exec", "-u", "65534:65534", container_id, "python3", "-c", KILL_AGENT, str(signal)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

@@ -3,6 +3,7 @@
 import asyncio
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -337,6 +338,36 @@ async def test_an_idle_agent_killed_costs_no_request_and_leaks_no_slot(
         await until(lambda: settled(pool, 1) and not pool._tasks, pool=pool)  # removals done too
         assert pool.counts["died_idle"] == 10 and pool.status()["size"] <= 2
         assert len(labelled(docker_settings["pool_name"])) == pool.status()["size"]  # none leaked
+    finally:
+        await pool.aclose()
+
+
+async def test_every_idle_agent_killed_at_once_costs_the_next_request_nothing(
+    docker_settings: dict[str, Any],
+) -> None:
+    """kill -9 of every idle agent, the containers left running: the next request is served (it used to get
+    502 sandbox_crashed naming an AssertionError after meeting three dead agents)."""
+    pool = await open_pool(docker_settings, warm_pool_size=3, max_containers=4)
+    try:
+        await asyncio.gather(*(kill_agent(s.id) for s in list(pool._idle)))
+        response = await pool.run(job("echo"))  # at once: no time given to the supervisor
+        assert response.status == 200
+        assert pool.counts["died_idle"] == 3 and pool.counts["crashes"] == 0
+        await until(lambda: settled(pool, 3), pool=pool)
+    finally:
+        await pool.aclose()
+
+
+async def test_a_hung_idle_agent_is_found_by_a_ping_and_replaced(docker_settings: dict[str, Any]) -> None:
+    pool = await open_pool(docker_settings, warm_pool_size=1)
+    try:
+        victim = pool._idle[0]
+        before = victim.checked_at
+        await until(lambda: victim.checked_at > before, pool=pool)  # idle agents are pinged, and answer
+        await kill_agent(victim.id, signal.SIGSTOP)  # alive to the engine, its stream open, silent
+        await until(lambda: pool.counts["died_idle"] == 1 and settled(pool, 1), timeout_s=15, pool=pool)
+        assert victim not in pool._idle
+        assert (await pool.run(job("echo"))).status == 200
     finally:
         await pool.aclose()
 

@@ -100,3 +100,33 @@ async def test_random_deaths_and_an_engine_outage_leak_nothing(
             assert response.status == 200, await response.text()
     finally:  # the socket closed even when an assertion fails (else the next test sees it leak)
         await forwarder.stop()
+
+
+async def test_agents_killed_in_idle_containers_between_bursts_cost_no_answer(
+    gateway: Gateway, docker_settings: dict[str, Any]
+) -> None:
+    """Five rounds: a burst of traffic, then kill -9 of every idle agent (containers left running), then the
+    next burst at once. Every answer is 200: a dead idle agent is found before a request is written to it."""
+    settings = {**docker_settings, "warm_pool_size": 3, "max_containers": 4}
+    routes = [{"path": "/echo", "handler": "echo"}]
+    client = await gateway({"execution_mode": "docker", "docker": settings, "routes": routes})
+    pool = client.app[GATEWAY].dispatch.executors[Mode.DOCKER]
+    assert isinstance(pool, ContainerPool)
+    statuses: list[int] = []
+
+    async def burst(worker: int) -> None:
+        for _ in range(20):
+            response = await client.get("/echo", headers=bearer(f"w{worker}", trust="trusted"))
+            statuses.append(response.status)
+            await response.read()
+
+    killed = 0
+    for _ in range(5):
+        await asyncio.gather(*(burst(w) for w in range(3)))
+        victims = [s.id for s in pool._idle]
+        await asyncio.gather(*(kill_agent(victim) for victim in victims))
+        killed += len(victims)
+    await asyncio.gather(*(burst(w) for w in range(3)))
+    assert statuses == [200] * 360, {s: statuses.count(s) for s in set(statuses)}
+    assert killed >= 5 and pool.counts["crashes"] == 0
+    assert pool.counts["died_idle"] >= killed - 3  # (the last round's may still be found by a ping)

@@ -124,3 +124,101 @@ async def test_connections_per_address_are_capped_and_freed_on_close(served: Ser
     assert status == 200
     for _, writer in held:
         writer.close()
+
+
+HEAD = b"GET /echo HTTP/1.1\r\nHost: x\r\n"
+QUICK = {"header_timeout_s": 1.0}
+
+
+async def trickling(port: int, source: str = "127.0.0.1") -> tuple[asyncio.Task[bytes], asyncio.StreamWriter]:
+    """A connection that sends a request line, then a header line every 0.2 s (for at most 20 s) and never
+    ends its headers: the task's result is what the gateway answered before closing it."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, local_addr=(source, 0))
+    writer.write(HEAD)
+
+    async def drip() -> bytes:
+        for i in range(100):
+            try:
+                return await asyncio.wait_for(reader.read(), 0.2)
+            except TimeoutError:
+                writer.write(b"X-Drip-%d: 1\r\n" % i)
+        return b"never closed"
+
+    return asyncio.create_task(drip()), writer
+
+
+async def test_slow_headers_hold_an_address_cap_no_longer_than_the_header_deadline(served: Served) -> None:
+    port = await served({"server": {**QUICK, "max_connections_per_ip": 8}})
+    drips = [await trickling(port) for _ in range(8)]
+    status, _, body = await exchange(port, HEAD + b"\r\n")
+    assert (status, body["error"]) == (503, "too_many_connections")  # held, for now
+    answers = await asyncio.wait_for(asyncio.gather(*(task for task, _ in drips)), 5)
+    for answer in answers:  # each closed at its deadline with a 408 naming it
+        assert answer.startswith(b"HTTP/1.1 408") and b'"header_timeout"' in answer, answer[:80]
+        assert b"server.header_timeout_s (1.0 s)" in answer
+    status, _, _ = await exchange(port, HEAD + b"Connection: close\r\n\r\n")
+    assert status == 200
+    for _, writer in drips:
+        writer.close()
+
+
+async def test_slow_headers_from_many_addresses_hold_the_total_cap_no_longer(served: Served) -> None:
+    port = await served({"server": {**QUICK, "max_connections": 16}})
+    drips = [await trickling(port, f"127.0.0.{i}") for i in range(2, 18)]  # loopback source addresses
+    status, _, body = await exchange(port, HEAD + b"\r\n")
+    assert (status, body["error"]) == (503, "too_many_connections")
+    assert "server.max_connections (16)" in body["detail"]
+    await asyncio.wait_for(asyncio.gather(*(task for task, _ in drips)), 5)
+    status, _, _ = await exchange(port, HEAD + b"Connection: close\r\n\r\n")
+    assert status == 200
+    for _, writer in drips:
+        writer.close()
+
+
+async def test_a_silent_connection_is_closed_at_the_header_deadline_without_an_answer(served: Served) -> None:
+    port = await served({"server": QUICK})
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
+async def test_headers_sent_slowly_but_within_the_deadline_are_served(served: Served) -> None:
+    port = await served({"server": QUICK})
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    for piece in (b"GET /echo HT", b"TP/1.1\r\nHost: x\r\n", b"Connection: close\r\n\r\n"):
+        writer.write(piece)
+        await asyncio.sleep(0.25)
+    assert (await asyncio.wait_for(reader.read(), 5)).startswith(b"HTTP/1.1 200")
+    writer.close()
+
+
+async def keep_alive(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection that made one request, read its answer, and stays open for the next."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(HEAD + b"\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    length = int(
+        next(line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")).split(b":")[
+            1
+        ]
+    )
+    await reader.readexactly(length)
+    return reader, writer
+
+
+async def test_an_idle_kept_alive_connection_makes_room_at_the_cap(served: Served) -> None:
+    port = await served({"server": {"max_connections_per_ip": 3}})
+    idle = [await keep_alive(port) for _ in range(3)]
+    status, _, _ = await exchange(port, HEAD + b"Connection: close\r\n\r\n")
+    assert status == 200  # one idle connection was closed for it: closing one loses nothing
+    closed = [await asyncio.wait_for(reader.read(), 0.5) == b"" for reader, _ in idle[:1]]
+    assert closed == [True]  # the oldest idle one went
+    for _, writer in idle:
+        writer.close()
+
+
+async def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(served: Served) -> None:
+    port = await served({"server": {"idle_timeout_s": 0.5}})
+    reader, writer = await keep_alive(port)
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()

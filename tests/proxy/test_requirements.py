@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def write(folder: Path, requirements: str | None) -> Path:
-    docker = f"docker: {{requirements: {requirements!r}}}\n" if requirements is not None else ""
+    docker = f"docker: {{requirements: {requirements!r}}}\n" if requirements is not None else "routes: []\n"
     path = folder / "config.yaml"
     path.write_text(docker)
     return path

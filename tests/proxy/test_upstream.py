@@ -283,7 +283,8 @@ async def test_a_new_upstream_list_applies_live_without_failing_a_request(live: 
     from conftest import BASE
 
     def version(target: str) -> dict[str, Any]:
-        return {**BASE, "routes": [{"path": "/api/*", "upstream": target}]}
+        settle = {**BASE["server"], "watch_settle_ms": 50}  # each rewrite applies before the next
+        return {**BASE, "server": settle, "routes": [{"path": "/api/*", "upstream": target}]}
 
     client, files = await live(version(url(prod)))
     statuses: list[int] = []
