@@ -73,11 +73,15 @@ async def healthz(request: web.Request) -> web.Response:
         for workload, replica in replicas.items()
         if not replica.available
     ]
+    if gw.state is not None and not gw.state.available:  # degraded, not out of rotation: it serves on from
+        degraded.append(
+            f"entity state store {gw.state.store.name} unavailable (details in /stats)"
+        )  # its table
     status = (
         {"status": "degraded", "problems": problems + degraded} if problems or degraded else {"status": "ok"}
     )
     running: dict[str, object] = {"replicas": {r.name: r.available for r in replicas.values()}}
-    if gw.state is not None:  # a store down is reported: the gateway serves on from its own table
+    if gw.state is not None:
         running["state"] = {"backend": gw.state.store.name, "available": gw.state.available}
     return json_response({**status, **_executors(gw, reasons=False), **running}, 503 if problems else 200)
 

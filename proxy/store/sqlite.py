@@ -30,6 +30,8 @@ CREATE TABLE IF NOT EXISTS counters (gateway TEXT, name TEXT, value INTEGER, PRI
 CREATE TABLE IF NOT EXISTS documents (gateway TEXT, name TEXT, body TEXT, PRIMARY KEY (gateway, name));
 """
 BUSY_MS = 2000  # another gateway's write holds the file: wait this long, then the batch waits for the next
+WAL_LIMIT_BYTES = 1 << 20  # the WAL is checkpointed and truncated past this...
+CHECKPOINT_S = 60.0  # ...and this often
 
 
 class SqliteStore:
@@ -39,6 +41,7 @@ class SqliteStore:
         self.path = path
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="isogate-sqlite")
         self._db: sqlite3.Connection | None = None
+        self._checkpointed = time.monotonic()
 
     async def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -70,6 +73,8 @@ class SqliteStore:
                 _retrying(lambda: db.execute("PRAGMA journal_mode=WAL"))
                 db.execute("PRAGMA synchronous=NORMAL")  # with WAL: a committed batch survives the process
                 db.execute("PRAGMA cache_size=-1024")  # 1 MB of page cache: the gateway's table is the cache
+                db.execute(f"PRAGMA wal_autocheckpoint={WAL_LIMIT_BYTES // 4096}")  # pages
+                db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")  # a WAL reset is cut to this
                 _retrying(lambda: db.executescript(SCHEMA))
             except sqlite3.Error as exc:
                 db.close()
@@ -96,42 +101,45 @@ class SqliteStore:
 
     async def add(self, updates: dict[str, EntityStats], window: int) -> None:
         def write(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                stored = _rows(db, list(updates))
-                now = time.time()
-                rows = []
-                for entity, update in updates.items():
-                    figures = stored.get(entity, EntityStats()).merge(update, window)
-                    rows.append(
-                        (entity, figures.total, figures.failed, figures.executed, figures.exec_ms_total,
-                         figures.violations, pack_bits(figures), figures.recent, now)
-                    )  # fmt: skip
-                db.executemany(
-                    f"INSERT OR REPLACE INTO entities (id, {COLUMNS}, seen) VALUES ({'?, ' * 8}?)", rows
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            stored = _rows(db, list(updates))
+            now = time.time()
+            rows = []
+            for entity, update in updates.items():
+                figures = stored.get(entity, EntityStats()).merge(update, window)
+                rows.append(
+                    (entity, figures.total, figures.failed, figures.executed, figures.exec_ms_total,
+                     figures.violations, pack_bits(figures), figures.recent, now)
+                )  # fmt: skip
+            db.executemany(
+                f"INSERT OR REPLACE INTO entities (id, {COLUMNS}, seen) VALUES ({'?, ' * 8}?)", rows
+            )
 
-        await self._run(write)
+        await self._run(lambda db: _transaction(db, write))
+        await self._run(self._checkpoint)
 
     async def add_counters(self, gateway: str, counts: dict[str, int]) -> None:
         def write(db: sqlite3.Connection) -> None:
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    "INSERT INTO counters VALUES (?, ?, ?)"
-                    " ON CONFLICT (gateway, name) DO UPDATE SET value = value + excluded.value",
-                    [(gateway, name, value) for name, value in counts.items()],
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            db.executemany(
+                "INSERT INTO counters VALUES (?, ?, ?)"
+                " ON CONFLICT (gateway, name) DO UPDATE SET value = value + excluded.value",
+                [(gateway, name, value) for name, value in counts.items()],
+            )
 
-        await self._run(write)
+        await self._run(lambda db: _transaction(db, write))
+
+    def _checkpoint(self, db: sqlite3.Connection) -> None:
+        """Write the WAL back into the file and truncate it, every CHECKPOINT_S or once it passes
+        WAL_LIMIT_BYTES: the WAL never grows past about that (SQLite's own checkpoint at 1,000 pages
+        keeps the file at its largest size, 4 MB and more)."""
+        wal = Path(f"{self.path}-wal")
+        now = time.monotonic()
+        try:
+            large = wal.stat().st_size > WAL_LIMIT_BYTES
+        except OSError:
+            large = False
+        if large or now - self._checkpointed >= CHECKPOINT_S:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # (another gateway reading: done as far as it can)
+            self._checkpointed = now
 
     async def counters(self, gateway: str) -> dict[str, int]:
         def read(db: sqlite3.Connection) -> dict[str, int]:
@@ -190,6 +198,19 @@ def _rows(db: sqlite3.Connection, entities: list[str]) -> dict[str, EntityStats]
     array), so the connection caches one prepared statement, not one per batch size."""
     query = f"SELECT id, {COLUMNS} FROM entities WHERE id IN (SELECT value FROM json_each(?))"
     return {row[0]: unpack(row[1:]) for row in db.execute(query, (json.dumps(entities),))}
+
+
+def _transaction(db: sqlite3.Connection, work: Callable[[sqlite3.Connection], None]) -> None:
+    """`work` in one write transaction. On a full disk SQLite rolls it back itself: the error raised is
+    then that one (database or disk is full), not the failed ROLLBACK's."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        work(db)
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
 
 
 def _retrying(work: Callable[[], object]) -> None:

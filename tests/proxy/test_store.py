@@ -5,13 +5,17 @@ recently seen entities come back first."""
 from __future__ import annotations
 
 import asyncio
+import logging
+import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from storeenv import redis_server
 
+from conftest import bearer
 from proxy.stats import EntityStats, Outcome
 from proxy.store.base import Store, StoreUnavailable
 from proxy.store.redis import RedisStore
@@ -193,3 +197,59 @@ async def test_workers_opening_a_new_sqlite_file_together_all_succeed(tmp_path: 
         finally:
             for store in stores:
                 await store.aclose()
+
+
+async def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Path) -> None:
+    """SQLite's own checkpoint (at 1,000 pages) leaves the WAL at its largest size: 4 MB and more, which
+    filled a 1 MiB filesystem in 2 s. Here it is checkpointed and truncated past WAL_LIMIT_BYTES."""
+    from proxy.store.sqlite import WAL_LIMIT_BYTES
+
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    wal = tmp_path / "state.db-wal"
+    largest = 0
+    try:
+        for batch in range(120):  # 120 batches of 200 callers with 200-character names: ~10 MB written
+            await store.add({f"{batch}-{i}-".ljust(200, "x"): figures(200) for i in range(200)}, WINDOW)
+            largest = max(largest, wal.stat().st_size if wal.exists() else 0)
+    finally:
+        await store.aclose()
+    assert 0 < largest <= WAL_LIMIT_BYTES * 1.5, largest
+
+
+@pytest.fixture
+def tiny_filesystem(tmp_path: Path) -> Iterator[Path]:
+    """A 160 KiB tmpfs (root: make test runs as root), unmounted after."""
+    folder = tmp_path / "tiny"
+    folder.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(folder)], check=True)
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+async def test_a_full_disk_is_named_reported_degraded_and_the_loss_logged(
+    gateway: Any, tiny_filesystem: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    state = {"backend": "sqlite", "path": str(tiny_filesystem / "state.db"), "flush_ms": 20}
+    client = await gateway({"state": state, "routes": [{"path": "/echo", "handler": "echo"}]})
+    admin = bearer("ops", role="admin")
+    for i in range(2000):  # bounded: long names fill 160 KiB within a few hundred callers
+        response = await client.get("/echo", headers=bearer(f"caller-{i}-".ljust(250, "x")))
+        assert response.status == 200  # requests never wait for, or fail with, the store
+        if i % 50 == 49:
+            await asyncio.sleep(0.1)  # a few syncs
+            if not (await (await client.get("/stats", headers=admin)).json())["state"]["available"]:
+                break
+    stats = (await (await client.get("/stats", headers=admin)).json())["state"]
+    assert stats["available"] is False and "database or disk is full" in stats["reason"], stats
+    health = await client.get("/healthz")
+    body = await health.json()
+    assert health.status == 200 and body["status"] == "degraded"  # it serves on from its own table
+    assert "entity state store sqlite unavailable (details in /stats)" in body["problems"]
+    assert "disk" not in str(body)  # anyone may ask: what, not why
+    with caplog.at_level(logging.WARNING, logger="isogate.state"):
+        await client.close()  # shutdown: what could not be written is said
+    lost = [r.getMessage() for r in caplog.records if "not written at shutdown" in r.getMessage()]
+    assert lost and "database or disk is full" in lost[0], caplog.text
