@@ -59,7 +59,14 @@ def wrk(url: str, connections: int, seconds: int, headers: list[str]) -> dict[st
 
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    return {"rps": rps, "p50_ms": ms("50"), "p99_ms": ms("99"), "non_2xx": float(errors[1]) if errors else 0}
+    value, unit = re.search(r"Latency\s+\S+\s+\S+\s+([\d.]+)(us|ms|s)", out).groups()  # type: ignore[union-attr]
+    return {
+        "rps": rps,
+        "p50_ms": ms("50"),
+        "p99_ms": ms("99"),
+        "max_ms": float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit],
+        "non_2xx": float(errors[1]) if errors else 0,
+    }
 
 
 def nginx(tmp: Path, upstream: int) -> Server:

@@ -299,6 +299,31 @@ class ThreadPoolConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class AdmissionConfig:
+    """The door in front of handler routes: a request takes one of `slots` before its body is read and
+    scored, or waits for one, in its caller's line; lines are served in turn (round robin, a trusted caller
+    `trusted_weight` turns), each request for at most its route's deadline (then 503 overloaded). Waiting
+    costs a connection and no body; a refusal there costs no scoring."""
+
+    # requests read, scored and run at once; auto: what the thread pool (and the container pool, when
+    # enabled) hold, busy and queued, so an admitted request is never refused for want of room
+    slots: int | str = "auto"
+    # requests one untrusted or anonymous caller may have waiting (past it 429 at once); trusted callers
+    # are bounded by their connections
+    max_waiting_per_caller: int = 16
+    trusted_weight: int = 2
+
+    def __post_init__(self) -> None:
+        require(
+            self.slots == "auto" or (isinstance(self.slots, int) and self.slots >= 1),
+            "slots",
+            "expected a number (>= 1) or auto",
+        )
+        require(self.max_waiting_per_caller >= 0, "max_waiting_per_caller", "must be >= 0")
+        require(1 <= self.trusted_weight <= 100, "trusted_weight", "must be within 1..100")
+
+
+@dataclass(frozen=True, slots=True)
 class IsolatedConfig:
     """Where an upstream route's docker decisions go: a replica of the app, run from its own `image` in
     locked-down containers that the gateway keeps warm, its HTTP server on `port` inside each; or a
@@ -543,6 +568,18 @@ class MetricsConfig:
         )
 
 
+def _slots(config: Config) -> int:
+    """admission.slots, `auto` made a number: the thread pool's workers and queue, and no more than the
+    container pool's containers and waiting room when docker decisions can happen."""
+    if isinstance(config.admission.slots, int):
+        return config.admission.slots
+    threads = config.thread_pool.max_workers + config.thread_pool.max_queue
+    docker = config.docker
+    if not docker.enabled:
+        return threads
+    return max(1, min(threads, docker.max_containers + docker.max_waiting))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole policy. Replace it whole; never mutate it."""
@@ -554,6 +591,7 @@ class Config:
     docker: DockerConfig = field(default_factory=DockerConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     thread_pool: ThreadPoolConfig = field(default_factory=ThreadPoolConfig)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     hybrid: HybridConfig = field(default_factory=HybridConfig)
     risk: RiskConfig = field(default_factory=RiskConfig)
     ip_lists: IpListsConfig = field(default_factory=IpListsConfig)
@@ -564,8 +602,10 @@ class Config:
     upstream_pool: UpstreamPoolConfig = field(default_factory=UpstreamPoolConfig)
     apps: dict[str, AppConfig] = field(default_factory=dict)
     entity_capacity: int = field(init=False, repr=False, compare=False)
+    admission_slots: int = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        derive(self, "admission_slots", _slots(self))
         # The entity table may take at most a quarter of the memory limit, whatever stats.max_entities
         # says: it grows with every new caller, and must never push the gateway into memory pressure.
         budget = self.limits.memory_limit_mb * (1 << 20) // 4 // ENTITY_RSS_BYTES

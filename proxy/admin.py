@@ -138,6 +138,7 @@ async def gateway_stats(request: web.Request) -> web.Response:
             "config": gw.live.status(),
             **gw.stats.snapshot(),
             "memory": gw.memory.status(),
+            "admission": gw.admission.status(gw.config.admission_slots),
             **_executors(gw),
             "upstreams": gw.forwarder.status(),
             "upstream_routes": gw.forwarder.route_status(),

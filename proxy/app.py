@@ -17,7 +17,7 @@ from policy.bodies import structured
 from policy.config import Config, ExecutionMode, Mode, RouteAuth, RouteConfig
 from policy.decision import Action, Decision, decide
 from policy.errors import ConfigError, IpDenied, RiskBlocked
-from policy.identity import Identity, client_ip
+from policy.identity import Identity, Trust, client_ip
 from policy.incoming import Incoming
 from policy.risk import Factor, RiskInput, score
 from policy.routes import check_path, match_route
@@ -67,17 +67,27 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     max_body = config.server.max_body_bytes if route.max_body_bytes is None else route.max_body_bytes
     if route.upstreams:
         return await upstream_view(request, gw, trace, config, route, identity, ip, max_body)
-    incoming = await read_incoming(request, ip, max_body, config.server)
-    decision = judge(gw, trace, config, incoming, identity, route)
-    request_of = handler_request(incoming, identity, target=bool(route.app))
-    job = Job(handler_of(route), request_of, config.limits.execution.max_time_ms / 1000)
-    started = time.perf_counter()
-    try:
-        share = config.thread_pool.max_per_entity if identity.untrusted else None
-        response = await gw.dispatch.execute(Mode(decision.action.value), job, identity.entity_id, share)
-    finally:
-        trace.exec_ms = (time.perf_counter() - started) * 1000
-    return to_web_response(response)
+    deadline_s = config.limits.execution.max_time_ms / 1000
+    trusted = identity.trust is Trust.TRUSTED
+    door = config.admission
+    async with gw.admission.slot(
+        identity.entity_id,
+        config.admission_slots,
+        weight=door.trusted_weight if trusted else 1,
+        max_waiting=None if trusted else door.max_waiting_per_caller,
+        timeout_s=deadline_s / 2,  # half the deadline at most: the other half is the handler's
+    ) as waited:
+        incoming = await read_incoming(request, ip, max_body, config.server)
+        decision = judge(gw, trace, config, incoming, identity, route)
+        request_of = handler_request(incoming, identity, target=bool(route.app))
+        job = Job(handler_of(route), request_of, deadline_s - waited)  # the answer within the deadline
+        started = time.perf_counter()
+        try:
+            share = config.thread_pool.max_per_entity if identity.untrusted else None
+            response = await gw.dispatch.execute(Mode(decision.action.value), job, identity.entity_id, share)
+        finally:
+            trace.exec_ms = (time.perf_counter() - started) * 1000
+        return to_web_response(response)
 
 
 async def upstream_view(

@@ -18,6 +18,7 @@ from policy.risk import Factor, RiskScore
 from pool.memory import MemoryWatch
 from pool.registry import HandlerRegistry
 from pool.settings import Settings
+from proxy.admission import Gate
 from proxy.auth import TokenCache
 from proxy.code import Code
 from proxy.decisions import DecisionLog
@@ -49,6 +50,7 @@ class Gateway:
     deps: DependencyLayer = field(default_factory=DependencyLayer)  # the runner image's, after an edit
     metrics: Metrics = field(default_factory=Metrics)
     decisions: DecisionLog = field(default_factory=DecisionLog)  # one line per request, written off the loop
+    admission: Gate = field(default_factory=Gate)  # the door in front of handler routes
     started: float = field(default_factory=time.time)
 
     @classmethod
