@@ -305,8 +305,8 @@ class AdmissionConfig:
     `trusted_weight` turns), each request for at most its route's deadline (then 503 overloaded). Waiting
     costs a connection and no body; a refusal there costs no scoring."""
 
-    # requests read, scored and run at once; auto: what the thread pool (and the container pool, when
-    # enabled) hold, busy and queued, so an admitted request is never refused for want of room
+    # requests read, scored and run at once; auto: what the thread pool holds (workers and queue), and no
+    # more than the container pool's waiting room when docker is enabled: an admitted request finds room
     slots: int | str = "auto"
     # requests one untrusted or anonymous caller may have waiting (past it 429 at once); trusted callers
     # are bounded by their connections
@@ -569,15 +569,16 @@ class MetricsConfig:
 
 
 def _slots(config: Config) -> int:
-    """admission.slots, `auto` made a number: the thread pool's workers and queue, and no more than the
-    container pool's containers and waiting room when docker decisions can happen."""
+    """admission.slots, `auto` made a number: the thread pool's workers and queue, and, when docker
+    decisions can happen, no more than the container pool's waiting room (or its containers, if more): a
+    container being replaced takes a moment, so its containers are the margin, not room counted on."""
     if isinstance(config.admission.slots, int):
         return config.admission.slots
     threads = config.thread_pool.max_workers + config.thread_pool.max_queue
     docker = config.docker
     if not docker.enabled:
         return threads
-    return max(1, min(threads, docker.max_containers + docker.max_waiting))
+    return max(1, min(threads, max(docker.max_containers, docker.max_waiting)))
 
 
 @dataclass(frozen=True, slots=True)

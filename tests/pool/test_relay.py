@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from pool import relay
-from pool.frames import PREFIX, decode, encode
+from pool.frames import PING, PREFIX, decode, encode
 
 MAX_RESPONSE = 64 * 1024
 
@@ -75,7 +75,15 @@ class Agent:
         assert self.process.stdin is not None
         header = {"method": method, "path": target, "query": [], "headers": headers, "entity_id": "e"}
         self.process.stdin.write(encode(header, body))
+        ack, _ = await asyncio.wait_for(self.frame(), 10)  # read whole, before the app is asked
+        assert ack == {"ack": True}
         return await asyncio.wait_for(self.frame(), 10)
+
+    async def ping(self) -> dict[str, Any]:
+        assert self.process.stdin is not None
+        self.process.stdin.write(encode(PING))
+        header, _ = await asyncio.wait_for(self.frame(), 10)
+        return header
 
 
 @pytest.fixture
@@ -113,6 +121,12 @@ async def test_the_apps_answer_comes_back_as_it_made_it(served: Any) -> None:
     assert body == b"".join(bytes([i]) * 1000 for i in range(5))
     header, body = await agent.ask("HEAD", "/x", [("Host", "h")])
     assert (header["status"], body, dict(header["headers"])["Content-Length"]) == (201, b"", "5")
+
+
+async def test_a_ping_is_answered_without_asking_the_app(served: Any) -> None:
+    agent, seen, _ = served
+    assert await agent.ping() == {"pong": True}
+    assert seen == []
 
 
 async def test_a_connection_the_app_closed_while_idle_is_replaced(served: Any) -> None:

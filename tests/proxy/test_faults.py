@@ -161,7 +161,10 @@ async def test_a_caller_that_leaves_keeps_its_share_while_its_job_runs(gateway: 
 
 
 async def test_a_full_thread_pool_refuses_at_once_with_503(gateway: Gateway) -> None:
-    client = await gateway({"routes": ROUTES, "thread_pool": {"max_workers": 1, "max_queue": 1}})
+    """The pool's own bound, when admission.slots lets more in than it holds (auto never does: the door
+    waits instead, see test_admission)."""
+    pool = {"max_workers": 1, "max_queue": 1}
+    client = await gateway({"routes": ROUTES, "thread_pool": pool, "admission": {"slots": 10}})
     held = [
         asyncio.create_task(client.get("/sleep?s=0.7", headers=bearer(f"caller{i}", trust="trusted")))
         for i in range(2)
