@@ -63,9 +63,13 @@ class Relay:
                 self.connection.close()
                 if not reused:
                     return crashed("the app closed the connection without answering")
-            except (OSError, http.client.HTTPException, ValueError) as exc:  # refused, reset, malformed
+            except OSError as exc:  # refused, reset (no exception's name goes to the client)
                 self.connection.close()
-                return crashed(f"the app's answer failed: {type(exc).__name__}")
+                refused = isinstance(exc, ConnectionRefusedError)
+                return crashed("the app refused the connection" if refused else "the app's connection failed")
+            except (http.client.HTTPException, ValueError):
+                self.connection.close()
+                return crashed("the app's answer was malformed")
         return crashed("the app closed two connections without answering")
 
     def exchange(self, header: dict[str, Any], body: bytes) -> bytes:

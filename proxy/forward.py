@@ -176,7 +176,7 @@ class Forwarder:
                 if isinstance(exc.__cause__, PayloadTooLarge | IsogateError):
                     raise exc.__cause__ from None
                 counts.add("failed")
-                raise UpstreamUnavailable(f"{url} failed: {type(exc).__name__}") from None
+                raise UpstreamUnavailable(f"{url} failed: {what_failed(exc)}") from None
 
         upstream, counts = await self.first_accepting(urls, route, send)
         return await relay(request, upstream, counts)
@@ -199,7 +199,24 @@ class Forwarder:
                 continue
             members.ok(url)
             return result, counts
-        raise UpstreamUnavailable(f"no upstream accepted a connection ({type(last).__name__})")
+        raise UpstreamUnavailable(f"no upstream accepted a connection ({what_failed(last)})")
+
+
+def what_failed(exc: BaseException | None) -> str:
+    """An upstream failure in words a client may read: never an exception's type or text."""
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return (
+            "the connection was refused"
+            if isinstance(exc.os_error, ConnectionRefusedError)
+            else "unreachable"
+        )
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+        return "it closed the connection without a whole answer"
+    if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
+        return "its answer was malformed"
+    if isinstance(exc, aiohttp.WSServerHandshakeError):
+        return "it did not accept the WebSocket handshake"
+    return "the exchange failed"
 
 
 def forwarded_element(peer: str, host: str, proto: str) -> str:

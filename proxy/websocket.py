@@ -10,7 +10,14 @@ import aiohttp
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from policy.config import UpstreamPoolConfig
-from proxy.forward import Forwarder, Tally, UpstreamTimeout, UpstreamUnavailable, outgoing_headers
+from proxy.forward import (
+    Forwarder,
+    Tally,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    outgoing_headers,
+    what_failed,
+)
 
 # The handshake's own fields: aiohttp makes them for each side.
 HANDSHAKE = (
@@ -92,7 +99,7 @@ async def connect(
             raise  # the next member is tried
         except (aiohttp.WSServerHandshakeError, aiohttp.ClientError) as exc:
             counts.add("failed")
-            raise UpstreamUnavailable(f"{url} refused the WebSocket: {type(exc).__name__}") from None
+            raise UpstreamUnavailable(f"{url} refused the WebSocket: {what_failed(exc)}") from None
         except TimeoutError:
             counts.add("timeout")
             raise UpstreamTimeout(

@@ -225,7 +225,10 @@ async def test_faults_have_their_statuses(gateway: Gateway, upstreams: Any) -> N
     (prod, *_), _ = upstreams
     refused = await gateway(routes(f"http://127.0.0.1:{closed_port()}"))
     response = await refused.get("/api/x", headers=TRUSTED)
-    assert (response.status, (await response.json())["error"]) == (502, "upstream_unavailable")
+    body = await response.json()
+    assert (response.status, body["error"]) == (502, "upstream_unavailable")
+    assert body["detail"].endswith("(the connection was refused)")  # words, never an exception's name
+    assert "Error" not in body["detail"]
     client = await gateway(routes(url(prod), timeout_ms=300))
     response = await client.get("/api/slow", headers=TRUSTED)
     assert (response.status, (await response.json())["error"]) == (504, "upstream_timeout")
