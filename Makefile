@@ -93,6 +93,8 @@ bench: $(VENV)/.installed compiled
 	$(BIN)/python bench/apps.py
 	$(BIN)/python bench/churn.py
 	$(BIN)/python bench/throughput.py
+	$(BIN)/python bench/overload.py
+	$(BIN)/python bench/fairness.py
 	scripts/gvisor.sh
 	$(BIN)/python bench/runtimes.py
 

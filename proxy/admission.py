@@ -53,7 +53,7 @@ class Gate:
 
     @property
     def waiting(self) -> int:
-        return sum(len(line.waiters) for line in self._lines.values())
+        return sum(not waiter.done() for line in self._lines.values() for waiter in line.waiters)
 
     @asynccontextmanager
     async def slot(
@@ -89,9 +89,8 @@ class Gate:
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         line.waiters.append(waiter)
         self.waited += 1
-        while self.active < slots and self._order:  # slots a reload added: taken in turn
+        while self.active < slots and self._hand_next():  # slots a reload added: taken in turn
             self.active += 1
-            self._hand_next()
         started = time.monotonic()
         try:
             async with asyncio.timeout(timeout_s):
@@ -99,7 +98,7 @@ class Gate:
         except BaseException as exc:
             if waiter.done() and not waiter.cancelled():  # handed a slot as it gave up: pass it on
                 self._release(None)
-            else:
+            elif waiter in line.waiters:  # (a cancelled one may have been skipped and dropped already)
                 line.waiters.remove(waiter)
                 self._forget_if_empty(entity)
             if isinstance(exc, TimeoutError):
@@ -115,28 +114,38 @@ class Gate:
     def _release(self, slots: int | None) -> None:
         """A slot is free: hand it to the next line in turn (it stays held), else give it back. `slots`
         (the live value): when it was lowered by a reload, a freed slot over it is given back."""
-        if (slots is not None and self.active > slots) or not self._order:
-            self.active -= 1
+        if (slots is None or self.active <= slots) and self._hand_next():
             return
-        self._hand_next()
+        self.active -= 1
 
-    def _hand_next(self) -> None:
-        """The head line's oldest waiter gets a slot; the line goes to the back after its turns."""
-        entity = self._order[0]
-        line = self._lines[entity]
-        waiter = line.waiters.popleft()
-        line.turns += 1
-        if not line.waiters:
-            self._order.popleft()
-            del self._lines[entity]
-        elif line.turns >= line.weight:
-            line.turns = 0
-            self._order.rotate(-1)
-        waiter.set_result(None)
+    def _hand_next(self) -> bool:
+        """The head line's oldest live waiter gets a slot, and the line goes to the back after its turns;
+        False when nobody waits. A waiter whose task was cancelled is done already (its task removes it when
+        it runs next): skipped here."""
+        while self._order:
+            entity = self._order[0]
+            line = self._lines[entity]
+            while line.waiters and line.waiters[0].done():
+                line.waiters.popleft()
+            if not line.waiters:
+                self._order.popleft()
+                del self._lines[entity]
+                continue
+            waiter = line.waiters.popleft()
+            line.turns += 1
+            if not line.waiters:
+                self._order.popleft()
+                del self._lines[entity]
+            elif line.turns >= line.weight:
+                line.turns = 0
+                self._order.rotate(-1)
+            waiter.set_result(None)
+            return True
+        return False
 
     def _forget_if_empty(self, entity: str) -> None:
         line = self._lines.get(entity)
-        if line is not None and not line.waiters:
+        if line is not None and not any(not waiter.done() for waiter in line.waiters):
             del self._lines[entity]
             self._order.remove(entity)
 
