@@ -14,10 +14,10 @@ from conftest import Gateway, bearer
 
 pytestmark = pytest.mark.docker
 
-CALLERS, RUN_S = 120, 8.0
+CALLERS, ANSWERS = 120, 4  # each untrusted caller asks until it has 4 answers; a trusted one, 8
 
 
-async def test_every_one_of_120_callers_on_a_small_pool_is_served(
+async def test_every_one_of_120_callers_on_a_small_pool_is_served_in_turn(
     gateway: Gateway, docker_settings: dict[str, Any]
 ) -> None:
     docker = {**docker_settings, "warm_pool_size": 2, "max_containers": 2, "max_waiting": 8}
@@ -25,47 +25,54 @@ async def test_every_one_of_120_callers_on_a_small_pool_is_served(
         {
             "execution_mode": "docker",
             "docker": docker,
-            "limits": {"execution": {"max_time_ms": 10_000}, "memory_check_interval_ms": 60000},
+            # A wait at the door may last half of this: longer than a round of 140 requests takes on 2
+            # containers, even under gVisor on a loaded machine. No request times out; every one waits.
+            "limits": {"execution": {"max_time_ms": 60_000}, "memory_check_interval_ms": 60000},
             "routes": [{"path": "/sleep", "handler": "sleep"}],
+            "server": {"max_connections_per_ip": 1024},  # every caller connects from 127.0.0.1
         }
     )
-    served: Counter[str] = Counter()
+    answered: dict[str, list[float]] = {f"caller-{i}": [] for i in range(CALLERS)}
     statuses: Counter[int] = Counter()
-    first: dict[str, float] = {}
-    started = time.monotonic()
-    ends = started + RUN_S
-
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))  # a connection each: no
     url = str(client.make_url("/sleep?s=0.01"))  # client-side queue (the test client's pool holds 100)
 
-    async def caller(i: int) -> None:
+    async def connect() -> None:
+        async with session.get(client.make_url("/healthz")) as response:
+            await response.read()
+
+    # The 140 connections are opened before the clock starts: opened at once, some wait for a SYN retry.
+    await asyncio.gather(*(connect() for _ in range(CALLERS + CALLERS // 6)))
+    started = time.monotonic()
+
+    async def caller(i: int, wanted: int) -> None:
         who = f"caller-{i}"
         headers = bearer(who, trust="trusted" if i % 6 == 0 else "untrusted")  # 20 trusted, 100 not
-        for _ in range(1000):  # bounded; ends with the run
-            if time.monotonic() > ends:
+        for _ in range(100):  # bounded
+            if len(answered[who]) >= wanted or time.monotonic() - started > 120:
                 return
             async with session.get(url, headers=headers) as response:
                 await response.read()
                 statuses[response.status] += 1
                 if response.status == 200:
-                    served[who] += 1
-                    first.setdefault(who, time.monotonic() - started)
+                    answered[who].append(time.monotonic() - started)
                 else:  # an honest client waits as told
                     await asyncio.sleep(float(response.headers.get("Retry-After", "1")))
 
     async with session:
         # A trusted caller keeps two requests going: its line gets two turns a round (trusted_weight)
-        await asyncio.gather(*(caller(i) for i in range(CALLERS)), *(caller(i) for i in range(0, CALLERS, 6)))
-    counts = [served[f"caller-{i}"] for i in range(CALLERS)]
-    trusted = [counts[i] for i in range(0, CALLERS, 6)]
-    others = [counts[i] for i in range(CALLERS) if i % 6]
+        trusted = [caller(i, 2 * ANSWERS) for i in range(0, CALLERS, 6) for _ in range(2)]
+        await asyncio.gather(*(caller(i, ANSWERS) for i in range(CALLERS) if i % 6), *trusted)
+    untrusted = [times for who, times in answered.items() if int(who.split("-")[1]) % 6]
+    firsts = [times[0] for times in answered.values() if times]
+    lasts = [times[ANSWERS - 1] for times in untrusted if len(times) >= ANSWERS]
     print(
-        f"\n{CALLERS} callers, 2 containers, {RUN_S:.0f} s: answers per caller"
-        f" min {min(counts)} max {max(counts)};"
-        f" trusted mean {sum(trusted) / len(trusted):.1f}, others {sum(others) / len(others):.1f};"
-        f" slowest first answer {max(first.values()):.1f} s; statuses {dict(statuses)}"
+        f"\n{CALLERS} callers, 2 containers: every first answer within {max(firsts):.1f} s, the first"
+        f" {ANSWERS}th answer at {min(lasts):.1f} s, all done in {time.monotonic() - started:.1f} s;"
+        f" {dict(statuses)}"
     )
-    assert min(counts) >= 1, "a caller went the whole run without an answer"
+    assert len(firsts) == CALLERS, "a caller went without an answer"
     assert set(statuses) == {200}, statuses  # nobody refused: they waited their turn
-    assert sum(trusted) / len(trusted) > 1.5 * sum(others) / len(others)  # two turns a round
-    assert max(others) <= 2 * min(others)  # in turn: no caller far ahead of another
+    assert len(lasts) == len(untrusted)
+    # In turn: every caller had its first answer before any untrusted caller had its fourth.
+    assert max(firsts) < min(lasts)
