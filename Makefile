@@ -85,10 +85,13 @@ bench: $(VENV)/.installed compiled
 	command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
 	test -x /usr/sbin/nginx || { apt-get update -qq && apt-get install -y -qq nginx-light >/dev/null || \
 		apt-get install -y -qq nginx >/dev/null; }
+	test -f /usr/lib/nginx/modules/ngx_http_modsecurity_module.so || \
+		{ apt-get update -qq && apt-get install -y -qq libnginx-mod-http-modsecurity >/dev/null; }
 	$(BIN)/python bench/benign.py --show 0
 	$(BIN)/python bench/params.py
 	$(BIN)/python bench/scenarios.py
 	$(BIN)/python bench/upstream.py
+	$(BIN)/python bench/waf.py
 	$(BIN)/python bench/replica.py
 	$(BIN)/python bench/apps.py
 	$(BIN)/python bench/churn.py

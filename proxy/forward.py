@@ -268,6 +268,10 @@ async def relay(request: web.Request, upstream: aiohttp.ClientResponse, counts: 
         response.headers.extend(end_to_end(upstream.headers))
         await response.prepare(request)
         try:
+            length = upstream.content_length
+            if length is not None and length <= CHUNK:  # a small body: one write with the head
+                await response.write_eof(await upstream.read())
+                return response
             async for chunk in upstream.content.iter_chunked(CHUNK):
                 await response.write(chunk)
             await response.write_eof()
