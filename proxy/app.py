@@ -110,7 +110,8 @@ async def upstream_view(
     # size, and a document cut short does not parse.
     whole = structured(request.headers.get("Content-Type"))
     budget = max_body if whole else config.risk.max_scan_bytes
-    prefix, ended = (b"", True) if upgrade else await read_prefix(chunks, budget)
+    nothing = upgrade or not request.body_exists  # no Content-Length, no chunks: no read to wait for
+    prefix, ended = (b"", True) if nothing else await read_prefix(chunks, budget)
     size = len(prefix) if ended else max(request.content_length or 0, len(prefix))
     decision = judge(gw, trace, config, incoming_of(request, ip, prefix, size), identity, route)
     urls, isolated = route.upstreams, route.isolated

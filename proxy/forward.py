@@ -6,13 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from policy.config import UpstreamPoolConfig
 from policy.errors import IsogateError
@@ -38,11 +38,12 @@ class IsolationUnavailable(IsogateError):
     status, code, charged = 403, "isolation_unavailable", False
 
 
-def end_to_end(headers: Mapping[str, str]) -> CIMultiDict[str]:
+def end_to_end(headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> CIMultiDict[str]:
     """`headers` without the hop-by-hop fields, nor those the Connection field names."""
-    found = CIMultiDict(headers)
-    named = {n.strip().lower() for v in found.getall("Connection", ()) for n in v.split(",")}
-    return CIMultiDict((k, v) for k, v in found.items() if k.lower() not in HOP_BY_HOP | named)
+    dropped = HOP_BY_HOP
+    if "Connection" in headers:
+        dropped = dropped | {n.strip().lower() for v in headers.getall("Connection") for n in v.split(",")}
+    return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in dropped])
 
 
 class Tally:

@@ -211,6 +211,8 @@ async def test_head_204_304_redirects_and_gzip_pass_unchanged(gateway: Gateway, 
     client = await gateway(routes(url(prod)))
     head = await client.head("/api/x", headers=TRUSTED)
     assert head.status == 200 and await head.read() == b""
+    got = await client.get("/api/x", headers=TRUSTED)
+    assert head.headers["Content-Length"] == got.headers["Content-Length"] == str(len(await got.read()))
     for code in (204, 304):
         response = await client.get(f"/api/status/{code}", headers=TRUSTED)
         assert response.status == code and await response.read() == b""
@@ -492,3 +494,18 @@ async def test_a_credential_file_is_reloaded_and_never_shown(
     files.write_file("upstream.key", "line one\nline two\n")
     refused = await (await client.post("/admin/reload", headers=admin)).text()
     assert "routes[0].authorization" in refused and "line one" not in refused
+
+
+@pytest.mark.parametrize("size", [1, 65_535, 65_536, 65_537, 300_000])
+async def test_bodies_either_side_of_one_chunk_come_back_byte_for_byte(
+    gateway: Gateway, upstreams: Any, size: int
+) -> None:
+    """An answer of one chunk or less is written with its head at once; a longer one is streamed: the same
+    bytes and headers either way."""
+    (prod, *_), _ = upstreams
+    client = await gateway(routes(url(prod), max_body_bytes=1 << 20))
+    sent = bytes(range(256)) * (size // 256) + bytes(range(size % 256))
+    response = await client.post("/api/echo", data=sent, headers=TRUSTED)
+    assert response.status == 201 and await response.read() == sent
+    assert response.headers["Content-Length"] == str(size)
+    assert response.headers.getall("Set-Cookie") == ["a=1", "b=2"]
