@@ -18,6 +18,7 @@ from proxy.store.base import Store, StoreUnavailable
 log = logging.getLogger("isogate.state")
 MIN_GAP_S = 0.05  # between two syncs, however often a miss asks for one
 FORGET_EVERY_S = 60.0
+STOP_WAIT_S = 5.0  # at shutdown, how long a sync under way may take to finish
 HISTORY = "reloads"  # the document holding the config generation and the recent reloads
 
 
@@ -45,6 +46,7 @@ class StateSync:
         self.last_sync = 0.0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def start(self) -> None:
         """Open the store and take the most recently seen entities into the table (a restarted gateway
@@ -67,12 +69,14 @@ class StateSync:
         self._task = asyncio.create_task(self._run(), name="isogate-state-sync")
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 async with asyncio.timeout(self.flush_s):
                     await self._wake.wait()
             except TimeoutError:
                 pass
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 await self.sync()
@@ -193,8 +197,12 @@ class StateSync:
         }
 
     async def aclose(self) -> None:
-        """Stop, and write what is left (SIGTERM loses nothing the store accepts)."""
+        """Stop, and write what is left (SIGTERM loses nothing the store accepts). A sync under way is let
+        finish (cancelled, its batch would be neither written nor kept: lost, and never said)."""
         if self._task is not None:
+            self._stopping = True
+            self._wake.set()
+            await asyncio.wait([self._task], timeout=STOP_WAIT_S)
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         if self.stats.pending:
