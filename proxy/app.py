@@ -30,7 +30,7 @@ from proxy.auth import authenticate
 from proxy.code import handler_of
 from proxy.egress import to_web_response
 from proxy.errors import MissingToken
-from proxy.forward import IsolationUnavailable
+from proxy.forward import Hop, IsolationUnavailable
 from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
 from proxy.ingress import body_chunks, handler_request, incoming_of, read_incoming
 from proxy.loader import Loaded
@@ -130,47 +130,20 @@ async def upstream_view(
                 yield chunk
 
     timeout_s = (route.timeout_ms or config.limits.execution.max_time_ms) / 1000
+    hop = Hop(ip, route.path, timeout_s, route.preserve_host, route.upstream_authorization)
     started = time.perf_counter()
-    host, credential = route.preserve_host, route.upstream_authorization
     try:
         if not urls:  # an isolated replica: the route's docker decisions run in its own containers
             assert isolated is not None
             trace.target = "replica"
+            base_path = urlsplit(route.upstreams[0]).path
             return await to_replica(
-                request,
-                gw,
-                isolated,
-                body(),
-                base_path=urlsplit(route.upstreams[0]).path,
-                entity=identity.entity_id,
-                client_ip=ip,
-                preserve_host=host,
-                timeout_s=timeout_s,
-                route=route.path,
-                authorization=credential,
+                request, gw, isolated, body(), hop, base_path=base_path, entity=identity.entity_id
             )
         trace.target = "quarantine" if decision.action is Action.DOCKER else "upstream"
         if upgrade:
-            return await relay_websocket(
-                request,
-                gw.forwarder,
-                urls,
-                client_ip=ip,
-                preserve_host=host,
-                timeout_s=timeout_s,
-                route=route.path,
-                authorization=credential,
-            )
-        return await gw.forwarder.forward(
-            request,
-            body(),
-            urls,
-            client_ip=ip,
-            preserve_host=host,
-            timeout_s=timeout_s,
-            route=route.path,
-            authorization=credential,
-        )
+            return await relay_websocket(request, gw.forwarder, urls, hop)
+        return await gw.forwarder.forward(request, body(), urls, hop)
     finally:
         trace.exec_ms = (time.perf_counter() - started) * 1000
 

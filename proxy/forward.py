@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -44,6 +45,18 @@ def end_to_end(headers: CIMultiDict[str] | CIMultiDictProxy[str]) -> CIMultiDict
     if "Connection" in headers:
         dropped = dropped | {n.strip().lower() for v in headers.getall("Connection") for n in v.split(",")}
     return CIMultiDict([(k, v) for k, v in headers.items() if k.lower() not in dropped])
+
+
+@dataclass(frozen=True, slots=True)
+class Hop:
+    """How one request goes on from the gateway (to an upstream, a WebSocket, an isolated replica): whose
+    it is, and its route's name, deadline and forwarding settings."""
+
+    client_ip: str
+    route: str
+    timeout_s: float
+    preserve_host: bool = False
+    authorization: tuple[bool, str | None] = (False, None)  # RouteConfig.upstream_authorization
 
 
 class Tally:
@@ -138,21 +151,15 @@ class Forwarder:
         request: web.Request,
         body: AsyncIterator[bytes],
         urls: tuple[str, ...],
-        *,
-        client_ip: str,
-        preserve_host: bool,
-        timeout_s: float,
-        route: str,
-        authorization: tuple[bool, str | None] = (False, None),
+        hop: Hop,
     ) -> web.StreamResponse:
         """Send `request` (its body from `body`) to the first member that accepts a connection, and stream
         the answer back. A refused connection tries the next member (nothing was sent); no answer within
-        `timeout_s` is a 504; an upstream that breaks off mid-body ends the client's connection too."""
+        `hop.timeout_s` is a 504; an upstream that breaks off mid-body ends the client's connection too."""
+        timeout_s = hop.timeout_s
 
         async def send(url: str, counts: Tally) -> aiohttp.ClientResponse:
-            headers = outgoing_headers(
-                request, url, client_ip, preserve_host, self.config.forwarded, authorization
-            )
+            headers = outgoing_headers(request, url, hop, self.config.forwarded)
             try:
                 async with asyncio.timeout(timeout_s):
                     return await self.session.request(
@@ -179,7 +186,7 @@ class Forwarder:
                 counts.add("failed")
                 raise UpstreamUnavailable(f"{url} failed: {what_failed(exc)}") from None
 
-        upstream, counts = await self.first_accepting(urls, route, send)
+        upstream, counts = await self.first_accepting(urls, hop.route, send)
         return await relay(request, upstream, counts)
 
     async def first_accepting(
@@ -226,24 +233,17 @@ def forwarded_element(peer: str, host: str, proto: str) -> str:
     return f'for={node};host="{host}";proto={proto}'
 
 
-def outgoing_headers(
-    request: web.Request,
-    url: str,
-    client_ip: str,
-    preserve_host: bool,
-    forwarded: bool = False,
-    authorization: tuple[bool, str | None] = (False, None),
-) -> CIMultiDict[str]:
+def outgoing_headers(request: web.Request, url: str, hop: Hop, forwarded: bool = False) -> CIMultiDict[str]:
     """What the upstream gets: the end-to-end headers, X-Forwarded-*, and the route's Authorization
     (`RouteConfig.upstream_authorization`: the caller's, none, or the route's own credential)."""
     headers = end_to_end(request.headers)
     headers.popall("Expect", None)  # 100-continue was the gateway's to answer, and it has
-    replace, credential = authorization
+    replace, credential = hop.authorization
     if replace:
         headers.popall("Authorization", None)
         if credential is not None:
             headers["Authorization"] = credential
-    peer = request.remote or client_ip
+    peer = request.remote or hop.client_ip
     headers.popall("X-Forwarded-For", None)
     chain = ", ".join(request.headers.getall("X-Forwarded-For", ()))
     headers["X-Forwarded-For"] = f"{chain}, {peer}" if chain else peer
@@ -254,7 +254,7 @@ def outgoing_headers(
         headers.popall("Forwarded", None)
         received = ", ".join(request.headers.getall("Forwarded", ()))
         headers["Forwarded"] = f"{received}, {element}" if received else element
-    if not preserve_host:
+    if not hop.preserve_host:
         headers["Host"] = urlsplit(url).netloc
     return headers
 

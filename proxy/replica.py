@@ -14,7 +14,7 @@ from multidict import CIMultiDict
 from handlers import Request, Response
 from policy.config import IsolatedConfig
 from pool.base import DockerUnavailable, ExecutorError, Job
-from proxy.forward import IsolationUnavailable, end_to_end, outgoing_headers
+from proxy.forward import Hop, IsolationUnavailable, end_to_end, outgoing_headers
 from proxy.gateway import Gateway
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})  # given a Content-Length even when empty
@@ -25,14 +25,10 @@ async def to_replica(
     gw: Gateway,
     isolated: IsolatedConfig,
     body: AsyncIterator[bytes],
+    hop: Hop,
     *,
     base_path: str,
     entity: str,
-    client_ip: str,
-    preserve_host: bool,
-    timeout_s: float,
-    route: str,
-    authorization: tuple[bool, str | None] = (False, None),
 ) -> web.Response:
     if request.headers.get("Upgrade"):
         raise IsolationUnavailable("the isolated replica takes HTTP requests: this upgrade is refused")
@@ -40,8 +36,7 @@ async def to_replica(
     if pool is None:
         raise DockerUnavailable("docker.enabled is false: the isolated replica cannot run")
     origin = f"http://127.0.0.1:{isolated.port}"
-    forwarded = gw.forwarder.config.forwarded
-    headers = outgoing_headers(request, origin, client_ip, preserve_host, forwarded, authorization)
+    headers = outgoing_headers(request, origin, hop, gw.forwarder.config.forwarded)
     data = b"".join([chunk async for chunk in body])
     headers.popall("Content-Length", None)  # the body is whole now, however it came
     if data or request.method in BODY_METHODS:
@@ -50,9 +45,9 @@ async def to_replica(
     job = Job(
         f"{isolated.image} (isolated replica)",
         Request(request.method, target, (), tuple(headers.items()), data, entity),
-        timeout_s,
+        hop.timeout_s,
     )
-    counts = gw.forwarder.count(f"replica {isolated.image} port {isolated.port}", route)
+    counts = gw.forwarder.count(f"replica {isolated.image} port {isolated.port}", hop.route)
     try:
         answer = await gw.dispatch.contained(pool, job, entity)
     except ExecutorError as exc:

@@ -12,6 +12,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from policy.config import UpstreamPoolConfig
 from proxy.forward import (
     Forwarder,
+    Hop,
     Tally,
     UpstreamTimeout,
     UpstreamUnavailable,
@@ -36,21 +37,14 @@ async def relay_websocket(
     request: web.Request,
     forwarder: Forwarder,
     urls: tuple[str, ...],
-    *,
-    client_ip: str,
-    preserve_host: bool,
-    timeout_s: float,
-    route: str,
-    authorization: tuple[bool, str | None] = (False, None),
+    hop: Hop,
 ) -> web.WebSocketResponse:
     """Open the upstream's WebSocket first (a refusal is a 502 before the client's upgrade), then accept
     the client's with the subprotocol the upstream chose, and relay until either side closes."""
     config = forwarder.config
     offered = request.headers.get("Sec-WebSocket-Protocol", "").split(",")
     protocols = tuple(p.strip() for p in offered if p.strip())
-    upstream = await connect(
-        forwarder, request, urls, protocols, client_ip, preserve_host, timeout_s, route, authorization
-    )
+    upstream = await connect(forwarder, request, urls, protocols, hop)
     client = web.WebSocketResponse(
         protocols=(upstream.protocol,) if upstream.protocol else (),
         max_msg_size=config.ws_max_message_bytes,
@@ -70,18 +64,14 @@ async def connect(
     request: web.Request,
     urls: tuple[str, ...],
     protocols: tuple[str, ...],
-    client_ip: str,
-    preserve_host: bool,
-    timeout_s: float,
-    route: str,
-    authorization: tuple[bool, str | None] = (False, None),
+    hop: Hop,
 ) -> aiohttp.ClientWebSocketResponse:
     """The upstream's WebSocket, from the first member that accepts a connection (as for requests); the
-    handshake must be done within `timeout_s`."""
-    config = forwarder.config
+    handshake must be done within `hop.timeout_s`."""
+    config, timeout_s = forwarder.config, hop.timeout_s
 
     async def handshake(url: str, counts: Tally) -> aiohttp.ClientWebSocketResponse:
-        headers = outgoing_headers(request, url, client_ip, preserve_host, config.forwarded, authorization)
+        headers = outgoing_headers(request, url, hop, config.forwarded)
         for name in HANDSHAKE:
             headers.popall(name, None)
         try:
@@ -106,7 +96,7 @@ async def connect(
                 f"{url} did not accept the WebSocket in {timeout_s * 1000:.0f} ms"
             ) from None
 
-    upstream, _ = await forwarder.first_accepting(urls, route, handshake)
+    upstream, _ = await forwarder.first_accepting(urls, hop.route, handshake)
     return upstream
 
 
