@@ -48,8 +48,7 @@ def keep_running_values(old: Config, new: Config) -> tuple[Config, list[str]]:
 def describe(old: Config, new: Config) -> dict[str, Any]:
     """Sections that changed, routes added and removed, and the IP lists' sizes after the change."""
     sections = [f.name for f in dataclasses.fields(Config) if getattr(old, f.name) != getattr(new, f.name)]
-    old_routes = {(r.path, r.methods) for r in old.routes}
-    new_routes = {(r.path, r.methods) for r in new.routes}
+    old_routes, new_routes = _routes(old), _routes(new)
     lists = new.ip_lists
     return {
         "sections": sections,
@@ -63,10 +62,10 @@ def watch_refusal(old: Config, new: Config) -> str | None:
     """Why the file watcher must not apply `new` on its own (None: it may): it serves no route where `old`
     served some, or it removes more than `server.watch_max_routes_removed` of `old`'s routes. A file cut
     short, or a copy of the wrong one, looks like this; an operator who means it reloads explicitly."""
-    old_routes = {(r.path, r.methods) for r in old.routes}
+    old_routes = _routes(old)
     if not old_routes:
         return None
-    removed = len(old_routes - {(r.path, r.methods) for r in new.routes})
+    removed = len(old_routes - _routes(new))
     allowed = new.server.watch_max_routes_removed
     if not new.routes:
         why = f"it has no routes (the running config has {len(old_routes)})"
@@ -78,3 +77,8 @@ def watch_refusal(old: Config, new: Config) -> str | None:
     else:
         return None
     return f"{why}: apply it with SIGHUP or POST /admin/reload if that is meant"
+
+
+def _routes(config: Config) -> set[tuple[str, tuple[str, ...]]]:
+    """A config's routes as a reload compares them: by path and methods."""
+    return {(route.path, route.methods) for route in config.routes}

@@ -359,10 +359,10 @@ class ContainerPool:
             for wanted in (entity, None):
                 for i in range(len(self._idle) - 1, -1, -1):
                     sandbox = self._idle[i]
-                    if sandbox.entity == wanted and (sandbox.spec == self._spec) == latest:
-                        if not sandbox.pinging:
-                            del self._idle[i]
-                            return sandbox
+                    current = (sandbox.spec == self._spec) == latest
+                    if sandbox.entity == wanted and current and not sandbox.pinging:
+                        del self._idle[i]
+                        return sandbox
         candidates = [s for s in self._idle if not s.pinging]
         if self.exclusive or not candidates:
             return None

@@ -49,9 +49,8 @@ def decode(buffer: bytearray, max_body: int = 1 << 32) -> tuple[dict[str, Any], 
 
 PING = {"ping": True, "handler": ""}  # an agent too old to know it answers unknown_handler: alive too
 PONG = {"pong": True}
-ACK = {
-    "ack": True
-}  # a request read whole, before anything runs: until then the gateway may send it elsewhere
+# A request read whole, before anything runs: until then the gateway may send it elsewhere.
+ACK = {"ack": True}
 READY = {"ready": True, "acks": True}
 
 

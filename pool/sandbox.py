@@ -208,9 +208,8 @@ class Sandbox:
             except Exception as exc:  # a bad length, bad JSON, a header nested past the recursion limit
                 raise SandboxDied(f"corrupt frame stream: {type(exc).__name__}: {exc}"[:200]) from None
             if frame is not None:
-                if (
-                    last and self._buffer
-                ):  # only the agent writes frames, one answer a request: more is hostile
+                # The agent writes one answer a request: anything after the last frame is hostile.
+                if last and self._buffer:
                     raise SandboxDied(f"{len(self._buffer)} stray bytes after the response frame")
                 return frame
             message = await self._stream.read_out()

@@ -73,10 +73,9 @@ async def healthz(request: web.Request) -> web.Response:
         for workload, replica in replicas.items()
         if not replica.available
     ]
-    if gw.state is not None and not gw.state.available:  # degraded, not out of rotation: it serves on from
-        degraded.append(
-            f"entity state store {gw.state.store.name} unavailable (details in /stats)"
-        )  # its table
+    # A store down is reported too, and does not take the gateway out of rotation: it serves from its table.
+    if gw.state is not None and not gw.state.available:
+        degraded.append(f"entity state store {gw.state.store.name} unavailable (details in /stats)")
     status = (
         {"status": "degraded", "problems": problems + degraded} if problems or degraded else {"status": "ok"}
     )

@@ -138,15 +138,8 @@ class GatewayConnection(web_protocol.RequestHandler):
                 f"the request line and headers did not arrive within server.header_timeout_s ({timeout} s)"
             )
             transport.write(raw_answer("408 Request Timeout", "header_timeout", detail))
-            server = self._server()
-            if server.gateway is not None:
-                server.gateway.stats.refused(408)
             peer = transport.get_extra_info("peername")
-            log.info(
-                orjson.dumps(
-                    {"remote": peer[0] if peer else "unknown", "status": 408, "error": "header_timeout"}
-                ).decode()
-            )
+            self._refused(408, "header_timeout", peer[0] if peer else "unknown")
         self.force_close()
         transport.close()
 
@@ -178,16 +171,16 @@ class GatewayConnection(web_protocol.RequestHandler):
         response.force_close()
         request_id = new_request_id()
         response.headers["X-Request-Id"] = request_id
+        self._refused(status, code, request.remote or "unknown", request_id)
+        return response
+
+    def _refused(self, status: int, code: str, remote: str, request_id: str | None = None) -> None:
+        """A request refused before the pipeline: counted gateway-wide, and one JSON log line."""
         gateway = self._server().gateway
         if gateway is not None:
             gateway.stats.refused(status)
-        remote = request.remote or "unknown"
-        log.info(
-            orjson.dumps(
-                {"request_id": request_id, "remote": remote, "status": status, "error": code}
-            ).decode()
-        )
-        return response
+        line = {"request_id": request_id} if request_id else {}
+        log.info(orjson.dumps({**line, "remote": remote, "status": status, "error": code}).decode())
 
 
 class GatewayServer(web.Server):

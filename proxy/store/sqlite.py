@@ -114,8 +114,11 @@ class SqliteStore:
                 f"INSERT OR REPLACE INTO entities (id, {COLUMNS}, seen) VALUES ({'?, ' * 8}?)", rows
             )
 
-        await self._run(lambda db: _transaction(db, write))
-        await self._run(self._checkpoint)
+        def write_and_checkpoint(db: sqlite3.Connection) -> None:
+            _transaction(db, write)
+            self._checkpoint(db)
+
+        await self._run(write_and_checkpoint)  # one hop to the store's thread a batch
 
     async def add_counters(self, gateway: str, counts: dict[str, int]) -> None:
         def write(db: sqlite3.Connection) -> None:

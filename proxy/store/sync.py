@@ -69,7 +69,7 @@ class StateSync:
         self._task = asyncio.create_task(self._run(), name="isogate-state-sync")
 
     async def _run(self) -> None:
-        while not self._stopping:
+        while True:
             try:
                 async with asyncio.timeout(self.flush_s):
                     await self._wake.wait()
