@@ -26,18 +26,20 @@ from bench.scenarios import token  # noqa: E402
 
 TARGET = "/echo?x=1"
 NGINX = """
-worker_processes 1;
+{modules}
+worker_processes {workers};
 daemon off;
-pid {tmp}/nginx.pid;
-error_log {tmp}/nginx.error.log;
-events {{ worker_connections 1024; }}
+pid {tmp}/nginx-{port}.pid;
+error_log {tmp}/nginx-{port}.error.log error;
+events {{ worker_connections 4096; }}
 http {{
   access_log off;
   client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
   fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
   upstream app {{ server 127.0.0.1:{upstream}; keepalive 64; }}
   server {{
-    listen 127.0.0.1:{port};
+    listen 127.0.0.1:{port} reuseport;
+    {server}
     location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }}
   }}
 }}
@@ -69,12 +71,17 @@ def wrk(url: str, connections: int, seconds: int, headers: list[str]) -> dict[st
     }
 
 
-def nginx(tmp: Path, upstream: int) -> Server:
+def nginx(tmp: Path, upstream: int, workers: int = 1, modules: str = "", server: str = "") -> Server:
+    """Debian's nginx proxying to 127.0.0.1:`upstream` with keep-alive (`modules` loaded, `server` in its
+    server block: bench/waf.py adds ModSecurity)."""
     port = free_port()
     for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
         (tmp / folder).mkdir(exist_ok=True)
-    conf = tmp / "nginx.conf"
-    conf.write_text(NGINX.format(tmp=tmp, upstream=upstream, port=port))
+    conf = tmp / f"nginx-{port}.conf"
+    text = NGINX.format(
+        tmp=tmp, upstream=upstream, port=port, workers=workers, modules=modules, server=server
+    )
+    conf.write_text(text)
     binary = shutil.which("nginx", path="/usr/sbin:/usr/bin:/sbin:/bin") or "nginx"
     return Server([binary, "-p", str(tmp), "-c", str(conf)], {}, port)
 

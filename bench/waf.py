@@ -19,7 +19,6 @@ Writes bench/results/waf.{md,json}. Needs wrk, nginx and the ModSecurity module:
 
 from __future__ import annotations
 
-import shutil
 import statistics
 import sys
 import tempfile
@@ -30,9 +29,9 @@ from typing import Any
 import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import Server, bare, bench_env, free_port, gateway, publish, run_in_rounds  # noqa: E402
+from bench.common import Server, bare, bench_env, gateway, publish, run_in_rounds  # noqa: E402
 from bench.scenarios import token  # noqa: E402
-from bench.upstream import wrk  # noqa: E402
+from bench.upstream import nginx, wrk  # noqa: E402
 
 BENIGN = "/echo?q=shoes&page=2"
 ATTACKS = [
@@ -61,26 +60,6 @@ ATTACKS = [
     "/echo?id=1%20UNION%20ALL%20SELECT%20NULL,NULL,version()--",
     "/echo?q=%3Cbody%20onload=alert(1)%3E",
 ]
-NGINX = """
-load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;
-worker_processes {workers};
-daemon off;
-pid {tmp}/nginx-{port}.pid;
-error_log {tmp}/nginx-{port}.error.log error;
-events {{ worker_connections 4096; }}
-http {{
-  access_log off;
-  client_body_temp_path {tmp}/body; proxy_temp_path {tmp}/proxy;
-  fastcgi_temp_path {tmp}/fastcgi; uwsgi_temp_path {tmp}/uwsgi; scgi_temp_path {tmp}/scgi;
-  upstream app {{ server 127.0.0.1:{upstream}; keepalive 64; }}
-  server {{
-    listen 127.0.0.1:{port} reuseport;
-    modsecurity on;
-    modsecurity_rules_file {tmp}/modsecurity.conf;
-    location / {{ proxy_pass http://app; proxy_http_version 1.1; proxy_set_header Connection ""; }}
-  }}
-}}
-"""
 MODSECURITY = """
 SecRuleEngine On
 SecRequestBodyAccess On
@@ -114,14 +93,11 @@ end
 
 
 def modsecurity(tmp: Path, upstream: int, workers: int) -> Server:
-    port = free_port()
-    for folder in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
-        (tmp / folder).mkdir(exist_ok=True)
+    """nginx as bench/upstream.py runs it, with ModSecurity and the CRS on."""
     (tmp / "modsecurity.conf").write_text(MODSECURITY.format(tmp=tmp))
-    conf = tmp / f"nginx-{port}.conf"
-    conf.write_text(NGINX.format(tmp=tmp, upstream=upstream, port=port, workers=workers))
-    binary = shutil.which("nginx", path="/usr/sbin:/usr/bin:/sbin:/bin") or "nginx"
-    return Server([binary, "-p", str(tmp), "-c", str(conf)], {}, port)
+    modules = "load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;"
+    rules = f"modsecurity on; modsecurity_rules_file {tmp}/modsecurity.conf;"
+    return nginx(tmp, upstream, workers, modules, rules)
 
 
 async def main(rounds: int, seconds: int) -> None:
