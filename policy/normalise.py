@@ -89,4 +89,16 @@ def normalise(text: str) -> str:
         text = _ESCAPE.sub(_escape, text)
     if "/*" in text:
         text = _comments(text)
-    return " ".join(text.split()).lower()
+    return _without_surrogates(" ".join(text.split()).lower())
+
+
+def _without_surrogates(text: str) -> str:
+    """`%uD800` and `\\uD800` decode to a lone surrogate, which is no character: no UTF-8 matcher (RE2)
+    takes it, so it becomes U+FFFD, as in a JSON string (`policy.bodies`)."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return text

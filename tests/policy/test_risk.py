@@ -105,6 +105,20 @@ def test_suspicious(req: Incoming, fires: bool) -> None:
         assert result.hits[0].points == 20 and "keyword" in result.hits[0].reason
 
 
+@pytest.mark.parametrize(
+    "req",
+    [
+        incoming("/echo?q=%uD800%27+union+select+x"),
+        incoming("/echo?q=%25uDBFF%25uDFFF+union+select+x"),  # a pair, escaped twice
+        incoming(headers=(("x-api-version", "\\udc00 union select x"),)),
+        incoming(body=b"note=%u0041%uDFFF+union+select+x"),
+    ],
+)
+def test_an_escaped_lone_surrogate_is_scored_not_a_failure(req: Incoming) -> None:
+    """`%uD800` decodes to no character at all: it became a 500 (the linear-time matchers take UTF-8)."""
+    assert run(req).fired("suspicious")
+
+
 @pytest.mark.parametrize(("ip", "fires"), [("203.0.113.9", True), ("198.51.100.1", False)])
 def test_ip_flagged(ip: str, fires: bool) -> None:
     assert run(incoming(ip=ip)).fired("ip_flagged") is fires
