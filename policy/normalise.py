@@ -33,7 +33,8 @@ def _escape(match: re.Match[str]) -> str:
 
 
 def url_decode(text: str, plus: bool = True) -> str:
-    """Percent-decode until stable (at most MAX_ROUNDS), `%uXXXX` and overlong `.`/`/` included."""
+    """Percent-decode until stable (at most MAX_ROUNDS), `%uXXXX` and overlong `.`/`/` included (a lone
+    surrogate decoded, or received, as U+FFFD)."""
     for _ in range(MAX_ROUNDS):
         if "%" not in text and not (plus and "+" in text):
             break
@@ -42,7 +43,7 @@ def url_decode(text: str, plus: bool = True) -> str:
         if step == text:
             break
         text = step
-    return text
+    return _without_surrogates(text)
 
 
 def _short_charrefs(text: str) -> str:
@@ -93,8 +94,9 @@ def normalise(text: str) -> str:
 
 
 def _without_surrogates(text: str) -> str:
-    """`%uD800` and `\\uD800` decode to a lone surrogate, which is no character: no UTF-8 matcher (RE2)
-    takes it, so it becomes U+FFFD, as in a JSON string (`policy.bodies`)."""
+    """A lone surrogate is no character: `%uD800` and `\\uD800` decode to one, and a byte that is not
+    UTF-8 arrives as one (aiohttp's surrogateescape). No UTF-8 matcher (RE2) takes it, so it becomes
+    U+FFFD, as in a JSON string (`policy.bodies`)."""
     if text.isascii():
         return text
     try:

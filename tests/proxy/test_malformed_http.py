@@ -222,3 +222,21 @@ async def test_a_kept_alive_connection_is_closed_after_the_idle_timeout(served: 
     reader, writer = await keep_alive(port)
     assert await asyncio.wait_for(reader.read(), 5) == b""
     writer.close()
+
+
+@pytest.mark.parametrize(
+    "request_head",
+    [
+        b"GET /echo?q=%uD800%27+union+select+1 HTTP/1.1\r\n",  # decodes to a lone surrogate
+        b"GET /echo/%25uD800 HTTP/1.1\r\n",  # the path, escaped twice
+        b"GET /echo HTTP/1.1\r\nX-Note: caf\xe9 \xff union select 1\r\n",  # not UTF-8: surrogateescape
+        b"GET /echo HTTP/1.1\r\nCookie: c=\\uD800%27\r\n",
+    ],
+)
+async def test_bytes_that_are_no_characters_are_scored_not_a_500(served: Served, request_head: bytes) -> None:
+    port = await served({"routes": [{"path": "/*", "handler": "echo"}]})
+    user = bearer("u")["Authorization"].encode()
+    status, _, body = await exchange(
+        port, request_head + b"Host: x\r\nAuthorization: " + user + b"\r\nConnection: close\r\n\r\n"
+    )
+    assert status in (200, 403), body  # scored and answered: never internal_error
