@@ -59,7 +59,7 @@ FRAGMENTS = [
     "%0A", "%0D", "\n", "=", ":", "<a", "<", ">", " ", "\t", "'", '"', "`", "or ", "and ", "1", "=1", "(",
     ")", "sleep(", "char(", "/*", "*/", "/*!", "--", "#", ";", "{{", "}}", "${", "}", "{%", "&#", "&#x",
     "0", "&amp;", "%25", "%u", "\\u", "\\x", "on", "onload=", "javascript", "union", "select", "../",
-    "%c0%ae", "|", "&&", "$(", "data:", "a", "-",
+    "%c0%ae", "|", "&&", "$(", "data:", "a", "-", "%uD800", "\\uDFFF",
 ]  # fmt: skip
 hostile = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=12).map(
     lambda parts: ("".join(parts) * (SIZE // max(1, len("".join(parts))) + 1))[:SIZE]
