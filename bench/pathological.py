@@ -4,7 +4,7 @@ Each case is a request built to make a matcher backtrack or a decoder loop (the 
 loop for seconds before matching moved to RE2). Prints each case's size and its worst scoring time over a
 few repeats (the first is the one that matters: a hostile value is new to every cache), and the ratio to a
 plain 1 KB request measured in the same run. The OWASP CRS factor is scored too, as config.yaml ships it
-(`--no-crs`: without it).
+(`--no-crs`: without it). The garbage collector is set as the gateway sets it (proxy/heap.py).
 
 Usage: python bench/pathological.py [--repeat 5] [--size 65536] [--no-crs]
 """
@@ -12,6 +12,7 @@ Usage: python bench/pathological.py [--repeat 5] [--size 65536] [--no-crs]
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 import time
@@ -25,6 +26,7 @@ from policy.identity import Identity, Trust  # noqa: E402
 from policy.incoming import Incoming  # noqa: E402
 from policy.risk import Factor, History, RiskInput, score  # noqa: E402
 from proxy.crs import load_crs  # noqa: E402
+from proxy.heap import YOUNG_THRESHOLD, settle  # noqa: E402
 from proxy.loader import create_config  # noqa: E402
 
 ROUTE = RouteConfig("/*", "echo")
@@ -108,6 +110,8 @@ def main() -> None:
     parser.add_argument("--no-crs", dest="crs", action="store_false", help="score without the CRS factor")
     args = parser.parse_args()
     config, plugins = scoring(args.crs)
+    gc.set_threshold(YOUNG_THRESHOLD, *gc.get_threshold()[1:])  # the collector as the gateway sets it
+    settle()
     print(f"CRS factor: {'on' if args.crs else 'off'}")
     baseline = worst_ms(plain(), args.repeat, config, plugins)
     print(f"plain 1 KB form request: worst {baseline:.3f} ms over {args.repeat} runs")

@@ -21,7 +21,7 @@ from typing import NamedTuple
 from policy.bodies import BODY, COOKIE, FORM, HEADER, NAME, PATH, QUERY, TEXT, read_body
 from policy.detectors import scan
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
-from policy.linear import bounded
+from policy.linear import compile as linear
 from policy.normalise import normalise, url_decode
 from policy.percent import unquote
 from policy.uploads import Upload
@@ -37,8 +37,9 @@ ROUTINE_HEADERS = frozenset(
         "upgrade-insecure-requests",
     }
 )  # fmt: skip
-# At least one of these appears in anything a detector in `policy.detectors` recognises.
-_SUSPECT = bounded(
+# At least one of these appears in anything a detector in `policy.detectors` recognises. RE2: a search
+# that finds nothing in 32 KiB takes 0.05 ms, not re's 1.5 ms (its \b is ASCII's: it finds a little more).
+_SUSPECT = linear(
     r"""['"`<>;|&$(){}\\=\x00\r\n]|\.\.|@@|/etc/|/proc/|/bin/|\.ini\b"""
     r"|\b(?:union|select|waitfor|information_schema|xp_cmdshell|sysobjects|insert|delete|drop|into"
     r"|javascript|vbscript|livescript|data|expression|document|cmd)\b"

@@ -7,47 +7,58 @@ becomes `\\xHH` and `%uHHHH` `\\uHHHH` (every backslash, and a `%` that starts n
 first) and the C codec `unicode_escape` decodes the whole text at once.
 
 `unquote(text)` is `urllib.parse.unquote(text, encoding="latin-1")` (`unquote_plus` with `plus`),
-property-tested against it; `uni` adds `%uHHHH`. A `%` that starts no escape sends the text through one
-regex split at the escapes first, never a Python call a match.
+property-tested against it; `uni` adds `%uHHHH`. A `%` that starts no escape makes the codec fail: the
+text is then rewritten by two regex substitutions of a constant (C, no Python call a match) that turn only
+the escapes' `%` into the codec's, and decoded once. 64 KiB of `%41%` costs ~1.8 ms, not the ~3.9 ms of a
+split at every escape.
 """
 
 from __future__ import annotations
 
 import codecs
+import functools
 
 from policy.linear import bounded
 
-_ESCAPE = bounded(r"(%[0-9a-fA-F]{2})")
-_ESCAPE_UNI = bounded(r"(%[uU][0-9a-fA-F]{4}|%[0-9a-fA-F]{2})")
+_VALID = bounded(r"%(?=[0-9a-fA-F]{2})")  # a `%` that starts an escape
+_VALID_UNI = bounded(r"%[uU](?=[0-9a-fA-F]{4})")
 _FULL_WIDTH = bounded("[\uff01-\uff5e]")
+
+
+# A long text is decoded once while it is among the last few: a query's 64 KiB value is decoded for its
+# parameter (`policy.fields`) and again as a piece of the query (CRS's QUERY_STRING, REQUEST_LINE...).
+LONG = 4096
+LONGEST = 1 << 17  # what the cache holds stays bounded
 
 
 def unquote(text: str, plus: bool = False, uni: bool = False) -> str:
     """`%HH` decoded to U+00HH (the byte, as latin-1), with `uni` `%uHHHH` (either case) to U+HHHH; with
     `plus`, `+` becomes a space first (so `%2B` stays `+`)."""
+    if LONG <= len(text) <= LONGEST:
+        return _unquote_long(text, plus, uni)
+    return _unquote(text, plus, uni)
+
+
+def _unquote(text: str, plus: bool, uni: bool) -> str:
     if plus and "+" in text:
         text = text.replace("+", " ")
     if "%" not in text:
         return text
     literal = text.replace("\\", "\\\\")
-    try:  # every `%` starts an escape (most text): no regex
-        return _decode(_codec_escapes(literal, uni))
+    try:  # every `%` starts an escape (most text): str.replace only
+        if uni:
+            return _decode(literal.replace("%u", "\\u").replace("%U", "\\u").replace("%", "\\x"))
+        return _decode(literal.replace("%", "\\x"))
     except UnicodeDecodeError:  # "truncated \xXX (or \uXXXX) escape": a `%` that starts none
         pass
-    # Split at the escapes (text, escape, text, ..., text): a `%` left in the text is literal to the codec.
-    # The escapes are rewritten all at once, joined by a NUL they cannot hold: no Python call an escape.
-    parts = (_ESCAPE_UNI if uni else _ESCAPE).split(literal)
-    if len(parts) == 1:  # no escape at all
-        return _decode(literal)
-    parts[1::2] = _codec_escapes("\0".join(parts[1::2]), uni).split("\0")
-    return _decode("".join(parts))
-
-
-def _codec_escapes(text: str, uni: bool) -> str:
-    """Every `%u` (with `uni`) as `\\u`, then every `%` as `\\x`: the escapes, as the codec spells them."""
+    # Only the `%` that start an escape become the codec's; a lone one stays, literal to the codec. A
+    # substitution by a constant runs in C, with no Python call a match.
     if uni:
-        text = text.replace("%u", "\\u").replace("%U", "\\u")
-    return text.replace("%", "\\x")
+        literal = _VALID_UNI.sub(r"\\u", literal)
+    return _decode(_VALID.sub(r"\\x", literal))
+
+
+_unquote_long = functools.lru_cache(maxsize=4)(_unquote)
 
 
 def _decode(escaped: str) -> str:

@@ -22,11 +22,14 @@ class Value:
     A plain class: a request has dozens, and compiled it is a native one (a NamedTuple's constructor and a
     frozen dataclass's are Python code)."""
 
-    __slots__ = ("variable", "key", "text", "prose")
+    __slots__ = ("variable", "key", "text", "prose", "pieces")
 
-    def __init__(self, variable: str, key: str, text: str, prose: bool = False) -> None:
+    def __init__(
+        self, variable: str, key: str, text: str, prose: bool = False, pieces: tuple[str, ...] = ()
+    ) -> None:
         self.variable, self.key, self.text = variable, key, text
         self.prose = prose  # free text: a JSON string, an XML text, a multipart text field
+        self.pieces = pieces  # `text` joined from other values' texts (the request line holds the target)
 
     def __repr__(self) -> str:
         return f"Value({self.variable!r}, {self.key!r}, {self.text!r})"

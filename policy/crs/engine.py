@@ -23,7 +23,7 @@ import hyperscan
 
 from policy.crs.checks import Value, confirmation, on_matched, on_request
 from policy.crs.injection import OPERATORS
-from policy.crs.pipelines import Pipelines
+from policy.crs.pipelines import Pipelines, Shared
 from policy.crs.rules import Condition, Rule
 
 FLAGS = hyperscan.HS_FLAG_DOTALL | hyperscan.HS_FLAG_SINGLEMATCH  # ModSecurity compiles with PCRE_DOTALL
@@ -158,7 +158,7 @@ class Engine:
         order. `skip(rule id, value)`: a value that rule does not look at (an exclusion by variable)."""
         matched: dict[int, Value] = {}
         long: dict[tuple[str, frozenset[int]], tuple[int, ...]] = {}  # this request's long values, once each
-        done: dict[str, dict[tuple[str, ...], str]] = {}  # and their transformations, shared
+        shared = Shared()  # and their transformations
         for value in values:
             wanted = self._wanted.get(value.variable)
             text = value.text
@@ -166,12 +166,14 @@ class Engine:
                 continue
             if not text.isascii() and max(text) > "\xff":  # decoded as UTF-8: its bytes, as ModSecurity sees
                 text = text.encode("utf-8", "surrogateescape").decode("latin-1")
+            elif value.pieces:
+                shared.pieces[text] = value.pieces
             if len(text) <= CACHED_LENGTH:
                 found = self._cached(text, wanted)
             else:
                 key = (text, wanted)
                 if key not in long:
-                    long[key] = self._match_text(text, wanted, done.setdefault(text, {}))
+                    long[key] = self._match_text(text, wanted, shared)
                 found = long[key]
             for index in found:
                 rule = self.rules[index]
@@ -187,12 +189,9 @@ class Engine:
                 del matched[index]
         return sorted(((self.rules[i], value) for i, value in matched.items()), key=lambda pair: pair[0].id)
 
-    def _match_text(
-        self, text: str, wanted: frozenset[int], done: dict[tuple[str, ...], str] | None = None
-    ) -> tuple[int, ...]:
+    def _match_text(self, text: str, wanted: frozenset[int], shared: Shared | None = None) -> tuple[int, ...]:
         """The rules whose pipeline (one of `wanted`) makes of `text` what they match (chains included)."""
         found: set[int] = set()
-        shared = {} if done is None else done  # not `done or {}`: the caller's empty dict is to be filled
         for transformed, pipelines in self._pipelines.transformed(text, wanted, shared).items():
             calls, scanned = self._libinjection(pipelines)
             for rule, call in calls:

@@ -46,6 +46,21 @@ def _prose(text: str) -> str:
     )
 
 
+QUERY_PIECES = 16  # a query of at most this many parameters is decoded parameter by parameter
+
+
+def _query_pieces(query: str) -> tuple[str, ...]:
+    """The query as names, values and separators: a long value is then the text its parameter's own
+    decoding (`policy.fields`) decoded; a query of many short parameters is one piece."""
+    if query.count("&") >= QUERY_PIECES or "=" not in query:
+        return (query,)
+    pieces: list[str] = []
+    for number, pair in enumerate(query.split("&")):
+        name, equals, value = pair.partition("=")
+        pieces += ("&", name, equals, value) if number else (name, equals, value)
+    return tuple(pieces)
+
+
 def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozenset[str]) -> list[Value]:
     """The request's values of the variables in `wanted` (those the rules target)."""
     values: list[Value] = []
@@ -88,19 +103,21 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
         if header_names:
             values.append(Value("REQUEST_HEADERS_NAMES", header, header))
     target = incoming.target[:budget]
-    path, _, query = target.partition("?")
+    path, mark, query = target.partition("?")
+    uri = (path, mark, *_query_pieces(query)) if mark else (path,)  # decoded once for every variable
     if "REQUEST_FILENAME" in wanted:
         values.append(Value("REQUEST_FILENAME", "", path))
     if "REQUEST_BASENAME" in wanted:
         values.append(Value("REQUEST_BASENAME", "", path.rpartition("/")[2]))
     if "REQUEST_URI" in wanted:
-        values.append(Value("REQUEST_URI", "", target))
+        values.append(Value("REQUEST_URI", "", target, pieces=uri))
     if "REQUEST_URI_RAW" in wanted:
-        values.append(Value("REQUEST_URI_RAW", "", target))
+        values.append(Value("REQUEST_URI_RAW", "", target, pieces=uri))
     if "QUERY_STRING" in wanted:
         values.append(Value("QUERY_STRING", "", query))
     if "REQUEST_LINE" in wanted:
-        values.append(Value("REQUEST_LINE", "", f"{incoming.method} {target} HTTP/1.1"))
+        line = (f"{incoming.method} ", *uri, " HTTP/1.1")
+        values.append(Value("REQUEST_LINE", "", "".join(line), pieces=line))
     if "REQUEST_METHOD" in wanted:
         values.append(Value("REQUEST_METHOD", "", incoming.method))
     if fields.raw_body and "REQUEST_BODY" in wanted:  # a form's or an untyped body's text, never a file's

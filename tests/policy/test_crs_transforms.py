@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from policy.crs import transforms as t
-from policy.crs.pipelines import Pipelines
+from policy.crs.pipelines import Pipelines, Shared
 from policy.crs.transforms import FUNCTIONS, pipeline
 
 CASES = [
@@ -108,7 +108,30 @@ def test_skipping_what_cannot_act_gives_what_every_pipeline_gives(parts: list[st
     text = "".join(parts)
     pipelines = Pipelines(CRS_PIPELINES)
     wanted = frozenset(pipelines.index.values())
-    results = pipelines.transformed(text, wanted, {})
+    results = pipelines.transformed(text, wanted, Shared())
+    for names, index in pipelines.index.items():
+        expected = pipeline(names)(text)
+        assert index in results.get(expected, frozenset()), f"{names} of {text!r}: want {expected!r}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pieces=st.lists(
+        st.lists(PIECES | st.sampled_from(["?", "%4", "%u", "%u00", "u0041", "41", "F"]), max_size=4)
+    )
+)
+def test_a_text_decoded_piece_by_piece_gives_what_decoding_it_whole_gives(pieces: list[list[str]]) -> None:
+    """The request line, target, path and query share one URL decoding of their pieces; an escape cut
+    across two pieces (`%4` then `1`) makes the whole text decoded as one."""
+    parts = tuple("".join(piece) for piece in pieces)
+    text = "".join(parts)
+    pipelines = Pipelines(CRS_PIPELINES)
+    wanted = frozenset(pipelines.index.values())
+    shared = Shared()
+    shared.pieces[text] = parts
+    for part in parts:  # the pieces as values of their own first, as a request's query is
+        pipelines.transformed(part, wanted, shared)
+    results = pipelines.transformed(text, wanted, shared)
     for names, index in pipelines.index.items():
         expected = pipeline(names)(text)
         assert index in results.get(expected, frozenset()), f"{names} of {text!r}: want {expected!r}"
