@@ -9,6 +9,7 @@ no module that sees request content compiles with it.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeAlias
 
 import re2
@@ -51,3 +52,17 @@ def bounded(pattern: str, *, ignore_case: bool = False) -> re.Pattern[str]:
     if widest > MAX_BOUNDED_WIDTH:
         raise ValueError(f"pattern {pattern[:40]!r} can match unboundedly long text: use linear.compile")
     return re.compile(pattern, flags)
+
+
+def substitute(regex: re.Pattern[str], text: str, replace: Callable[[str], str]) -> str:
+    """`regex.sub(replace, text)` with `replace` given the matched text, and called once per distinct match
+    instead of once per match (a Python call a match cost ~0.3 us: 64 KiB of `&#65;` took 6 ms). The text
+    is split at the matches and the matches replaced through a dict, both in C. `regex` has one group,
+    around the whole match."""
+    parts = regex.split(text)
+    if len(parts) == 1:
+        return text
+    tokens = parts[1::2]
+    replaced = {token: replace(token) for token in set(tokens)}
+    parts[1::2] = map(replaced.__getitem__, tokens)
+    return "".join(parts)

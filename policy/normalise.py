@@ -9,27 +9,25 @@ request is normalised at all is the caller's budget (`risk.max_scan_bytes`, see 
 from __future__ import annotations
 
 import html
-import re
 
-from policy.linear import bounded
+from policy.backslash import unescape
+from policy.linear import bounded, substitute
 from policy.percent import unquote
 
 MAX_ROUNDS = 3  # double and triple encoding are common evasions; more rounds buy nothing
 
-_OVERLONG = bounded(r"%c0%ae|%c0%af|%c1%9c|%c0%2e|%c0%2f|%e0%80%ae|%e0%80%af", ignore_case=True)
+_OVERLONG = bounded(r"(%c0%ae|%c0%af|%c1%9c|%c0%2e|%c0%2f|%e0%80%ae|%e0%80%af)", ignore_case=True)
 _OVERLONG_CHARS = {"%c0%ae": ".", "%c0%2e": ".", "%e0%80%ae": ".", "%c0%af": "/", "%c0%2f": "/"}
-_ESCAPE = bounded(r"\\u([0-9a-fA-F]{4})|\\x([0-9a-fA-F]{2})")
+_SURROGATE = bounded(r"[\ud800-\udfff]")  # (re reads the escapes: no surrogate in the source)
 _DIGITS = {False: "0123456789", True: "0123456789abcdefABCDEF"}
 _MAX_REF_DIGITS = 8  # more digits than this is past U+10FFFF whatever they are: html gives U+FFFD
 _ODD_CHARREF = bounded(r"&#[xX]?(?:0|[0-9a-fA-F]{9})")  # leading zeros, or more digits than any code point
+# What `html.unescape` takes for a character reference (its `_charref`), with at most _MAX_REF_DIGITS digits.
+_CHARREF = bounded(r"(&(?:#[0-9]{1,8};?|#[xX][0-9a-fA-F]{1,8};?|[^\t\n\f <&#;]{1,32};?))")
 
 
-def _overlong(match: re.Match[str]) -> str:
-    return _OVERLONG_CHARS.get(match.group(0).lower(), "\\")
-
-
-def _escape(match: re.Match[str]) -> str:
-    return chr(int(match.group(1) or match.group(2), 16))
+def _overlong(token: str) -> str:
+    return _OVERLONG_CHARS.get(token.lower(), "\\")
 
 
 def url_decode(text: str, plus: bool = True) -> str:
@@ -38,7 +36,8 @@ def url_decode(text: str, plus: bool = True) -> str:
     for _ in range(MAX_ROUNDS):
         if "%" not in text and not (plus and "+" in text):
             break
-        step = _OVERLONG.sub(_overlong, text) if "%c" in text.lower() or "%e0" in text.lower() else text
+        lower = text.lower()
+        step = substitute(_OVERLONG, text, _overlong) if "%c" in lower or "%e0" in lower else text
         step = unquote(step, plus, uni=True)
         if step == text:
             break
@@ -81,13 +80,19 @@ def _comments(text: str) -> str:
     return f"{''.join(spaced)}{rest} {''.join(joined)}{rest}"
 
 
+def html_unescape(text: str) -> str:
+    """`html.unescape(text)` for a text whose references have at most _MAX_REF_DIGITS digits, calling it
+    once per distinct reference rather than once per reference."""
+    return substitute(_CHARREF, text, html.unescape)
+
+
 def normalise(text: str) -> str:
     """The form matchers look at: decoded, unescaped, comment-free, single-spaced, lower-case."""
     text = url_decode(text)
     if "&" in text:
-        text = html.unescape(_short_charrefs(text) if _ODD_CHARREF.search(text) else text)
+        text = html_unescape(_short_charrefs(text) if _ODD_CHARREF.search(text) else text)
     if "\\" in text:
-        text = _ESCAPE.sub(_escape, text)
+        text = unescape(text)
     if "/*" in text:
         text = _comments(text)
     return _without_surrogates(" ".join(text.split()).lower())
@@ -102,5 +107,5 @@ def _without_surrogates(text: str) -> str:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return _SURROGATE.sub("\ufffd", text)  # a constant: no Python call a surrogate
     return text

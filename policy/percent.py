@@ -15,14 +15,17 @@ split at every escape.
 
 from __future__ import annotations
 
+import array
 import codecs
 import functools
+import sys
 
 from policy.linear import bounded
 
 _VALID = bounded(r"%(?=[0-9a-fA-F]{2})")  # a `%` that starts an escape
 _VALID_UNI = bounded(r"%[uU](?=[0-9a-fA-F]{4})")
 _FULL_WIDTH = bounded("[\uff01-\uff5e]")
+_WIDE_AS_UCS4 = array.array("u").itemsize == 4 and sys.byteorder == "little"  # wchar_t: so on Linux x86
 
 
 # A long text is decoded once while it is among the last few: a query's 64 KiB value is decoded for its
@@ -47,21 +50,22 @@ def _unquote(text: str, plus: bool, uni: bool) -> str:
     literal = text.replace("\\", "\\\\")
     try:  # every `%` starts an escape (most text): str.replace only
         if uni:
-            return _decode(literal.replace("%u", "\\u").replace("%U", "\\u").replace("%", "\\x"))
-        return _decode(literal.replace("%", "\\x"))
+            return decode_escaped(literal.replace("%u", "\\u").replace("%U", "\\u").replace("%", "\\x"))
+        return decode_escaped(literal.replace("%", "\\x"))
     except UnicodeDecodeError:  # "truncated \xXX (or \uXXXX) escape": a `%` that starts none
         pass
     # Only the `%` that start an escape become the codec's; a lone one stays, literal to the codec. A
     # substitution by a constant runs in C, with no Python call a match.
     if uni:
         literal = _VALID_UNI.sub(r"\\u", literal)
-    return _decode(_VALID.sub(r"\\x", literal))
+    return decode_escaped(_VALID.sub(r"\\x", literal))
 
 
 _unquote_long = functools.lru_cache(maxsize=4)(_unquote)
 
 
-def _decode(escaped: str) -> str:
+def decode_escaped(escaped: str) -> str:
+    """`escaped` with the escapes of Python's `unicode_escape` codec decoded (one C pass)."""
     # raw_unicode_escape: characters up to U+00FF as their byte, others as \uHHHH (decoded back as they were)
     decoded: str = codecs.unicode_escape_decode(escaped.encode("raw_unicode_escape"))[0]
     return decoded
@@ -70,8 +74,31 @@ def _decode(escaped: str) -> str:
 def low_bytes(text: str) -> str:
     """Each character above U+00FF as ModSecurity keeps a decoded `%uHHHH`: a full-width form
     (U+FF01..U+FF5E) its ASCII twin, anything else its low byte."""
-    if text.isascii() or max(text) <= "\xff":
+    if text.isascii():
         return text
+    if _WIDE_AS_UCS4:  # 4 bytes a character, low byte first, lone surrogates as any other code point
+        wide = array.array("u", text).tobytes()
+    else:
+        wide = text.encode("utf-32-le", "surrogatepass")  # ~10x slower on surrogates
+    low = wide[::4]
     if _FULL_WIDTH.search(text):
-        text = _FULL_WIDTH.sub(lambda match: chr(ord(match.group()) - 0xFEE0), text)
-    return text.encode("utf-32-le", "surrogatepass")[::4].decode("latin-1")
+        low = _twins(low, wide)
+    return low.decode("latin-1")
+
+
+_IS_FF = bytes(0x20 if byte == 0xFF else 0 for byte in range(256))
+_IS_ZERO = bytes(0xFF if byte == 0 else 0 for byte in range(256))
+_IN_FORMS = bytes(0xFF if 0x01 <= byte <= 0x5E else 0 for byte in range(256))
+
+
+def _twins(low: bytes, wide: bytes) -> bytes:
+    """`low` with 0x20 added where `wide` (4 bytes a character) holds U+FF01..U+FF5E: the ASCII twin is
+    the low byte plus 0x20. Byte tables and big-integer arithmetic, all C (a substitution with a function
+    took 2.8 ms for 64 KiB of full-width text): the masks meet only on those characters, and there the
+    sum stays under 0x80, so no byte carries into the next."""
+    add = (
+        int.from_bytes(wide[1::4].translate(_IS_FF), "big")
+        & int.from_bytes(wide[2::4].translate(_IS_ZERO), "big")
+        & int.from_bytes(low.translate(_IN_FORMS), "big")
+    )
+    return (int.from_bytes(low, "big") + add).to_bytes(len(low), "big")

@@ -8,13 +8,11 @@ Each function runs in one pass over its input (every loop advances), so a value 
 from __future__ import annotations
 
 import binascii
-import re
 from collections.abc import Callable
 
-from policy.linear import bounded
-from policy.percent import low_bytes, unquote
-
-_HEX = frozenset("0123456789abcdefABCDEF")
+from policy import backslash
+from policy.linear import bounded, substitute
+from policy.percent import decode_escaped, low_bytes, unquote
 
 
 def _byte(code: int) -> str:
@@ -41,63 +39,33 @@ def url_decode_uni(text: str) -> str:
     return url_decode(text, unicode=True)
 
 
-_ENTITY = bounded(r"&(?:#[xX]([0-9a-fA-F]{1,8});?|#([0-9]{1,10});?|(quot|amp|lt|gt|nbsp);)")
-_NAMED = {"quot": '"', "amp": "&", "lt": "<", "gt": ">", "nbsp": "\xa0"}
+_ENTITY = bounded(r"(&(?:#[xX][0-9a-fA-F]{1,8};?|#[0-9]{1,10};?|(?:quot|amp|lt|gt|nbsp);))")
+_NAMED = {"&quot;": '"', "&amp;": "&", "&lt;": "<", "&gt;": ">", "&nbsp;": "\xa0"}
 
 
-def _entity(match: re.Match[str]) -> str:
-    hexa, decimal, name = match.group(1), match.group(2), match.group(3)
-    if name:
-        return _NAMED[name.lower()] if name.lower() in _NAMED else match.group(0)
-    return _byte(int(hexa, 16) if hexa else int(decimal))
+def _entity(token: str) -> str:
+    named = _NAMED.get(token)
+    if named is not None:
+        return named
+    digits = token[2:].rstrip(";")
+    return _byte(int(digits[1:], 16) if digits[0] in "xX" else int(digits))
 
 
 def html_entity_decode(text: str) -> str:
     """`&#xHH;`, `&#DDD;` (the `;` optional) and `&quot; &amp; &lt; &gt; &nbsp;`."""
-    return _ENTITY.sub(_entity, text) if "&" in text else text
-
-
-_JS_SIMPLE = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
-
-
-_JS_ESCAPE = bounded(r"(?s)\\(?:[uU][0-9a-fA-F]{4}|[xX][0-9a-fA-F]{2}|[0-7]{1,3}|.)")
-
-
-def _js_unescape(match: re.Match[str]) -> str:
-    token = match.group(0)
-    kind = token[1]
-    if kind in "uU" and len(token) == 6:
-        return _byte(int(token[2:], 16))
-    if kind in "xX" and len(token) == 4:
-        return chr(int(token[2:], 16))
-    if kind in "01234567":
-        code = int(token[1:], 8)
-        return chr(code) if code <= 0o377 else chr(int(token[1:3], 8)) + token[3]
-    return _JS_SIMPLE.get(kind, kind)
+    return substitute(_ENTITY, text, _entity) if "&" in text else text
 
 
 def js_decode(text: str) -> str:
-    """`\\uHHHH`, `\\xHH`, `\\OOO` (octal), `\\a\\b\\f\\n\\r\\t\\v`, and `\\c` as `c`."""
-    return _JS_ESCAPE.sub(_js_unescape, text) if "\\" in text else text
-
-
-_CSS_ESCAPE = bounded(r"(?s)\\(?:[0-9a-fA-F]{1,6}[ \t\n\r\x0c]?|.)?")
-
-
-def _css_unescape(match: re.Match[str]) -> str:
-    token = match.group(0)
-    if len(token) == 1 or token[1] == "\n":  # a lone backslash at the end, or an escaped line break
-        return ""
-    digits = token[1:].rstrip(" \t\n\r\x0c")
-    if digits and all(c in _HEX for c in digits) and digits == token[1 : 1 + len(digits)]:
-        return _byte(int(digits, 16))
-    return token[1]
+    """`\\uHHHH`, `\\xHH`, `\\OOO` (octal), `\\a\\b\\f\\n\\r\\t\\v`, and `\\c` as `c` (one C pass:
+    `policy.backslash`)."""
+    return backslash.js_decode(text)
 
 
 def css_decode(text: str) -> str:
     """CSS 2 escapes: `\\` and 1-6 hex digits (one whitespace after them eaten), `\\` newline removed,
-    `\\` and any other character is that character."""
-    return _CSS_ESCAPE.sub(_css_unescape, text) if "\\" in text else text
+    `\\` and any other character is that character (one C pass: `policy.backslash`)."""
+    return backslash.css_decode(text)
 
 
 def remove_nulls(text: str) -> str:
@@ -131,15 +99,11 @@ def compress_whitespace(text: str) -> str:
     return _squeeze(_replace_all(text, _SPACE_LIKE, " "))
 
 
-_CMD_BEFORE = bounded(r" ([/(])")
-
-
 def cmd_line(text: str) -> str:
     """ModSecurity's cmdLine: `\\ " ' ^` deleted, `,` and `;` and whitespace runs to one space, spaces
     before `/` and `(` deleted, lower case."""
     text = _squeeze(_replace_all(_replace_all(text, "\\\"'^", ""), "\t\n\r,;", " "))
-    if " /" in text or " (" in text:
-        text = _CMD_BEFORE.sub(r"\1", text)
+    text = text.replace(" /", "/").replace(" (", "(")  # (spaces are single by then)
     return lowercase(text)
 
 
@@ -183,43 +147,43 @@ def replace_comments(text: str) -> str:
     return "".join(out)
 
 
+_ASTRAL = bounded(r"\\U[0-9a-f]{4}")  # `\\U0001f600`: its last four digits, as ModSecurity keeps them
+
+
 def utf8_to_unicode(text: str) -> str:
-    """Each UTF-8 multi-byte sequence as `%uHHHH` (lower-case hex); other bytes kept."""
+    """Each UTF-8 multi-byte sequence as `%uHHHH` (lower-case hex, the code's low 16 bits); other bytes
+    kept. In C passes, not a Python loop a byte: the bytes are decoded as UTF-8 (a byte no sequence takes
+    kept as a surrogate escape) and written in `unicode_escape`'s escapes; a decoded character's escape
+    (`\\xe9`, `\\u201c`, `\\U0001f600`) is respelled `%u00e9`, `%u201c`, `%uf600`, a kept byte's (`\\udce9`)
+    `\\xe9`, and the codec decodes what is left back to bytes."""
     if text.isascii():
         return text
-    raw, out, i = text.encode("latin-1"), [], 0
-    while i < len(raw):
-        b = raw[i]
-        width = 2 if 0xC2 <= b <= 0xDF else 3 if 0xE0 <= b <= 0xEF else 4 if 0xF0 <= b <= 0xF4 else 0
-        if width:
-            try:
-                code = ord(raw[i : i + width].decode("utf-8"))
-            except UnicodeDecodeError:
-                width = 0
-            else:
-                out.append(f"%u{code & 0xFFFF:04x}")
-                i += width
-                continue
-        out.append(chr(b))
-        i += 1
-    return "".join(out)
+    decoded = text.encode("latin-1").decode("utf-8", "surrogateescape")
+    escaped = decoded.encode("unicode_escape").decode("ascii")
+    escaped = escaped.replace("\\\\", "\0")  # each backslash left starts an escape (a NUL is escaped too)
+    for digit in "89abcdef":  # U+0080..U+00FF, decoded from two bytes
+        escaped = escaped.replace(f"\\x{digit}", f"%u00{digit}")
+    for digit in "89abcdef":  # a byte kept
+        escaped = escaped.replace(f"\\udc{digit}", f"\\x{digit}")
+    escaped = _ASTRAL.sub("%u", escaped).replace("\\u", "%u")
+    return decode_escaped(escaped.replace("\0", "\\\\"))
 
 
-_NOT_BASE64 = str.maketrans(
-    "",
-    "",
-    "".join(chr(c) for c in range(256) if not (chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/"))),
-)
+_NOT_BASE64 = bytes(c for c in range(256) if not (chr(c).isascii() and (chr(c).isalnum() or chr(c) in "+/")))
 
 
 def base64_decode(text: str) -> str:
     """The base64 the value holds (characters outside the alphabet skipped); unchanged if none decodes."""
-    clean = text if text.isascii() and text.isalnum() else text.translate(_NOT_BASE64)
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:  # a character above \xff is no base64
+        return text
+    clean = raw if raw.isalnum() else raw.translate(None, _NOT_BASE64)  # bytes: a C table, not a dict
     if not clean:
         return text
-    try:  # a character above \xff left in `clean`: ValueError
-        return binascii.a2b_base64(clean + "=" * (-len(clean) % 4)).decode("latin-1")
-    except (binascii.Error, ValueError):
+    try:
+        return binascii.a2b_base64(clean + b"=" * (-len(clean) % 4)).decode("latin-1")
+    except binascii.Error:
         return text
 
 

@@ -135,3 +135,41 @@ def test_a_text_decoded_piece_by_piece_gives_what_decoding_it_whole_gives(pieces
     for names, index in pipelines.index.items():
         expected = pipeline(names)(text)
         assert index in results.get(expected, frozenset()), f"{names} of {text!r}: want {expected!r}"
+
+
+def reference_utf8_to_unicode(text: str) -> str:
+    """The byte-by-byte loop `utf8_to_unicode` replaced."""
+    raw, out, i = text.encode("latin-1"), [], 0
+    while i < len(raw):
+        b = raw[i]
+        width = 2 if 0xC2 <= b <= 0xDF else 3 if 0xE0 <= b <= 0xEF else 4 if 0xF0 <= b <= 0xF4 else 0
+        if width:
+            try:
+                code = ord(raw[i : i + width].decode("utf-8"))
+            except UnicodeDecodeError:
+                width = 0
+            else:
+                out.append(f"%u{code & 0xFFFF:04x}")
+                i += width
+                continue
+        out.append(chr(b))
+        i += 1
+    return "".join(out)
+
+
+UTF8 = st.lists(
+    st.sampled_from(
+        ["a", "\\", "\\\\", "\\x", "\\u", "\\udc", "%u", "\x00", "\t", "\n", "\x7f", "\x80", "\xbf"]
+    )
+    | st.sampled_from(["\xc0", "\xc3", "\xe2", "\xed", "\xf0", "\xf4", "\xf5", "\xff", "\xa0", "\x9c"])
+    | st.characters(max_codepoint=0x10FFFF, exclude_categories=["Cs"]).map(
+        lambda char: char.encode("utf-8").decode("latin-1")
+    ),
+    max_size=16,
+).map("".join)
+
+
+@settings(max_examples=5000)
+@given(UTF8)
+def test_utf8_to_unicode_is_the_byte_by_byte_loop(text: str) -> None:
+    assert t.utf8_to_unicode(text) == reference_utf8_to_unicode(text)

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bench.pathological import CASES
+from bench.pathological import CASES, FRAGMENTS
 from conftest import make_config
 from files import multipart
 from policy import linear
@@ -53,14 +53,6 @@ def test_each_known_pathological_input_scores_quickly(case: str) -> None:
     assert took < BOUND_S, f"{case}: {took * 1000:.0f} ms"
 
 
-# Fragments of every detector's and decoder's grammar: repeating and mixing them is what makes a
-# backtracking pattern explode (runs of line breaks before a separator, unclosed tags, open comments...).
-FRAGMENTS = [
-    "%0A", "%0D", "\n", "=", ":", "<a", "<", ">", " ", "\t", "'", '"', "`", "or ", "and ", "1", "=1", "(",
-    ")", "sleep(", "char(", "/*", "*/", "/*!", "--", "#", ";", "{{", "}}", "${", "}", "{%", "&#", "&#x",
-    "0", "&amp;", "%25", "%u", "\\u", "\\x", "on", "onload=", "javascript", "union", "select", "../",
-    "%c0%ae", "|", "&&", "$(", "data:", "a", "-", "%uD800", "\\uDFFF",
-]  # fmt: skip
 hostile = st.lists(st.sampled_from(FRAGMENTS), min_size=1, max_size=12).map(
     lambda parts: ("".join(parts) * (SIZE // max(1, len("".join(parts))) + 1))[:SIZE]
 )

@@ -66,6 +66,29 @@ def test_low_bytes_is_modsecuritys_byte_of_each_code_point(text: str) -> None:
     assert low_bytes(decoded) == expected
 
 
+EDGES = [
+    "\uff00",
+    "\uff01",
+    "\uff5e",
+    "\uff5f",
+    "\uffff",
+    "\U0001ff41",
+    "\U0010ff21",
+    "\ud800",
+    "\x7f",
+    "\xff",
+]
+
+
+@settings(max_examples=3000)
+@given(st.lists(st.sampled_from(EDGES) | st.characters(), max_size=24).map("".join))
+def test_low_bytes_of_any_text(text: str) -> None:
+    expected = "".join(
+        chr(ord(c) - 0xFEE0) if 0xFF01 <= ord(c) <= 0xFF5E else chr(ord(c) & 0xFF) for c in text
+    )
+    assert low_bytes(text) == expected
+
+
 def test_hostile_runs_decode_in_one_pass() -> None:
     """64 KiB of each: every character decoded or kept exactly (timing is bench/pathological.py's)."""
     size = 65536
