@@ -67,11 +67,11 @@ def level_row(level: int, normal: list[Incoming], attacks: list[Incoming]) -> tu
                 fired[kind] += 1
                 if kind == "attacks":
                     families.update({i[:3] for i in reason.split()[0].removeprefix("crs=").split(",")})
-    main_mb = len(engine.compiled.database) / 1e6
-    solos_mb = sum(len(database) for _, database in engine.compiled.solos) / 1e6
+    whole_mb = len(engine.compiled.database) / 1e6
+    databases_mb = sum(len(database) for _, database in engine.compiled.databases) / 1e6
     row = (
         f"| {level} | {len(engine.rules)} ({engine.expressions:,} expressions) | {compile_s:.1f}"
-        f" | {load_ms:.0f} | {main_mb:.1f} + {solos_mb:.1f} | {grown:.0f}"
+        f" | {load_ms:.0f} | {whole_mb:.1f} + {databases_mb:.1f} | {grown:.0f}"
         f" | {fired['normal']} ({100 * fired['normal'] / len(normal):.2f}%)"
         f" | {fired['attacks']} ({100 * fired['attacks'] / len(attacks):.1f}%)"
         f" | {cold[0]:.0f} / {cold[1]:.0f} | {warm[0]:.0f} / {warm[1]:.0f}"
@@ -93,7 +93,7 @@ def main(corpus: Path) -> None:
         " first time; warm: the same requests again, warm only as far as the value cache held the first"
         " pass's values (last column: the first pass's misses / values held, of the cache's capacity).",
         "",
-        "| paranoia | rules | compile s | restart ms | databases MB (whole + per pipeline) | RSS +MB"
+        "| paranoia | rules | compile s | restart ms | databases MB (whole set + one a pipeline) | RSS +MB"
         " | normal flagged | attacks flagged | score p50 / p99 cold | warm | values cached |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]

@@ -26,6 +26,7 @@ _VALID = bounded(r"%(?=[0-9a-fA-F]{2})")  # a `%` that starts an escape
 _VALID_UNI = bounded(r"%[uU](?=[0-9a-fA-F]{4})")
 _FULL_WIDTH = bounded("[\uff01-\uff5e]")
 _WIDE_AS_UCS4 = array.array("u").itemsize == 4 and sys.byteorder == "little"  # wchar_t: so on Linux x86
+SHORT = 256  # a text this short is encoded, not copied into an array (cheaper, whatever it holds)
 
 
 # A long text is decoded once while it is among the last few: a query's 64 KiB value is decoded for its
@@ -76,10 +77,10 @@ def low_bytes(text: str) -> str:
     (U+FF01..U+FF5E) its ASCII twin, anything else its low byte."""
     if text.isascii():
         return text
-    if _WIDE_AS_UCS4:  # 4 bytes a character, low byte first, lone surrogates as any other code point
+    if _WIDE_AS_UCS4 and len(text) > SHORT:  # 4 bytes a character, low byte first, surrogates too
         wide = array.array("u", text).tobytes()
-    else:
-        wide = text.encode("utf-32-le", "surrogatepass")  # ~10x slower on surrogates
+    else:  # a surrogate costs this encoder a call of its error handler: ~10x slower on surrogates
+        wide = text.encode("utf-32-le", "surrogatepass")
     low = wide[::4]
     if _FULL_WIDTH.search(text):
         low = _twins(low, wide)

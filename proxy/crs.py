@@ -18,7 +18,7 @@ from policy.errors import ConfigError
 from policy.rules import CrsConfig
 
 log = logging.getLogger("isogate")
-FORMAT = "isogate-crs-4"  # bump when the engine's compiled form changes
+FORMAT = "isogate-crs-5"  # bump when the engine's compiled form changes
 _last: tuple[str, Engine, Parsed] | None = None  # the last rules read: a reload of the same ones reuses them
 
 
@@ -88,11 +88,14 @@ def _read_cache(path: Path) -> Compiled | None:
         meta = json.loads(header)
         if meta.get("format") != FORMAT or meta.get("sha256") != hashlib.sha256(payload).hexdigest():
             return None
-        solos, end = [], len(payload)
-        for pipeline, size in reversed(meta["solos"]):  # after the main database, in order
-            solos.append((int(pipeline), payload[end - int(size) : end]))
-            end -= int(size)
-        return Compiled(payload[:end], frozenset(int(i) for i in meta["prefiltered"]), tuple(solos[::-1]))
+        whole = int(meta["whole"])
+        databases, start = [], whole
+        for pipeline, size in meta["databases"]:  # after the whole set's, one after the other
+            databases.append((int(pipeline), payload[start : start + int(size)]))
+            start += int(size)
+        if start != len(payload):
+            return None
+        return Compiled(payload[:whole], frozenset(int(i) for i in meta["prefiltered"]), tuple(databases))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -100,12 +103,13 @@ def _read_cache(path: Path) -> Compiled | None:
 def _write_cache(path: Path, compiled: Compiled) -> None:
     """Kept for the next start (owner-only, written whole or not at all); a cache that cannot be written
     only costs the next start its compile time."""
-    payload = compiled.database + b"".join(database for _, database in compiled.solos)
+    payload = compiled.database + b"".join(database for _, database in compiled.databases)
     header = {
         "format": FORMAT,
         "sha256": hashlib.sha256(payload).hexdigest(),
         "prefiltered": sorted(compiled.prefiltered),
-        "solos": [[pipeline, len(database)] for pipeline, database in compiled.solos],
+        "whole": len(compiled.database),
+        "databases": [[pipeline, len(database)] for pipeline, database in compiled.databases],
     }
     try:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -112,8 +112,9 @@ class Pipelines:
         for name in self._names[pipeline]:
             if not (received.acts(name) if text is received.text else _acts(name, text)):
                 continue
-            uni = received.uni if text is received.text else _has_uni_escape(text)
-            if name == "urldecodeuni" and not uni:
+            if name == "urldecodeuni" and not (
+                received.uni if text is received.text else _has_uni_escape(text)
+            ):
                 name = "urldecode"  # the same on this text: one decoding shared by both pipelines
             applied += (name,)
             result = done.get(applied)

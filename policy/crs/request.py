@@ -47,6 +47,7 @@ def _prose(text: str) -> str:
 
 
 QUERY_PIECES = 16  # a query of at most this many parameters is decoded parameter by parameter
+PIECES_LENGTH = 512  # a shorter target's decodings are remembered across requests (policy.crs.engine)
 
 
 def _query_pieces(query: str) -> tuple[str, ...]:
@@ -104,7 +105,9 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
             values.append(Value("REQUEST_HEADERS_NAMES", header, header))
     target = incoming.target[:budget]
     path, mark, query = target.partition("?")
-    uri = (path, mark, *_query_pieces(query)) if mark else (path,)  # decoded once for every variable
+    uri: tuple[str, ...] = ()  # the target's pieces, decoded once for every variable (a long one's)
+    if len(target) > PIECES_LENGTH:
+        uri = (path, mark, *_query_pieces(query)) if mark else (path,)
     if "REQUEST_FILENAME" in wanted:
         values.append(Value("REQUEST_FILENAME", "", path))
     if "REQUEST_BASENAME" in wanted:
@@ -116,8 +119,8 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
     if "QUERY_STRING" in wanted:
         values.append(Value("QUERY_STRING", "", query))
     if "REQUEST_LINE" in wanted:
-        line = (f"{incoming.method} ", *uri, " HTTP/1.1")
-        values.append(Value("REQUEST_LINE", "", "".join(line), pieces=line))
+        pieces = (f"{incoming.method} ", *uri, " HTTP/1.1") if uri else ()
+        values.append(Value("REQUEST_LINE", "", f"{incoming.method} {target} HTTP/1.1", pieces=pieces))
     if "REQUEST_METHOD" in wanted:
         values.append(Value("REQUEST_METHOD", "", incoming.method))
     if fields.raw_body and "REQUEST_BODY" in wanted:  # a form's or an untyped body's text, never a file's

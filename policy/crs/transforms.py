@@ -161,11 +161,15 @@ def utf8_to_unicode(text: str) -> str:
     decoded = text.encode("latin-1").decode("utf-8", "surrogateescape")
     escaped = decoded.encode("unicode_escape").decode("ascii")
     escaped = escaped.replace("\\\\", "\0")  # each backslash left starts an escape (a NUL is escaped too)
-    for digit in "89abcdef":  # U+0080..U+00FF, decoded from two bytes
-        escaped = escaped.replace(f"\\x{digit}", f"%u00{digit}")
-    for digit in "89abcdef":  # a byte kept
-        escaped = escaped.replace(f"\\udc{digit}", f"\\x{digit}")
-    escaped = _ASTRAL.sub("%u", escaped).replace("\\u", "%u")
+    if "\\x" in escaped:
+        for digit in "89abcdef":  # U+0080..U+00FF, decoded from two bytes
+            escaped = escaped.replace(f"\\x{digit}", f"%u00{digit}")
+    if "\\udc" in escaped:
+        for digit in "89abcdef":  # a byte kept
+            escaped = escaped.replace(f"\\udc{digit}", f"\\x{digit}")
+    if "\\U" in escaped:
+        escaped = _ASTRAL.sub("%u", escaped)
+    escaped = escaped.replace("\\u", "%u")
     return decode_escaped(escaped.replace("\0", "\\\\"))
 
 
