@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 from policy.iplist import IpSet
 from policy.patterns import Matcher
+from policy.ratelimits import RateLimitConfig
 from policy.rules import CredentialFile, HybridConfig, IpListsConfig, RiskConfig, RiskThresholds, ip_set
 from policy.schema import derive, require
 
@@ -602,6 +603,7 @@ class Config:
     routes: tuple[RouteConfig, ...] = ()
     upstream_pool: UpstreamPoolConfig = field(default_factory=UpstreamPoolConfig)
     apps: dict[str, AppConfig] = field(default_factory=dict)
+    rate_limits: tuple[RateLimitConfig, ...] = ()
     entity_capacity: int = field(init=False, repr=False, compare=False)
     admission_slots: int = field(init=False, repr=False, compare=False)
 
@@ -619,6 +621,11 @@ class Config:
         for name in self.apps:
             require(bool(HANDLER_NAME.fullmatch(name)), f"apps.{name}", "expected a name like shop")
         paths = {route.path for route in self.routes}
+        names: set[str] = set()
+        for i, limit in enumerate(self.rate_limits):
+            require(limit.name not in names, f"rate_limits[{i}].name", "another limit has this name")
+            require(not limit.route or limit.route in paths, f"rate_limits[{i}].route", "no such route path")
+            names.add(limit.name)
         for i, exclusion in enumerate(self.risk.crs.exclude):
             where = f"risk.crs.exclude[{i}].route"
             require(not exclusion.route or exclusion.route in paths, where, "no such route path")

@@ -76,6 +76,8 @@ async def healthz(request: web.Request) -> web.Response:
     # A store down is reported too, and does not take the gateway out of rotation: it serves from its table.
     if gw.state is not None and not gw.state.available:
         degraded.append(f"entity state store {gw.state.store.name} unavailable (details in /stats)")
+    if gw.limiter.problem:  # limits keep counting, in this process: never a refusal for it
+        degraded.append(gw.limiter.problem)
     status = (
         {"status": "degraded", "problems": problems + degraded} if problems or degraded else {"status": "ok"}
     )
@@ -138,6 +140,7 @@ async def gateway_stats(request: web.Request) -> web.Response:
             **gw.stats.snapshot(),
             "memory": gw.memory.status(),
             "admission": gw.admission.status(gw.config.admission_slots),
+            "rate_limits": gw.limiter.stats(),
             **_executors(gw),
             "upstreams": gw.forwarder.status(),
             "upstream_routes": gw.forwarder.route_status(),

@@ -29,7 +29,7 @@ from proxy import admin
 from proxy.auth import authenticate
 from proxy.code import handler_of
 from proxy.egress import to_web_response
-from proxy.errors import MissingToken
+from proxy.errors import MissingToken, RateLimited
 from proxy.forward import Hop, IsolationUnavailable
 from proxy.gateway import GATEWAY, TRACE, Gateway, Trace
 from proxy.ingress import body_chunks, handler_request, incoming_of, read_incoming
@@ -79,6 +79,7 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
     ) as waited:
         incoming = await read_incoming(request, ip, max_body, config.server)
         decision = judge(gw, trace, config, incoming, identity, route)
+        await limit(gw, trace, config, route, identity, ip)
         request_of = handler_request(incoming, identity, target=bool(route.app))
         job = Job(handler_of(route), request_of, deadline_s - waited)  # the answer within the deadline
         started = time.perf_counter()
@@ -114,6 +115,7 @@ async def upstream_view(
     prefix, ended = (b"", True) if nothing else await read_prefix(chunks, budget)
     size = len(prefix) if ended else max(request.content_length or 0, len(prefix))
     decision = judge(gw, trace, config, incoming_of(request, ip, prefix, size), identity, route)
+    await limit(gw, trace, config, route, identity, ip)
     urls, isolated = route.upstreams, route.isolated
     if decision.action is Action.DOCKER:
         if isolated is None:
@@ -160,6 +162,20 @@ def judge(
     if trace.decision.action is Action.BLOCK:
         raise RiskBlocked(f"risk score {trace.risk.total} is at or above hybrid.block_threshold")
     return trace.decision
+
+
+async def limit(
+    gw: Gateway, trace: Trace, config: Config, route: RouteConfig, identity: Identity, ip: str
+) -> None:
+    """Count the request against `rate_limits`: 429 rate_limited past one, RateLimit headers either way."""
+    if not config.rate_limits:
+        return
+    band = trace.decision.band.value if trace.decision is not None else ""
+    verdict = await gw.limiter.check(config.rate_limits, route.path, identity, ip, band)
+    trace.headers = verdict.headers or None
+    if verdict.exceeded is not None:
+        gw.metrics.rate_limited(route.path, verdict.exceeded)
+        raise RateLimited(f"rate limit {verdict.exceeded} exceeded", retry_after=verdict.retry_after)
 
 
 async def read_prefix(chunks: AsyncIterator[bytes], budget: int) -> tuple[bytes, bool]:

@@ -37,3 +37,11 @@ class ClientClosedRequest(IsogateError):
 
     status = 499
     code = "client_closed_request"
+
+
+class RateLimited(IsogateError):
+    """A rate limit of `rate_limits` is exceeded: not the caller's failure (its failure_rate)."""
+
+    status = 429
+    code = "rate_limited"
+    charged = False

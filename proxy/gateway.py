@@ -30,6 +30,7 @@ from proxy.learning import ProfileLearning
 from proxy.live import LiveConfig
 from proxy.memory import MemoryAccount, ThreadUse
 from proxy.metrics import Metrics
+from proxy.ratelimit import Limiter
 from proxy.stats import Stats
 from proxy.store.sync import StateSync
 
@@ -43,6 +44,7 @@ class Gateway:
     learning: ProfileLearning
     stats: Stats
     forwarder: Forwarder
+    limiter: Limiter  # counts for rate_limits (shared when the state store is redis)
     base_dir: Path = field(default_factory=Path.cwd)  # config.yaml's folder: relative paths start there
     state: StateSync | None = None  # entity history kept in a store (None: this process's table only)
     tokens: TokenCache = field(default_factory=TokenCache)  # verified bearer tokens, until their exp
@@ -69,6 +71,7 @@ class Gateway:
             learning=ProfileLearning(),
             stats=stats,
             forwarder=Forwarder(config.upstream_pool),
+            limiter=Limiter(config.state),
             base_dir=base_dir,
         )
 
@@ -124,6 +127,7 @@ class Trace:
     exec_ms: float | None = None
     target: str | None = None  # an upstream route's: upstream (production), quarantine or replica
     charged: bool = True  # a failure status counts against the caller (not the gateway's own refusals)
+    headers: dict[str, str] | None = None  # sent with the answer (RateLimit-Policy and RateLimit)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

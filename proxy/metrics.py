@@ -51,6 +51,9 @@ class Metrics:
             registry=into,
         )
         self.reloads = Counter("isogate_reloads", "Config reloads by result", ["result"], registry=into)
+        self.limited = Counter(
+            "isogate_rate_limited", "Requests refused by a rate limit", ["route", "limit"], registry=into
+        )
         self.containers = gauge("isogate_pool_containers", "Containers by state", ["pool", "state"])
         self.engine_up = gauge("isogate_pool_available", "1 when the pool can run jobs", ["pool"], "livemin")
         self.threads_busy = gauge("isogate_thread_pool_busy", "Thread jobs queued or running")
@@ -63,6 +66,9 @@ class Metrics:
         # Each label set's child, found once: prometheus-client's labels() costs a lock and a lookup a call.
         self._request_counters: dict[tuple[str, str | None, int, str | None], Counter] = {}
         self._latencies: dict[str, Histogram] = {}
+
+    def rate_limited(self, route: str, limit: str) -> None:
+        self.limited.labels(route, limit).inc()  # routes and limits are the config's: a bounded set
 
     def request(self, mode: str, route: str | None, status: int, band: str | None, seconds: float) -> None:
         key = (mode, route, status, band)

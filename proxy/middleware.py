@@ -69,6 +69,8 @@ async def stamp(request: web.Request, response: web.StreamResponse) -> None:
     if trace is None:
         return
     response.headers["X-Request-Id"] = trace.request_id
+    if trace.headers:
+        response.headers.update(trace.headers)
     shown = request.app[GATEWAY].config.server.debug_headers
     if trace.risk is not None and (
         shown is DebugHeaders.ALL or (shown is DebugHeaders.ADMINS and trace.admin)

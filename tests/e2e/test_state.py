@@ -4,64 +4,17 @@ SQLite file, a real redis-server on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import yaml
-from storeenv import RedisServer, free_port, redis_server
+from storeenv import Process, RedisServer, redis_server
 
-from conftest import SECRET, bearer
+from conftest import bearer
 from proxy.store.redis import RedisStore
 
-ROOT = Path(__file__).resolve().parents[2]
 BIG = b"x" * 2048  # over server.max_body_bytes: a 413, which is charged to the caller as a failure
-
-
-class Process:
-    """`python -m proxy` on its own port, with config.yaml plus `state`, in thread mode."""
-
-    def __init__(self, folder: Path, state: dict[str, Any]) -> None:
-        config = yaml.safe_load((ROOT / "config.yaml").read_text())
-        config |= {"execution_mode": "thread", "state": state}
-        config["docker"] |= {"enabled": False, "requirements": ""}
-        config["server"] |= {"debug_headers": "all", "max_body_bytes": 1024}
-        self.path = folder / f"config-{free_port()}.yaml"
-        self.path.write_text(yaml.safe_dump(config))
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    async def start(self) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in {"EXECUTION_MODE", "SECRET_KEY"}}
-        command = [sys.executable, "-m", "proxy", "--config", str(self.path), "--port", str(self.port)]
-        self.process = subprocess.Popen(
-            command,
-            cwd=ROOT,
-            env={**env, "SECRET_KEY": SECRET},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        async with aiohttp.ClientSession() as session:
-            for _ in range(100):  # bounded: ready within 10 s
-                try:
-                    async with session.get(f"{self.url}/healthz") as response:
-                        if response.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
-        raise AssertionError("gateway did not become ready")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.process is not None:
-            self.process.send_signal(sig)
-            self.process.wait(timeout=20)
-            self.process = None
 
 
 async def send(session: aiohttp.ClientSession, gateway: Process, who: str, body: bytes = b"") -> str:
