@@ -114,8 +114,11 @@ class ThreadExecutor:
             work.answer.set_exception(_late(job))
 
     def _drop_if_queued(self, work: _Work) -> bool:
-        """A job no worker has taken yet never runs (a worker skips it) and gives back its place in `busy`."""
+        """A job no worker has taken yet never runs (a worker skips it) and gives back its place in `busy`,
+        once: its deadline and its caller leaving can both come for it, in one turn of the loop."""
         with self._lock:
+            if work.dropped:
+                return True
             dropped = work.dropped = not work.started
         if dropped:
             self.busy -= 1

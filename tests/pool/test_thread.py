@@ -170,3 +170,26 @@ async def test_any_mix_of_timeouts_and_callers_leaving_gives_every_worker_back()
         assert executor._queued == 0 and executor._idle == executor._workers
     finally:
         await executor.aclose()
+
+
+async def test_a_queued_job_whose_deadline_and_caller_leave_together_gives_its_place_back_once() -> None:
+    """The deadline drops a queued job, and its caller leaves in the same turn of the loop: its place in
+    `busy` is given back once (it went below zero under load: 300 jobs, busy -34)."""
+    executor = ThreadExecutor(HandlerRegistry("probe_handlers"), min_workers=1, max_workers=1, max_queue=4)
+    blocker = asyncio.ensure_future(executor.run(job("sleep", timeout_s=2, s="0.3")))
+    await asyncio.sleep(0.05)  # the one worker is taken: the next job waits in the queue
+    expire = executor._expire
+    waiting: list[asyncio.Future[Response]] = []
+
+    def expire_and_leave(work: object, late: Job) -> None:
+        expire(work, late)  # type: ignore[arg-type]
+        waiting[0].cancel()  # the caller leaves in the same turn
+
+    executor._expire = expire_and_leave  # type: ignore[method-assign]
+    waiting.append(asyncio.ensure_future(executor.run(job("echo", timeout_s=0.05))))
+    with pytest.raises(asyncio.CancelledError):
+        await waiting[0]
+    assert executor.busy == 1  # the blocker only
+    await blocker
+    assert executor.busy == 0
+    await executor.aclose()
