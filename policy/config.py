@@ -206,6 +206,9 @@ class DockerConfig:
     warm_pool_size: int = 3
     max_containers: int = 10
     max_waiting: int = 64  # requests queued for a container; past it 503 pool_exhausted at once
+    # container requests one untrusted caller may have at once (waiting or running, handler and replica
+    # pools alike); past it 429 + Retry-After; trusted tokens are exempt
+    max_per_entity: int = 4
     max_response_bytes: int = 16 << 20  # a handler's response body; past it 502 response_too_large
     max_uses: int = 1000
     idle_ttl_s: int = 300
@@ -235,6 +238,7 @@ class DockerConfig:
         require(self.timeout_ms > 0, "timeout_ms", "must be > 0")
         require(self.warm_pool_size >= 0, "warm_pool_size", "must be >= 0")
         require(self.max_containers >= 1, "max_containers", "must be >= 1")
+        require(self.max_per_entity >= 1, "max_per_entity", "must be >= 1")
         require(
             self.warm_pool_size <= self.max_containers,
             "warm_pool_size",
@@ -368,6 +372,9 @@ class UpstreamPoolConfig:
     max_connections: int = 512  # to all upstreams together
     # connections to one upstream host at most
     max_per_host: int = 128
+    # requests one untrusted caller may have in flight to upstream routes at once (in this process); past
+    # it 429 + Retry-After; trusted tokens are exempt
+    max_per_entity: int = 32
     # to open a connection to an upstream
     connect_timeout_ms: int = 2000
     keepalive_s: float = 30.0  # an idle upstream connection is closed after this
@@ -379,6 +386,7 @@ class UpstreamPoolConfig:
     def __post_init__(self) -> None:
         require(self.max_connections >= 1, "max_connections", "must be >= 1")
         require(1 <= self.max_per_host <= self.max_connections, "max_per_host", "must be 1..max_connections")
+        require(self.max_per_entity >= 1, "max_per_entity", "must be >= 1")
         require(self.connect_timeout_ms > 0, "connect_timeout_ms", "must be > 0")
         require(self.keepalive_s > 0, "keepalive_s", "must be > 0")
         require(self.fail_timeout_s >= 0, "fail_timeout_s", "must be >= 0")

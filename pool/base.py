@@ -117,7 +117,8 @@ class ThreadPoolFull(ExecutorError):
 
 
 class EntityBusy(ExecutorError):
-    """This caller already holds `thread_pool.max_per_entity` workers."""
+    """This caller already holds its share of a pool: thread workers, container requests or upstream
+    requests (the `max_per_entity` of thread_pool, docker or upstream_pool)."""
 
     status = 429
     code = "too_many_concurrent_requests"

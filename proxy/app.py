@@ -84,8 +84,9 @@ async def gateway_view(request: web.Request) -> web.StreamResponse:
         job = Job(handler_of(route), request_of, deadline_s - waited)  # the answer within the deadline
         started = time.perf_counter()
         try:
-            share = config.thread_pool.max_per_entity if identity.untrusted else None
-            response = await gw.dispatch.execute(Mode(decision.action.value), job, identity.entity_id, share)
+            mode = Mode(decision.action.value)
+            share = shares(config, mode) if identity.untrusted else None
+            response = await gw.dispatch.execute(mode, job, identity.entity_id, share)
         finally:
             trace.exec_ms = (time.perf_counter() - started) * 1000
         return to_web_response(response)
@@ -133,19 +134,22 @@ async def upstream_view(
 
     timeout_s = (route.timeout_ms or config.limits.execution.max_time_ms) / 1000
     hop = Hop(ip, route.path, timeout_s, route.preserve_host, route.upstream_authorization)
+    entity, untrusted = identity.entity_id, identity.untrusted
     started = time.perf_counter()
     try:
-        if not urls:  # an isolated replica: the route's docker decisions run in its own containers
-            assert isolated is not None
-            trace.target = "replica"
-            base_path = urlsplit(route.upstreams[0]).path
-            return await to_replica(
-                request, gw, isolated, body(), hop, base_path=base_path, entity=identity.entity_id
-            )
-        trace.target = "quarantine" if decision.action is Action.DOCKER else "upstream"
-        if upgrade:
-            return await relay_websocket(request, gw.forwarder, urls, hop)
-        return await gw.forwarder.forward(request, body(), urls, hop)
+        with gw.dispatch.upstreams.hold(entity, config.upstream_pool.max_per_entity if untrusted else None):
+            if not urls:  # an isolated replica: the route's docker decisions run in its own containers
+                assert isolated is not None
+                trace.target = "replica"
+                base_path = urlsplit(route.upstreams[0]).path
+                share = config.docker.max_per_entity if untrusted else None
+                return await to_replica(
+                    request, gw, isolated, body(), hop, base_path=base_path, entity=entity, share=share
+                )
+            trace.target = "quarantine" if decision.action is Action.DOCKER else "upstream"
+            if upgrade:
+                return await relay_websocket(request, gw.forwarder, urls, hop)
+            return await gw.forwarder.forward(request, body(), urls, hop)
     finally:
         trace.exec_ms = (time.perf_counter() - started) * 1000
 
@@ -162,6 +166,11 @@ def judge(
     if trace.decision.action is Action.BLOCK:
         raise RiskBlocked(f"risk score {trace.risk.total} is at or above hybrid.block_threshold")
     return trace.decision
+
+
+def shares(config: Config, mode: Mode) -> int:
+    """What one untrusted caller may hold at once of the pool for `mode`."""
+    return config.thread_pool.max_per_entity if mode is Mode.THREAD else config.docker.max_per_entity
 
 
 async def limit(

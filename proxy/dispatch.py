@@ -4,6 +4,9 @@ reach every executor through the one seam (pool.base.Executor.reconfigure)."""
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from handlers import Response
@@ -17,18 +20,45 @@ from proxy.stats import Stats
 
 
 @dataclass
+class Held:
+    """What each entity holds of one pool now (container requests, upstream requests), bounded."""
+
+    what: str  # how the refusal says it: "wait for or run in containers (docker.max_per_entity)"
+    running: Counter[str] = field(default_factory=Counter)
+
+    @contextmanager
+    def hold(self, entity: str, share: int | None) -> Iterator[None]:
+        """One more for `entity`, or 429 when it holds `share` already (None: no bound)."""
+        if share is not None and self.running[entity] >= share:
+            raise EntityBusy(f"{share} of your requests already {self.what}", retry_after=RETRY_AFTER_S)
+        self.running[entity] += 1
+        try:
+            yield
+        finally:
+            self.running[entity] -= 1
+            if not self.running[entity]:
+                del self.running[entity]
+
+
+@dataclass
 class Dispatch:
     stats: Stats
     threads: ThreadUse
     executors: dict[Mode, Executor] = field(default_factory=dict)  # set up by the app's lifecycles
     replicas: Replicas | None = None  # the isolated replicas' pools (None: docker.enabled is false)
+    containers: Held = field(
+        default_factory=lambda: Held("wait for or run in containers (docker.max_per_entity)")
+    )
+    upstreams: Held = field(
+        default_factory=lambda: Held("wait on upstream routes (upstream_pool.max_per_entity)")
+    )
 
     async def execute(self, mode: Mode, job: Job, entity: str, share: int | None) -> Response:
-        """Run `job` on the executor for `mode`. In the thread pool `entity` holds at most `share` workers
-        (`thread_pool.max_per_entity`; None for trusted tokens, vouched for by the operator and bounded only
-        by the pool's queue)."""
+        """Run `job` on the executor for `mode`, `entity` holding at most `share` of that pool's (the
+        `max_per_entity` of thread_pool or docker; None for trusted tokens, vouched for by the operator
+        and bounded only by the pool's queue)."""
         if mode is not Mode.THREAD:
-            return await self.contained(self.executors[mode], job, entity)
+            return await self.contained(self.executors[mode], job, entity, share)
         if share is not None and self.threads.running[entity] >= share:
             raise EntityBusy(
                 f"{share} of your requests already run in the thread pool (thread_pool.max_per_entity)",
@@ -37,14 +67,15 @@ class Dispatch:
         with self.threads.hold(entity):
             return await self.executors[mode].run(job)
 
-    async def contained(self, executor: Executor, job: Job, entity: str) -> Response:
-        """Run `job` in a container (a handler's, or an isolated replica's): a memory-limit kill there is
-        the entity's resource violation."""
-        try:
-            return await executor.run(job)
-        except MemoryLimitExceeded:
-            self.stats.violation(entity)
-            raise
+    async def contained(self, executor: Executor, job: Job, entity: str, share: int | None) -> Response:
+        """Run `job` in a container (a handler's, or an isolated replica's), `entity` holding at most
+        `share` container requests: a memory-limit kill there is the entity's resource violation."""
+        with self.containers.hold(entity, share):
+            try:
+                return await executor.run(job)
+            except MemoryLimitExceeded:
+                self.stats.violation(entity)
+                raise
 
     def replica(self, isolated: IsolatedConfig) -> Executor | None:
         """The pool of an isolated replica (None: docker.enabled is false)."""

@@ -29,6 +29,7 @@ async def to_replica(
     *,
     base_path: str,
     entity: str,
+    share: int | None,
 ) -> web.Response:
     if request.headers.get("Upgrade"):
         raise IsolationUnavailable("the isolated replica takes HTTP requests: this upgrade is refused")
@@ -49,7 +50,7 @@ async def to_replica(
     )
     counts = gw.forwarder.count(f"replica {isolated.image} port {isolated.port}", hop.route)
     try:
-        answer = await gw.dispatch.contained(pool, job, entity)
+        answer = await gw.dispatch.contained(pool, job, entity, share)
     except ExecutorError as exc:
         counts.add("timeout" if exc.status == 504 else "failed")
         raise
