@@ -4,40 +4,17 @@ reach every executor through the one seam (pool.base.Executor.reconfigure)."""
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 
 from handlers import Response
 from policy.config import Config, DockerConfig, IsolatedConfig, Mode
-from pool.base import RETRY_AFTER_S, EntityBusy, Executor, Job, MemoryLimitExceeded
+from pool.base import Executor, Job, MemoryLimitExceeded
 from pool.replicas import Replicas
 from pool.settings import Settings
 from pool.workload import Workload
 from proxy.memory import ThreadUse
+from proxy.shares import Held
 from proxy.stats import Stats
-
-
-@dataclass
-class Held:
-    """What each entity holds of one pool now (container requests, upstream requests), bounded."""
-
-    what: str  # how the refusal says it: "wait for or run in containers (docker.max_per_entity)"
-    running: Counter[str] = field(default_factory=Counter)
-
-    @contextmanager
-    def hold(self, entity: str, share: int | None) -> Iterator[None]:
-        """One more for `entity`, or 429 when it holds `share` already (None: no bound)."""
-        if share is not None and self.running[entity] >= share:
-            raise EntityBusy(f"{share} of your requests already {self.what}", retry_after=RETRY_AFTER_S)
-        self.running[entity] += 1
-        try:
-            yield
-        finally:
-            self.running[entity] -= 1
-            if not self.running[entity]:
-                del self.running[entity]
 
 
 @dataclass
@@ -59,12 +36,7 @@ class Dispatch:
         and bounded only by the pool's queue)."""
         if mode is not Mode.THREAD:
             return await self.contained(self.executors[mode], job, entity, share)
-        if share is not None and self.threads.running[entity] >= share:
-            raise EntityBusy(
-                f"{share} of your requests already run in the thread pool (thread_pool.max_per_entity)",
-                retry_after=RETRY_AFTER_S,
-            )
-        with self.threads.hold(entity):
+        with self.threads.hold(entity, share):
             return await self.executors[mode].run(job)
 
     async def contained(self, executor: Executor, job: Job, entity: str, share: int | None) -> Response:

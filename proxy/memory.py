@@ -4,13 +4,11 @@ resource violation when it is exceeded (those whose thread jobs ran while it gre
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from pool.memory import MemoryWatch
 from proxy import heap
+from proxy.shares import Held
 from proxy.stats import Stats
 
 log = logging.getLogger("isogate.gateway")
@@ -19,22 +17,14 @@ GROWTH_SHARE = 0.1  # ...or this share of limits.memory_limit_mb, whichever is l
 
 
 @dataclass
-class ThreadUse:
+class ThreadUse(Held):
     """Who runs thread jobs: how many each entity runs now, and who ran any since the last memory check."""
 
-    running: Counter[str] = field(default_factory=Counter)
+    what: str = "run in the thread pool (thread_pool.max_per_entity)"
     ran: set[str] = field(default_factory=set)
 
-    @contextmanager
-    def hold(self, entity: str) -> Iterator[None]:
-        self.running[entity] += 1
+    def took(self, entity: str) -> None:
         self.ran.add(entity)
-        try:
-            yield
-        finally:
-            self.running[entity] -= 1
-            if not self.running[entity]:
-                del self.running[entity]
 
     def take_ran(self) -> set[str]:
         """Who ran since the last call; jobs still running count for the next interval too."""
