@@ -72,6 +72,16 @@ async def test_with_sqlite_each_worker_counts_its_own(tmp_path: Path) -> None:
     gateway = Process(tmp_path, state, rate_limits=[{**LIMIT, "rate": "10/minute"}], server={"workers": 2})
     await gateway.start()
     try:
+        workers: set[int] = set()
+        stats, admin = f"{gateway.url}/stats", bearer("ops", role="admin")
+        for _ in range(200):  # bounded: /healthz answered as soon as one worker was up; wait for both
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
+                async with session.get(stats, headers=admin) as response:
+                    workers.add((await response.json())["worker"]["index"])
+            if workers == {0, 1}:
+                break
+            await asyncio.sleep(0.05)
+        assert workers == {0, 1}
         answers = []
         for _ in range(40):  # a new connection each: each may go to either worker
             async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session:
