@@ -142,7 +142,7 @@ async def upstream_view(
                 assert isolated is not None
                 trace.target = "replica"
                 base_path = urlsplit(route.upstreams[0]).path
-                share = config.docker.max_per_entity if untrusted else None
+                share = shares(config, Mode.DOCKER) if untrusted else None
                 return await to_replica(
                     request, gw, isolated, body(), hop, base_path=base_path, entity=entity, share=share
                 )

@@ -54,10 +54,19 @@ class Limiter:
         self.problem = ""  # why counts are local while they should be shared ("" when they are not)
         self.refused: Counter[tuple[str, str]] = Counter()  # (route, limit) -> 429s
 
-    def _strategy(self, window: Window, storage: Storage) -> RateLimiter:
-        if window is Window.MOVING:
-            return MovingWindowRateLimiter(storage)
-        return SlidingWindowCounterRateLimiter(storage)
+    @staticmethod
+    async def _count(
+        storage: Storage, window: Window, item: RateLimitItem, key: str
+    ) -> tuple[bool, int, float]:
+        """(allowed, remaining, reset time) of one hit on `storage`."""
+        strategy: RateLimiter = (
+            MovingWindowRateLimiter(storage)
+            if window is Window.MOVING
+            else SlidingWindowCounterRateLimiter(storage)
+        )
+        allowed = await strategy.hit(item, key)
+        stats = await strategy.get_window_stats(item, key)
+        return allowed, stats.remaining, stats.reset_time
 
     async def check(
         self, limits: tuple[RateLimitConfig, ...], route: str, identity: Identity, address: str, band: str
@@ -86,10 +95,8 @@ class Limiter:
     async def _hit(self, window: Window, item: RateLimitItem, key: str) -> tuple[bool, int, float]:
         """(allowed, remaining, reset time) on the shared storage, or the local one while it is down."""
         if self._shared is not None and time.monotonic() >= self._down_until:
-            strategy = self._strategy(window, self._shared)
             try:
-                allowed = await strategy.hit(item, key)
-                stats = await strategy.get_window_stats(item, key)
+                counted = await self._count(self._shared, window, item, key)
             except StorageError as exc:
                 self._down_until = time.monotonic() + RETRY_S
                 if not self.problem:
@@ -99,11 +106,8 @@ class Limiter:
                 if self.problem:
                     log.warning("rate limits: the redis store answers again: counts are shared")
                 self.problem = ""
-                return allowed, stats.remaining, stats.reset_time
-        strategy = self._strategy(window, self._local)
-        allowed = await strategy.hit(item, key)
-        stats = await strategy.get_window_stats(item, key)
-        return allowed, stats.remaining, stats.reset_time
+                return counted
+        return await self._count(self._local, window, item, key)
 
     def stats(self) -> dict[str, object]:
         refused: dict[str, dict[str, int]] = {}

@@ -41,7 +41,7 @@ class Shared:
         return "".join(self._decoded(name, piece) for piece in pieces)
 
     def _decoded(self, name: str, piece: str) -> str:
-        if name == "urldecodeuni" and "%u" not in piece and "%U" not in piece:
+        if name == "urldecodeuni" and not _has_uni_escape(piece):
             name = "urldecode"  # the same on this piece, as `Pipelines._apply` shares it
         done = self.of(piece)
         result = done.get((name,))
@@ -87,10 +87,11 @@ class Pipelines:
         if lowering:
             lower = lowercase(text)  # ASCII only, as the transformation
             out[lower] = out.get(lower, frozenset()) | lowering
+        if not run:
+            return out
         done: Done = {} if shared is None else shared.of(text)
-        received = _Received(text, effective, _has_uni_escape(text)) if run else None
+        received = _Received(text, effective, _has_uni_escape(text))
         for pipeline in run:
-            assert received is not None
             result = self._apply(pipeline, received, done, shared)
             out[result] = out.get(result, frozenset()) | {pipeline}
         return out

@@ -14,6 +14,7 @@ import functools
 
 from policy.bodies import COOKIE, TEXT
 from policy.crs.checks import Value
+from policy.crs.engine import CACHED_LENGTH
 from policy.fields import Fields
 from policy.incoming import CREDENTIAL_HEADERS, Incoming
 
@@ -47,7 +48,6 @@ def _prose(text: str) -> str:
 
 
 QUERY_PIECES = 16  # a query of at most this many parameters is decoded parameter by parameter
-PIECES_LENGTH = 512  # a shorter target's decodings are remembered across requests (policy.crs.engine)
 
 
 def _query_pieces(query: str) -> tuple[str, ...]:
@@ -106,7 +106,7 @@ def crs_values(incoming: Incoming, fields: Fields, budget: int, wanted: frozense
     target = incoming.target[:budget]
     path, mark, query = target.partition("?")
     uri: tuple[str, ...] = ()  # the target's pieces, decoded once for every variable (a long one's)
-    if len(target) > PIECES_LENGTH:
+    if len(target) > CACHED_LENGTH:  # a shorter one's decodings are remembered across requests
         uri = (path, mark, *_query_pieces(query)) if mark else (path,)
     if "REQUEST_FILENAME" in wanted:
         values.append(Value("REQUEST_FILENAME", "", path))
