@@ -8,11 +8,13 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import ContentLengthError
 from multidict import CIMultiDict, CIMultiDictProxy
 
 from policy.config import UpstreamPoolConfig
@@ -79,7 +81,9 @@ class Members:
         self._next = 0
         self.down_until: dict[str, float] = {}
 
-    def order(self) -> list[str]:
+    def order(self) -> tuple[str, ...] | list[str]:
+        if len(self.urls) == 1:
+            return self.urls
         start, self._next = self._next, (self._next + 1) % len(self.urls)
         turn = [*self.urls[start:], *self.urls[:start]]
         now = time.monotonic()
@@ -99,6 +103,7 @@ class Forwarder:
         self.config = config
         self._session: aiohttp.ClientSession | None = None
         self._members: dict[tuple[str, ...], Members] = {}
+        self._timeouts: dict[tuple[float, float], aiohttp.ClientTimeout] = {}  # (connect, read) seconds
         self.counts: dict[str, Counter[str]] = {}  # per upstream URL
         self.by_route: dict[str, Counter[str]] = {}  # per route path
 
@@ -157,6 +162,13 @@ class Forwarder:
         the answer back. A refused connection tries the next member (nothing was sent); no answer within
         `hop.timeout_s` is a 504; an upstream that breaks off mid-body ends the client's connection too."""
         timeout_s = hop.timeout_s
+        seconds = (self.config.connect_timeout_ms / 1000, timeout_s)
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:  # one per route deadline, made once
+            # sock_read bounds the wait between body chunks too: a stalled upstream ends
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(
+                total=None, sock_connect=seconds[0], sock_read=timeout_s
+            )
 
         async def send(url: str, counts: Tally) -> aiohttp.ClientResponse:
             headers = outgoing_headers(request, url, hop, self.config.forwarded)
@@ -169,11 +181,7 @@ class Forwarder:
                         data=body if request.body_exists else None,
                         allow_redirects=False,
                         compress=None,
-                        timeout=aiohttp.ClientTimeout(
-                            total=None,
-                            sock_connect=self.config.connect_timeout_ms / 1000,
-                            sock_read=timeout_s,  # also between body chunks: a stalled upstream ends
-                        ),
+                        timeout=timeout,
                     )
             except aiohttp.ClientConnectorError:
                 raise  # the next member is tried
@@ -218,7 +226,8 @@ def what_failed(exc: BaseException | None) -> str:
             if isinstance(exc.os_error, ConnectionRefusedError)
             else "unreachable"
         )
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
+    cut_short = isinstance(exc, aiohttp.ClientPayloadError) and isinstance(exc.__cause__, ContentLengthError)
+    if cut_short or isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError):
         return "it closed the connection without a whole answer"
     if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ClientResponseError):
         return "its answer was malformed"
@@ -255,23 +264,41 @@ def outgoing_headers(request: web.Request, url: str, hop: Hop, forwarded: bool =
         received = ", ".join(request.headers.getall("Forwarded", ()))
         headers["Forwarded"] = f"{received}, {element}" if received else element
     if not hop.preserve_host:
-        headers["Host"] = urlsplit(url).netloc
+        headers["Host"] = netloc(url)
     return headers
 
 
+@lru_cache(maxsize=256)
+def netloc(url: str) -> str:
+    """`url`'s host and port (a route's upstream URLs: few, parsed once)."""
+    return urlsplit(url).netloc
+
+
+class WholeAnswer(web.StreamResponse):
+    """An answer read whole before it is sent: its head waits for its body and both go out in one write
+    (aiohttp's own flag, which its `web.Response` sets; a StreamResponse otherwise sends its head apart)."""
+
+    _send_headers_immediately = False
+
+
 async def relay(request: web.Request, upstream: aiohttp.ClientResponse, counts: Tally) -> web.StreamResponse:
-    """The upstream's status, headers and body, as they came (framing aside), streamed. Once the status
-    line is sent nothing can be taken back: an upstream that breaks off (or stalls past the route's
-    timeout) mid-body, or a client that leaves, ends the client's connection, never a truncated body
-    passed as complete."""
+    """The upstream's status, headers and body, as they came (framing aside). A body of at most one chunk
+    is read whole first: an upstream that breaks off or stalls before its end is then a 502 or 504, and
+    the answer goes out in one write. A longer one is streamed, and once its status line is sent nothing
+    can be taken back: an upstream that breaks off (or stalls past the route's timeout) mid-body, or a
+    client that leaves, ends the client's connection, never a truncated body passed as complete."""
     async with upstream:
-        response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+        length = upstream.content_length
+        if length is not None and length <= CHUNK:
+            body = await read_whole(upstream, counts)
+            response: web.StreamResponse = WholeAnswer(status=upstream.status, reason=upstream.reason)
+        else:
+            body, response = None, web.StreamResponse(status=upstream.status, reason=upstream.reason)
         response.headers.extend(end_to_end(upstream.headers))
         await response.prepare(request)
         try:
-            length = upstream.content_length
-            if length is not None and length <= CHUNK:  # a small body: one write with the head
-                await response.write_eof(await upstream.read())
+            if body is not None:
+                await response.write_eof(body)
                 return response
             async for chunk in upstream.content.iter_chunked(CHUNK):
                 await response.write(chunk)
@@ -284,3 +311,15 @@ async def relay(request: web.Request, upstream: aiohttp.ClientResponse, counts: 
         except ConnectionError:  # the client left
             response.force_close()
         return response
+
+
+async def read_whole(upstream: aiohttp.ClientResponse, counts: Tally) -> bytes:
+    """A short body, before anything is sent to the client: a break is a 502, a stall a 504."""
+    try:
+        return await upstream.read()
+    except TimeoutError:
+        counts.add("timeout")
+        raise UpstreamTimeout("the upstream stopped sending its answer's body") from None
+    except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+        counts.add("reset")
+        raise UpstreamUnavailable(f"the upstream failed: {what_failed(exc)}") from None

@@ -62,6 +62,17 @@ def upstream_app(name: str, seen: Counter[str]) -> web.Application:
         request.transport.close()  # the upstream dies mid-body
         return response
 
+    async def short(request: web.Request) -> web.StreamResponse:
+        seen[name] += 1  # 10 bytes of a short body promised at 1,000, then a stall or the end
+        response = web.StreamResponse(headers={"Content-Length": "1000"})
+        await response.prepare(request)
+        await response.write(b"x" * 10)
+        if request.query.get("then") == "stall":
+            await asyncio.sleep(5)
+        assert request.transport is not None
+        request.transport.close()
+        return response
+
     async def slow(request: web.Request) -> web.Response:
         seen[name] += 1
         await asyncio.sleep(5)
@@ -100,6 +111,7 @@ def upstream_app(name: str, seen: Counter[str]) -> web.Application:
     app.router.add_put("/api/discard", discard)
     app.router.add_route("*", "/api/stream", stream)
     app.router.add_route("*", "/api/broken", broken)
+    app.router.add_route("*", "/api/short", short)
     app.router.add_route("*", "/api/slow", slow)
     app.router.add_route("*", "/api/status/{code}", status)
     app.router.add_route("*", "/api/gzip", gzipped)
@@ -238,6 +250,16 @@ async def test_faults_have_their_statuses(gateway: Gateway, upstreams: Any) -> N
     with pytest.raises(aiohttp.ClientPayloadError):  # never a truncated body passed as complete
         await response.read()
     assert (await client.get("/api/x", headers=TRUSTED)).status == 200  # and the gateway serves on
+    # A short body is read whole before anything is sent: its break or stall is told as an error.
+    response = await client.get("/api/short", headers=TRUSTED)
+    body = await response.json()
+    assert (response.status, body["error"]) == (502, "upstream_unavailable")
+    assert body["detail"] == "the upstream failed: it closed the connection without a whole answer"
+    response = await client.get("/api/short?then=stall", headers=TRUSTED)
+    assert (response.status, (await response.json())["error"]) == (504, "upstream_timeout")
+    stats = await (await client.get("/stats", headers=bearer("ops", role="admin"))).json()
+    assert stats["upstreams"][url(prod)]["reset"] == 2 and stats["upstreams"][url(prod)]["timeout"] == 2
+    assert (await client.get("/api/x", headers=TRUSTED)).status == 200
 
 
 async def test_round_robin_skips_a_member_that_refuses(gateway: Gateway, upstreams: Any) -> None:
