@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint deps crs compiled image bench token clean
+.PHONY: run test lint deps crs compiled image bench token clean screenshot
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -70,13 +70,19 @@ lint: $(VENV)/.installed
 # Container tests fail (never skip) with the reason when the image step could not get an engine, and
 # run twice: under runc, then under gVisor (runsc, registered by scripts/gvisor.sh).
 test: lint crs deps compiled
-	@# redis for the state tests; curl and jq for the docs' console examples, which the suite runs as written
-	@command -v redis-server >/dev/null && command -v curl >/dev/null && command -v jq >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq redis-server curl jq >/dev/null; }
+	@# redis for the state tests; curl and jq for the docs' console examples, which the suite runs as written;
+	@# chromium for the dashboard's browser test (Playwright drives Debian's: its own download is not reachable)
+	@command -v redis-server >/dev/null && command -v curl >/dev/null && command -v jq >/dev/null && \
+		command -v chromium >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server curl jq chromium >/dev/null; }
 	-scripts/runner-image.sh
 	-scripts/gvisor.sh
 	$(BIN)/pytest
 	$(BIN)/pytest -m docker --runtime runsc
+
+# docs/images/dashboard.png: the dashboard's browser test, with a few minutes of mixed traffic first.
+screenshot: $(VENV)/.installed compiled
+	ISOGATE_SCREENSHOT=docs/images/dashboard.png $(BIN)/pytest -q tests/e2e/test_dashboard_browser.py -k admin
 
 # The product's benchmark table, with baselines measured in the same run (a few minutes; loopback only).
 bench: $(VENV)/.installed compiled

@@ -577,6 +577,26 @@ class MetricsConfig:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class DashboardConfig:
+    """`GET /dashboard`: the live page for admins, served by the gateway itself. A browser logs in once
+    with an admin token and holds a short-lived cookie (HttpOnly, SameSite=Strict, path /dashboard)."""
+
+    # false: /dashboard is an ordinary path, for the routes
+    enabled: bool = True
+    # a login lasts this long, and never past its token's exp
+    session_ttl_s: int = 900
+    # the page's figures are sent this often
+    refresh_s: float = 2.0
+    # pages open at once (event streams), per process
+    max_viewers: int = 8
+
+    def __post_init__(self) -> None:
+        require(60 <= self.session_ttl_s <= 86400, "session_ttl_s", "must be within 60..86400")
+        require(0.5 <= self.refresh_s <= 60, "refresh_s", "must be within 0.5..60")
+        require(1 <= self.max_viewers <= 100, "max_viewers", "must be within 1..100")
+
+
 def _slots(config: Config) -> int:
     """admission.slots, `auto` made a number: the thread pool's workers and queue, and, when docker
     decisions can happen, no more than the container pool's waiting room (or its containers, if more): a
@@ -608,6 +628,7 @@ class Config:
     stats: StatsConfig = field(default_factory=StatsConfig)
     state: StateConfig = field(default_factory=StateConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    dashboard: DashboardConfig = field(default_factory=DashboardConfig)
     routes: tuple[RouteConfig, ...] = ()
     upstream_pool: UpstreamPoolConfig = field(default_factory=UpstreamPoolConfig)
     apps: dict[str, AppConfig] = field(default_factory=dict)

@@ -61,6 +61,19 @@ async def healthz(request: web.Request) -> web.Response:
     """200 ok, or 503 degraded naming what is down (a load balancer takes this gateway out of rotation).
     Anyone may ask, so it says what, never why: the engine's error text is in /stats, for admins."""
     gw = request.app[GATEWAY]
+    problems, degraded = health(gw)
+    status = (
+        {"status": "degraded", "problems": problems + degraded} if problems or degraded else {"status": "ok"}
+    )
+    replicas = gw.dispatch.replicas.pools if gw.dispatch.replicas is not None else {}
+    running: dict[str, object] = {"replicas": {r.name: r.available for r in replicas.values()}}
+    if gw.state is not None:
+        running["state"] = {"backend": gw.state.store.name, "available": gw.state.available}
+    return json_response({**status, **_executors(gw, reasons=False), **running}, 503 if problems else 200)
+
+
+def health(gw: Gateway) -> tuple[list[str], list[str]]:
+    """(what takes the gateway out of rotation, what only degrades it), in words anyone may read."""
     containers = gw.dispatch.executors.get(Mode.DOCKER)
     pool: dict[str, object] = containers.status() if containers is not None else {"available": False}
     docker_ok = not gw.config.docker.enabled or bool(pool["available"])
@@ -78,13 +91,7 @@ async def healthz(request: web.Request) -> web.Response:
         degraded.append(f"entity state store {gw.state.store.name} unavailable (details in /stats)")
     if gw.limiter.problem:  # limits keep counting, in this process: never a refusal for it
         degraded.append(gw.limiter.problem)
-    status = (
-        {"status": "degraded", "problems": problems + degraded} if problems or degraded else {"status": "ok"}
-    )
-    running: dict[str, object] = {"replicas": {r.name: r.available for r in replicas.values()}}
-    if gw.state is not None:
-        running["state"] = {"backend": gw.state.store.name, "available": gw.state.available}
-    return json_response({**status, **_executors(gw, reasons=False), **running}, 503 if problems else 200)
+    return problems, degraded
 
 
 def _missing(pool: dict[str, object]) -> str:
@@ -128,24 +135,27 @@ def metrics_response(gw: Gateway) -> web.Response:
 
 async def gateway_stats(request: web.Request) -> web.Response:
     _admin(request)
-    gw = request.app[GATEWAY]
-    source = request.app.get(SOURCE)
+    return json_response(figures(request.app))
+
+
+def figures(app: web.Application) -> dict[str, object]:
+    """The gateway-wide figures of /stats (and of the dashboard)."""
+    gw = app[GATEWAY]
+    source = app.get(SOURCE)
     worker = source.source.worker if source is not None else (0, 1)  # each worker answers for itself
-    return json_response(
-        {
-            "uptime_s": round(time.time() - gw.started, 1),
-            "worker": {"index": worker[0], "of": worker[1], "pid": os.getpid()},
-            "execution_mode": gw.config.execution_mode.value,
-            "config": gw.live.status(),
-            **gw.stats.snapshot(),
-            "memory": gw.memory.status(),
-            "admission": gw.admission.status(gw.config.admission_slots),
-            "rate_limits": gw.limiter.stats(),
-            **_executors(gw),
-            "upstreams": gw.forwarder.status(),
-            "upstream_routes": gw.forwarder.route_status(),
-            "replicas": gw.dispatch.replicas.status() if gw.dispatch.replicas is not None else {},
-            "dependencies": gw.deps.status(),  # the runner image's layer, after a requirements edit
-            "state": gw.state.status() if gw.state is not None else {"backend": "memory"},
-        }
-    )
+    return {
+        "uptime_s": round(time.time() - gw.started, 1),
+        "worker": {"index": worker[0], "of": worker[1], "pid": os.getpid()},
+        "execution_mode": gw.config.execution_mode.value,
+        "config": gw.live.status(),
+        **gw.stats.snapshot(),
+        "memory": gw.memory.status(),
+        "admission": gw.admission.status(gw.config.admission_slots),
+        "rate_limits": gw.limiter.stats(),
+        **_executors(gw),
+        "upstreams": gw.forwarder.status(),
+        "upstream_routes": gw.forwarder.route_status(),
+        "replicas": gw.dispatch.replicas.status() if gw.dispatch.replicas is not None else {},
+        "dependencies": gw.deps.status(),  # the runner image's layer, after a requirements edit
+        "state": gw.state.status() if gw.state is not None else {"backend": "memory"},
+    }

@@ -25,7 +25,7 @@ from pool.base import Job
 from pool.containers import ContainerPool
 from pool.replicas import Replicas
 from pool.thread import ThreadExecutor
-from proxy import admin
+from proxy import admin, dashboard
 from proxy.auth import authenticate
 from proxy.code import handler_of
 from proxy.egress import to_web_response
@@ -39,6 +39,7 @@ from proxy.reload import RELOADER, SOURCE, Reloader
 from proxy.replica import to_replica
 from proxy.store import store_for
 from proxy.store.sync import StateSync
+from proxy.watch import SAMPLE_S
 from proxy.websocket import is_upgrade, relay_websocket
 
 log = logging.getLogger("isogate")
@@ -227,6 +228,10 @@ def create_app(
         app.cleanup_ctx.append(live_reload)
         gateway.learning.update(source)
     admin.add_routes(app.router)
+    app[dashboard.FALLBACK] = gateway_view
+    dashboard.add_routes(app.router)
+    app.on_shutdown.append(close_dashboards)
+    app.cleanup_ctx.append(dashboard_sampler)
     app.router.add_route("*", "/{tail:.*}", gateway_view)
     return app
 
@@ -305,6 +310,28 @@ async def upstream_client(app: web.Application) -> AsyncIterator[None]:
     await gw.forwarder.start()
     yield
     await gw.forwarder.aclose()
+
+
+async def dashboard_sampler(app: web.Application) -> AsyncIterator[None]:
+    """The dashboard's last 15 minutes: the gateway's counters taken every SAMPLE_S (proxy/watch.py)."""
+    gw = app[GATEWAY]
+
+    async def sample() -> None:
+        while True:
+            refused = sum(gw.limiter.refused.values())
+            gw.watch.sample({**gw.stats.counters(), "rate_limited": refused})
+            await asyncio.sleep(SAMPLE_S)
+
+    task = asyncio.create_task(sample(), name="isogate-dashboard-sampler")
+    yield
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+
+
+async def close_dashboards(app: web.Application) -> None:
+    """Open event streams end as the gateway stops (they would hold its shutdown to its timeout)."""
+    for task in list(app[GATEWAY].viewers):
+        task.cancel()
 
 
 async def metrics_sampler(app: web.Application) -> AsyncIterator[None]:

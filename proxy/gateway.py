@@ -5,6 +5,7 @@ A reload fans out to them from here."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from proxy.metrics import Metrics
 from proxy.ratelimit import Limiter
 from proxy.stats import Stats
 from proxy.store.sync import StateSync
+from proxy.watch import Watch
 
 
 @dataclass
@@ -53,6 +55,8 @@ class Gateway:
     metrics: Metrics = field(default_factory=Metrics)
     decisions: DecisionLog = field(default_factory=DecisionLog)  # one line per request, written off the loop
     admission: Gate = field(default_factory=Gate)  # the door in front of handler routes
+    watch: Watch = field(default_factory=Watch)  # the dashboard's figures (proxy/watch.py)
+    viewers: set[asyncio.Task[Any]] = field(default_factory=set)  # open dashboards' event streams
     started: float = field(default_factory=time.time)
 
     @classmethod

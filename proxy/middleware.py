@@ -113,6 +113,7 @@ def finish(gateway: Gateway, trace: Trace, method: str, response: web.StreamResp
         trace.charged,
     )
     gateway.stats.record(outcome)
+    gateway.watch.request(trace, method, response.status, outcome.mode, elapsed_ms)
     gateway.metrics.request(outcome.mode, trace.route, response.status, band, elapsed_ms / 1000)
     risk, decision = trace.risk, trace.decision
     would = decision.would.value if decision and decision.would else None

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -48,7 +49,13 @@ class Supervisor:
         signal.signal(signal.SIGHUP, self._hangup)
         # The workers' /metrics values: files any worker reads at a scrape (prometheus-client multiprocess).
         self.metrics_dir = tempfile.mkdtemp(prefix="isogate-metrics-")
-        self.env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
+        # One dashboard session key for all (proxy/dashboard.py): a login made at one worker holds at all.
+        dashboard_key = secrets.token_hex(32)
+        self.env = {
+            **self.env,
+            "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
+            "ISOGATE_DASHBOARD_KEY": dashboard_key,
+        }
         try:
             for index in range(self.workers):
                 self._start(index)
