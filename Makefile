@@ -82,7 +82,7 @@ test: lint crs deps compiled
 
 # docs/images/dashboard.png: the dashboard's browser test, with a few minutes of mixed traffic first.
 screenshot: $(VENV)/.installed compiled
-	ISOGATE_SCREENSHOT=docs/images/dashboard.png $(BIN)/pytest -q tests/e2e/test_dashboard_browser.py -k admin
+	ISOGATE_SCREENSHOT=docs/images/dashboard.png $(BIN)/pytest -q tests/e2e/test_dashboard_browser.py -k live_figures
 
 # The product's benchmark table, with baselines measured in the same run (a few minutes; loopback only).
 bench: $(VENV)/.installed compiled

@@ -8,15 +8,21 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import jwt
+import orjson
 import psutil
 import yaml
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from storeenv import free_port
 
 from conftest import SECRET, bearer
+from proxy.dashboard import COOKIE
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = bearer("ops", role="admin")
@@ -33,10 +39,14 @@ def config(folder: Path, **server: Any) -> Path:
     return path
 
 
-def start(path: Path, port: int) -> subprocess.Popen[bytes]:
-    env = {k: v for k, v in os.environ.items() if k not in {"EXECUTION_MODE", "SECRET_KEY"}}
+def start(path: Path, port: int, secret: str | None = SECRET) -> subprocess.Popen[bytes]:
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"EXECUTION_MODE", "SECRET_KEY", "SECRET_KEY_FILE"}
+    }
     command = [sys.executable, "-m", "proxy", "--config", str(path), "--port", str(port)]
-    return subprocess.Popen(command, cwd=ROOT, env={**env, "SECRET_KEY": SECRET}, stderr=subprocess.DEVNULL)
+    if secret is not None:
+        env["SECRET_KEY"] = secret
+    return subprocess.Popen(command, cwd=ROOT, env=env, stderr=subprocess.DEVNULL)
 
 
 async def stats(url: str) -> dict[str, Any]:
@@ -135,3 +145,48 @@ async def test_sighup_reaches_every_worker_and_sigterm_drains_them(tmp_path: Pat
     finally:
         if supervisor.poll() is None:
             supervisor.kill()
+
+
+async def test_a_dashboard_login_holds_at_every_worker_under_public_key_auth(tmp_path: Path) -> None:
+    """With public-key auth the gateway holds no secret to sign its dashboard cookie with: the supervisor
+    hands its workers one key, so a login made at one worker opens the page at the other."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    public = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    path = config(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["auth"] = {"algorithms": ["RS256"], "public_key": public.decode()}
+    path.write_text(yaml.safe_dump(data))
+    admin = jwt.encode({"sub": "ops", "role": "admin", "exp": int(time.time()) + 600}, key, "RS256")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    supervisor = start(path, port, secret=None)  # no HMAC secret anywhere
+    try:
+        jar = aiohttp.CookieJar(unsafe=True)  # cookies from an IP address's host too
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(force_close=True), cookie_jar=jar
+        ) as session:
+            for _ in range(100):  # bounded: up within 10 s
+                try:
+                    login = await session.post(f"{url}/dashboard/login", data={"token": admin})
+                    break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            assert login.status == 200 and 'id="totals"' in await login.text()  # redirected to the page
+            cookie = {COOKIE: session.cookie_jar.filter_cookies(login.url)[COOKIE].value}
+        served: set[int] = set()
+        for _ in range(300):  # bounded: fresh connections until both workers answered with figures
+            async with (
+                aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as session,
+                session.get(f"{url}/dashboard/events", cookies=cookie) as response,
+            ):
+                assert response.status == 200
+                figures = orjson.loads((await response.content.readline())[6:])
+            served.add(figures["stats"]["worker"]["index"])
+            if served == {0, 1}:
+                break
+        assert served == {0, 1}
+    finally:
+        supervisor.terminate()
+        supervisor.wait(timeout=30)

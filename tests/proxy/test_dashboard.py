@@ -74,6 +74,8 @@ async def test_a_login_ends_with_its_token_and_a_form_from_elsewhere_is_refused(
     client = await gateway(CONFIG)
     response = await login(client, token("ops", role="admin"), Origin="http://evil.example")
     assert response.status == 403 and COOKIE not in response.cookies
+    response = await login(client, "x" * 20_000)  # a form is read up to 16 KiB, no further
+    assert (response.status, (await response.json())["error"]) == (413, "payload_too_large")
     response = await login(client, token("ops", role="admin", exp=int(time.time()) + 2))
     assert int(response.cookies[COOKIE]["max-age"]) <= 2  # never past the token's exp
     async with client.get("/dashboard/events") as stream:
