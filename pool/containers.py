@@ -280,9 +280,13 @@ class ContainerPool:
         raise SandboxCrashed(f"handler {job.handler}: {header.get('detail', error)}")
 
     async def _died(self, sandbox: Sandbox, exc: BaseException) -> ExecutorError:
-        """Classify a sandbox that stopped answering; it is replaced either way."""
-        self._discard(sandbox, replaced=True)  # first: nothing below may leave it counted busy
-        oom = self._client is not None and await self._oom.killed(self._client, sandbox)
+        """Classify a sandbox that stopped answering; it is replaced either way, once classified: destroyed
+        first, its container's state and its OOM event would be gone before they were read."""
+        self._busy.discard(sandbox)  # no longer counted busy, whatever happens below
+        try:
+            oom = self._client is not None and await self._oom.killed(self._client, sandbox)
+        finally:
+            self._discard(sandbox, replaced=True)
         if oom:
             self.counts["oom_kills"] += 1
             return MemoryLimitExceeded(

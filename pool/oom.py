@@ -23,6 +23,7 @@ from pool.engine import EngineTimeout, deadline
 from pool.sandbox import Sandbox
 
 EVENT_WAIT_S = 0.5  # the oom event arrives with the exec's end; allow for scheduling
+STATE_WAIT_S = 3.0  # gVisor: the killed sandbox's state turns within ~0.1 s, on a loaded machine later
 SIGKILL_EXIT = 137
 
 
@@ -54,7 +55,8 @@ class OomWatch:
         cgroup, killed as a whole: the exec is gone with it, no `oom` event comes, and the container's
         state says OOMKilled (the exec reports 128, or nothing). Either signal may trail the stream's end (the
         container still shows running), so each is awaited briefly."""
-        until = time.monotonic() + EVENT_WAIT_S
+        started = time.monotonic()
+        until = started + EVENT_WAIT_S
         try:
             code = (await deadline(Exec(client, sandbox.exec_id).inspect())).get("ExitCode")
         except aiodocker.DockerError as exc:
@@ -69,6 +71,7 @@ class OomWatch:
             return sandbox.id in self._killed
         if code is not None and not sandbox.gvisor:
             return False  # the agent exited by itself
+        until = started + (STATE_WAIT_S if sandbox.gvisor else EVENT_WAIT_S)
         while True:
             try:
                 state = (await deadline(sandbox.container.show()))["State"]
