@@ -14,16 +14,11 @@ container another caller used is destroyed rather than handed over, and a fresh 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import Counter, deque
 from collections.abc import Coroutine
 from typing import Any, TypeVar
-
-import aiodocker
-import aiohttp
-from aiodocker.containers import DockerContainer
 
 from handlers import Response
 from pool.base import (
@@ -40,9 +35,9 @@ from pool.base import (
     ResponseTooLarge,
     SandboxCrashed,
 )
-from pool.engine import EngineTimeout, deadline
+from pool.connection import ENGINE_ERRORS, EngineConnection
+from pool.engine import deadline
 from pool.metrics import percentiles
-from pool.oom import OomWatch
 from pool.sandbox import (
     NotDelivered,
     Sandbox,
@@ -58,7 +53,6 @@ from pool.workload import CODE_LABEL, LABEL, Workload
 
 log = logging.getLogger("isogate.pool")
 
-ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
 SUPERVISE_INTERVAL_S = 1.0
 WARN_EVERY_S = 60.0  # a pool that stays unavailable says so again this often, not at every retry
 ATTEMPTS = 3  # sandboxes tried for one request when the first ones turn out dead before it was written
@@ -86,7 +80,7 @@ class ContainerPool:
         self._workload = workload
         self.name = workload.pool_name(config.pool_name)
         self.exclusive = workload.replica  # a container serves one caller in its life
-        self._client: aiodocker.Docker | None = None
+        self._engine = EngineConnection(config.host, f"{LABEL}={self.name}", on_die=self._container_died)
         self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
         self._busy: set[Sandbox] = set()
         self._calls: dict[Sandbox, asyncio.Timeout] = {}  # sandboxes running a request: its deadline
@@ -98,7 +92,6 @@ class ContainerPool:
         self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
         self._closing = False
         self._draining = False  # after a reload shrank the pool: released containers go until it fits
-        self._oom = OomWatch(f"{LABEL}={self.name}", on_die=self._container_died)
         self._spec = container_config(config, workload)  # what new containers are made from
         self._acquire_ms: deque[float] = deque(maxlen=2048)
         self.counts = dict.fromkeys(
@@ -145,53 +138,15 @@ class ContainerPool:
         self._idle.clear()
         self._busy.clear()
         await asyncio.gather(*(s.destroy() for s in sandboxes), return_exceptions=True)
-        if self._client is not None:
-            try:
-                await self._remove_leftovers(self._client)
-            except ENGINE_ERRORS as exc:
-                log.warning("could not remove this pool's containers: %s", exc)
-            await self._client.close()
+        await self._engine.aclose()
 
     async def _connect(self) -> None:
-        client = aiodocker.Docker(url=self._config.host or None)
-        try:
-            await deadline(client.version())
-            await self._image_present(client)
-            await self._remove_leftovers(client)
-        except BaseException:
-            await client.close()
-            raise
-        if self._client is not None:
-            await self._client.close()
-        self._client = client
-        self._watchers.append(asyncio.create_task(self._oom.run(client)))
+        self._watchers.append(await self._engine.connect(str(self._spec["Image"])))
         await asyncio.gather(*self._fill())
         if not self._idle and self._config.warm_pool_size:
             raise SandboxDied("no sandbox could be started (see the log)")
         self.available, self.reason = True, None
         log.info("container pool %r ready: %d warm", self.name, len(self._idle))
-
-    async def _image_present(self, client: aiodocker.Docker) -> None:
-        """ImageMissing when the engine lacks the image this pool's containers are made from."""
-        image = str(self._spec["Image"])
-        try:
-            await deadline(client.images.inspect(image))
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                raise ImageMissing(f"image {image} is not on the docker engine (build or load it)") from None
-            raise
-
-    async def _labelled(self, client: aiodocker.Docker) -> list[DockerContainer]:
-        """Every container of this pool the engine has, running or not."""
-        label = f"{LABEL}={self.name}"
-        return await deadline(client.containers.list(all=True, filters=json.dumps({"label": [label]})))
-
-    async def _remove_leftovers(self, client: aiodocker.Docker) -> None:
-        """Containers of this pool from an earlier run (crashed gateway, restarted engine) are removed."""
-        leftovers = await self._labelled(client)
-        await asyncio.gather(*(deadline(c.delete(force=True)) for c in leftovers))  # one at a time: seconds
-        if leftovers:
-            log.info("removed %d containers left by an earlier run", len(leftovers))
 
     # the Executor protocol
 
@@ -284,7 +239,7 @@ class ContainerPool:
         first, its container's state and its OOM event would be gone before they were read."""
         self._busy.discard(sandbox)  # no longer counted busy, whatever happens below
         try:
-            oom = self._client is not None and await self._oom.killed(self._client, sandbox)
+            oom = await self._engine.oom_killed(sandbox)
         finally:
             self._discard(sandbox, replaced=True)
         if oom:
@@ -466,7 +421,7 @@ class ContainerPool:
 
     async def _destroy(self, sandbox: Sandbox) -> None:
         await sandbox.destroy()
-        self._oom.forget(sandbox.id)
+        self._engine.forget(sandbox.id)
         self.counts["destroyed"] += 1
         self._waiters.wake_one()
 
@@ -474,7 +429,7 @@ class ContainerPool:
         """Start creating sandboxes until idle + creating reaches the warm size (within the maximum). In an
         exclusive pool only unused ones count: the idle ones a caller used are kept for that caller, and a
         new caller needs a fresh one."""
-        if self._client is None or self._closing:
+        if self._engine.client is None or self._closing:
             return []
         current = [s for s in self._idle if s.spec == self._spec]
         ready = sum(s.entity is None for s in current) if self.exclusive else len(current)
@@ -500,11 +455,10 @@ class ContainerPool:
 
     async def _create_reserved(self) -> Sandbox:
         """Create one sandbox; the caller has already counted it in `_creating`."""
-        assert self._client is not None
         name = container_name(self.name)
         self._naming.add(name)
         try:
-            sandbox = await Sandbox.create(self._client, self._config, self._spec, name, self._workload)
+            sandbox = await self._engine.create(self._config, self._spec, name, self._workload)
         except BaseException:
             self._waiters.wake_one()  # the slot it held is free again
             raise
@@ -540,8 +494,7 @@ class ContainerPool:
         """Sandboxes whose container is no longer running (a `die` event missed) are replaced, and the
         containers of this pool that it neither holds nor is creating are removed: a removal that failed,
         or one whose creation the engine finished after the pool gave up on it (its answer lost)."""
-        assert self._client is not None
-        listed = await self._labelled(self._client)
+        listed = await self._engine.containers()
         running = {c.id for c in listed if c["State"] == "running"}
         for sandbox in [s for s in (*self._idle, *self._calls) if s.id not in running]:
             self._container_died(sandbox.id)

@@ -1,0 +1,102 @@
+"""One Docker engine as a container pool sees it: the connection, this pool's containers there (leftovers of
+an earlier run removed, listed, created), and the engine's OOM and death events for them. The pool above
+(pool/containers.py) decides how many containers there are and who gets which; this side only talks to
+the engine, every call under a deadline (pool/engine.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import aiodocker
+import aiohttp
+from aiodocker.containers import DockerContainer
+
+from pool.base import ImageMissing
+from pool.engine import EngineTimeout, deadline
+from pool.oom import OomWatch
+from pool.sandbox import Sandbox, SandboxDied
+from pool.settings import ContainerLimits
+from pool.workload import Workload
+
+log = logging.getLogger("isogate.pool")
+
+# What an engine call may raise when the engine is down, slow or lost a container mid-call.
+ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
+
+
+class EngineConnection:
+    def __init__(self, host: str, label: str, on_die: Callable[[str], None]) -> None:
+        self.host = host  # docker.host: "" for the local socket
+        self.label = label  # `isogate.pool=<name>`: this pool's containers only
+        self.client: aiodocker.Docker | None = None
+        self._oom = OomWatch(label, on_die)
+
+    async def connect(self, image: str) -> asyncio.Task[None]:
+        """A new connection once the engine answers, has `image` (ImageMissing otherwise) and this pool's
+        leftovers are removed; the previous one is closed then. Returns the task that follows the
+        engine's events on it."""
+        client = aiodocker.Docker(url=self.host or None)
+        try:
+            await deadline(client.version())
+            await _image_present(client, image)
+            await self._remove_leftovers(client)
+        except BaseException:
+            await client.close()
+            raise
+        if self.client is not None:
+            await self.client.close()
+        self.client = client
+        return asyncio.create_task(self._oom.run(client))
+
+    async def containers(self, client: aiodocker.Docker | None = None) -> list[DockerContainer]:
+        """Every container of this pool the engine has, running or not."""
+        client = client or self._connected()
+        return await deadline(client.containers.list(all=True, filters=json.dumps({"label": [self.label]})))
+
+    async def create(
+        self, config: ContainerLimits, spec: dict[str, Any], name: str, workload: Workload
+    ) -> Sandbox:
+        return await Sandbox.create(self._connected(), config, spec, name, workload)
+
+    async def oom_killed(self, sandbox: Sandbox) -> bool:
+        """Whether `sandbox`'s agent died of an OOM kill (pool/oom.py)."""
+        return self.client is not None and await self._oom.killed(self.client, sandbox)
+
+    def forget(self, container_id: str) -> None:
+        """A container destroyed: its OOM event, if one came, is of no more use."""
+        self._oom.forget(container_id)
+
+    async def aclose(self) -> None:
+        """Remove every container of this pool the engine still has, then close the connection."""
+        if self.client is None:
+            return
+        try:
+            await self._remove_leftovers(self.client)
+        except ENGINE_ERRORS as exc:
+            log.warning("could not remove this pool's containers: %s", exc)
+        await self.client.close()
+
+    def _connected(self) -> aiodocker.Docker:
+        assert self.client is not None, "EngineConnection.connect() first"
+        return self.client
+
+    async def _remove_leftovers(self, client: aiodocker.Docker) -> None:
+        """Containers of this pool from an earlier run (crashed gateway, restarted engine) are removed."""
+        leftovers = await self.containers(client)
+        await asyncio.gather(*(deadline(c.delete(force=True)) for c in leftovers))  # one at a time: seconds
+        if leftovers:
+            log.info("removed %d containers left by an earlier run", len(leftovers))
+
+
+async def _image_present(client: aiodocker.Docker, image: str) -> None:
+    """ImageMissing when the engine lacks the image this pool's containers are made from."""
+    try:
+        await deadline(client.images.inspect(image))
+    except aiodocker.DockerError as exc:
+        if exc.status == 404:
+            raise ImageMissing(f"image {image} is not on the docker engine (build or load it)") from None
+        raise
