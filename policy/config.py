@@ -217,7 +217,12 @@ class DockerConfig:
     tmpfs_size: str = "16m"
     pool_name: str = "isogate"
     runtime: str = "runc"  # the engine's OCI runtime: runc (namespaces) or runsc (gVisor; scripts/gvisor.sh)
-    host: str = ""  # engine URL; empty: DOCKER_HOST, else unix:///var/run/docker.sock
+    # the engine: unix:///path/to/docker.sock, or tcp://HOST:PORT (always TLS, verified both ways: needs
+    # cert_path); empty: the local socket, unix:///var/run/docker.sock
+    host: str = ""
+    # a folder with Docker's ca.pem, cert.pem and key.pem (key.pem readable by its owner only): the CA that
+    # signed the engine's certificate, and the gateway's client certificate and key; absolute
+    cert_path: str = ""
     requirements: str = ""  # pip requirements of handlers and apps, relative to config.yaml ("": none)
     memory_limit_bytes: int = field(init=False, repr=False, compare=False)
     tmpfs_size_bytes: int = field(init=False, repr=False, compare=False)
@@ -253,6 +258,17 @@ class DockerConfig:
             bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.pool_name)), "pool_name", "expected a label"
         )
         require("\0" not in self.requirements, "requirements", "expected a file name")
+        tcp = self.host.startswith("tcp://")
+        require(
+            not self.host or tcp or self.host.startswith("unix://"),
+            "host",
+            "expected unix:///path/to/docker.sock or tcp://HOST:PORT",
+        )
+        # An engine reached over the network is always TLS, verified: never skipped for want of a CA.
+        require(not tcp or bool(self.cert_path), "cert_path", "required for a tcp:// host (TLS, verified)")
+        require(
+            not self.cert_path or self.cert_path.startswith("/"), "cert_path", "expected an absolute path"
+        )
         require(
             bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.runtime)),
             "runtime",

@@ -55,6 +55,8 @@ ENV_VARS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "DOCKER_REUSE": (("docker", "reuse_containers"), parse_bool),
     "DOCKER_WARM_POOL": (("docker", "warm_pool_size"), parse_int),
     "DOCKER_RUNTIME": (("docker", "runtime"), parse_str),
+    "DOCKER_HOST": (("docker", "host"), parse_str),
+    "DOCKER_CERT_PATH": (("docker", "cert_path"), parse_str),
     "MEMORY_LIMIT_MB": (("limits", "memory_limit_mb"), parse_int),
     "MEMORY_CHECK_INTERVAL": (("limits", "memory_check_interval_ms"), parse_int),
     "MAX_EXECUTION_TIME": (("limits", "execution", "max_time_ms"), parse_int),

@@ -8,7 +8,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import ssl
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiodocker
@@ -24,13 +26,18 @@ from pool.workload import Workload
 
 log = logging.getLogger("isogate.pool")
 
+
+class TlsFilesError(OSError):
+    """docker.cert_path's files cannot be used (missing, unreadable, not PEM, a key others can read)."""
+
+
 # What an engine call may raise when the engine is down, slow or lost a container mid-call.
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
 
 
 class EngineConnection:
-    def __init__(self, host: str, label: str, on_die: Callable[[str], None]) -> None:
-        self.host = host  # docker.host: "" for the local socket
+    def __init__(self, host: str, cert_path: str, label: str, on_die: Callable[[str], None]) -> None:
+        self.host, self.cert_path = host, cert_path  # docker.host ("": the local socket), docker.cert_path
         self.label = label  # `isogate.pool=<name>`: this pool's containers only
         self.client: aiodocker.Docker | None = None
         self._oom = OomWatch(label, on_die)
@@ -39,7 +46,7 @@ class EngineConnection:
         """A new connection once the engine answers, has `image` (ImageMissing otherwise) and this pool's
         leftovers are removed; the previous one is closed then. Returns the task that follows the
         engine's events on it."""
-        client = aiodocker.Docker(url=self.host or None)
+        client = engine_client(self.host, self.cert_path)
         try:
             await deadline(client.version())
             await _image_present(client, image)
@@ -90,6 +97,32 @@ class EngineConnection:
         await asyncio.gather(*(deadline(c.delete(force=True)) for c in leftovers))  # one at a time: seconds
         if leftovers:
             log.info("removed %d containers left by an earlier run", len(leftovers))
+
+
+def engine_client(host: str, cert_path: str) -> aiodocker.Docker:
+    """A client of the engine at `host`: the local socket when empty, TLS verified both ways for tcp://."""
+    if host.startswith("tcp://"):
+        return aiodocker.Docker(url="https://" + host[len("tcp://") :], ssl_context=tls_context(cert_path))
+    return aiodocker.Docker(url=host or "unix:///var/run/docker.sock")
+
+
+def tls_context(cert_path: str) -> ssl.SSLContext:
+    """The engine's CA (ca.pem) and the gateway's certificate and key (cert.pem, key.pem), Docker's names.
+    TlsFilesError when one is missing or unreadable, or when the key is readable by others than its owner."""
+    folder = Path(cert_path)
+    key = folder / "key.pem"
+    try:
+        mode = key.stat().st_mode
+        if mode & 0o077:
+            raise TlsFilesError(f"{key} is readable by others (mode {mode & 0o777:o}): chmod 600")
+        context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(folder / "ca.pem"))
+        context.load_cert_chain(folder / "cert.pem", key)
+    except TlsFilesError:
+        raise
+    except OSError as exc:  # ssl.SSLError included: a file that is not what its name says
+        raise TlsFilesError(f"{cert_path}: {exc.strerror or exc}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
 
 
 async def _image_present(client: aiodocker.Docker, image: str) -> None:

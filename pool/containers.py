@@ -80,7 +80,8 @@ class ContainerPool:
         self._workload = workload
         self.name = workload.pool_name(config.pool_name)
         self.exclusive = workload.replica  # a container serves one caller in its life
-        self._engine = EngineConnection(config.host, f"{LABEL}={self.name}", on_die=self._container_died)
+        label = f"{LABEL}={self.name}"
+        self._engine = EngineConnection(config.host, config.cert_path, label, on_die=self._container_died)
         self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
         self._busy: set[Sandbox] = set()
         self._calls: dict[Sandbox, asyncio.Timeout] = {}  # sandboxes running a request: its deadline

@@ -19,9 +19,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-import aiodocker
-
 from policy.config import DockerConfig
+from pool.connection import engine_client
 
 log = logging.getLogger("isogate.deps")
 PIP_TIMEOUT_S = 600.0
@@ -77,7 +76,7 @@ class DependencyLayer:
             with tempfile.TemporaryDirectory(prefix="isogate-deps-") as folder:
                 await self._pip(path, Path(folder) / "deps")
                 context = await asyncio.to_thread(_context, Path(folder), base, digest)
-                async with aiodocker.Docker(url=docker.host or None) as client:
+                async with engine_client(docker.host, docker.cert_path) as client:
                     await client.images.build(fileobj=context, encoding="identity", tag=tag, rm=True)
         except asyncio.CancelledError:
             raise

@@ -25,6 +25,7 @@ from policy.parse import list_files, parse_config
 from policy.profile import Profile, fit
 from policy.risk import Factor, profile_factor
 from policy.workers import worker_slice
+from pool.connection import TlsFilesError, tls_context
 from proxy.crs import load_crs
 
 DEFAULT_PATH = Path("config.yaml")
@@ -92,6 +93,11 @@ def load(source: ConfigSource) -> Loaded:
             raise
         raise ConfigError(exc.path, f"{exc.message} ({source.path.name} line {line})") from None
     settings, base = config.risk.profile, source.path.parent
+    if config.docker.enabled and config.docker.host.startswith("tcp://"):
+        try:  # its files read now: a bad one is refused like any setting
+            tls_context(config.docker.cert_path)
+        except TlsFilesError as exc:
+            raise ConfigError("docker.cert_path", str(exc)) from None
     requirements = config.docker.requirements
     if requirements and not (base / requirements).is_file():
         raise ConfigError(

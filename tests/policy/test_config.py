@@ -43,6 +43,8 @@ def test_every_documented_env_variable_is_read() -> None:
         "DOCKER_REUSE": "false",
         "DOCKER_WARM_POOL": "5",
         "DOCKER_RUNTIME": "runsc",
+        "DOCKER_HOST": "tcp://127.0.0.1:2376",
+        "DOCKER_CERT_PATH": "/etc/isogate/docker",
         "MEMORY_LIMIT_MB": "80",
         "MEMORY_CHECK_INTERVAL": "3000",
         "MAX_EXECUTION_TIME": "10000",
@@ -63,6 +65,7 @@ def test_every_documented_env_variable_is_read() -> None:
     assert (docker.enabled, docker.image, docker.memory_limit_bytes) == (True, "img:1", 512 << 20)
     assert (docker.cpu_limit, docker.timeout_ms, docker.reuse_containers) == (1.0, 1234, False)
     assert docker.warm_pool_size == 5 and (docker.runtime, docker.gvisor) == ("runsc", True)
+    assert (docker.host, docker.cert_path) == ("tcp://127.0.0.1:2376", "/etc/isogate/docker")
     assert config.limits.memory_limit_mb == 80
     assert config.limits.memory_check_interval_ms == 3000
     assert config.limits.execution.max_time_ms == 10000
