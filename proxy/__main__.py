@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -31,14 +32,15 @@ def main(argv: list[str] | None = None) -> None:
     worker = args.worker or (0, 1)
     try:
         # The key is read now, as the process starts (as root, when it does): a reload uses this copy.
-        env = dict(secret_from_file(dict(os.environ)))
+        keys = received_keys() if args.worker is not None else {}
+        env = dict(secret_from_file({**os.environ, **{k: v for k, v in keys.items() if k == "SECRET_KEY"}}))
         loaded = load(ConfigSource(Path(args.config), env, {"server": server} if server else None, worker))
         config = loaded.config
         workers = count(config.server.workers)
         if workers > 1 and args.worker is None:  # this process supervises; the workers serve
             shared = config.state.backend is not StateBackend.MEMORY
             sys.exit(supervise(sys.argv[1:] if argv is None else argv, workers, env, shared))
-        app = create_app(config, load_factors(loaded), source=loaded)
+        app = create_app(config, load_factors(loaded), source=loaded, dashboard_key=keys.get("dashboard_key"))
     except ConfigError as exc:
         sys.exit(f"isogate: refusing to start: {exc}")
     # The key lives in the config (and the reloader's copy of the environment) from here on: a handler
@@ -53,6 +55,12 @@ def main(argv: list[str] | None = None) -> None:
         uvloop.run(serve(app, host, port, ready, reuse_port=worker[1] > 1, user=config.server.user))
     except ConfigError as exc:  # found while starting up (a listener that cannot bind, say)
         sys.exit(f"isogate: refusing to start: {exc}")
+
+
+def received_keys() -> dict[str, str]:
+    """A worker's keys, from its supervisor on stdin (proxy/workers.py): never in its environment."""
+    keys = json.loads(sys.stdin.read() or "{}")
+    return {str(k): str(v) for k, v in keys.items()} if isinstance(keys, dict) else {}
 
 
 def worker_arg(text: str) -> tuple[int, int]:

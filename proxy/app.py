@@ -199,14 +199,21 @@ async def read_prefix(chunks: AsyncIterator[bytes], budget: int) -> tuple[bytes,
 
 
 def create_app(
-    config: Config, plugins: dict[str, Factor] | None = None, *, source: Loaded | None = None
+    config: Config,
+    plugins: dict[str, Factor] | None = None,
+    *,
+    source: Loaded | None = None,
+    dashboard_key: str | None = None,
 ) -> web.Application:
     """Wire the gateway: state, lifecycles, admin routes, then the catch-all proxy route.
 
-    With `source` (what `proxy.loader.load` read), the config reloads live from its files.
+    With `source` (what `proxy.loader.load` read), the config reloads live from its files. `dashboard_key`:
+    the workers' shared key for dashboard logins under public-key auth (else one of this process's own).
     """
     base_dir = source.source.path.parent if source is not None else Path.cwd()
     gateway = Gateway.create(config, plugins or {}, base_dir)
+    if dashboard_key:
+        gateway.dashboard_key = dashboard_key
     app = web.Application(middlewares=[pipeline_middleware], handler_args={"lingering_time": 0})
     app[GATEWAY] = gateway
     # decision_log and entity_state first: cleaned up last, once every request is done (last lines and

@@ -17,8 +17,6 @@ import asyncio
 import hashlib
 import hmac
 import html
-import os
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -28,7 +26,6 @@ import jwt
 import orjson
 from aiohttp import web
 
-from policy.config import AuthConfig
 from policy.errors import IsogateError
 from policy.identity import identify
 from proxy import admin
@@ -54,9 +51,6 @@ HEADERS = {
     "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
-# For public-key auth the gateway holds no secret to derive from: the supervisor gives its workers one key,
-# so that a login made at one worker holds at the others; a single process makes its own.
-_OWN_KEY = os.environ.pop("ISOGATE_DASHBOARD_KEY", "") or secrets.token_hex(32)
 
 
 # What /dashboard paths are when `dashboard.enabled` is false: the proxy's own view (set by create_app).
@@ -76,9 +70,11 @@ def add_routes(router: web.UrlDispatcher) -> None:
     router.add_get("/dashboard/{asset}", asset)
 
 
-def session_key(auth: AuthConfig) -> bytes:
-    """The cookie's signing key: never the token signing key itself, which it cannot stand in for."""
-    material = auth.secret_key or _OWN_KEY
+def session_key(gw: Gateway) -> bytes:
+    """The cookie's signing key: derived from the token signing key (never that key itself, which it
+    cannot stand in for). For public-key auth the gateway holds no secret: the gateway's own key then,
+    which the supervisor gives each of its workers (a login made at one worker holds at the others)."""
+    material = gw.config.auth.secret_key or gw.dashboard_key
     return hmac.new(material.encode(), b"isogate dashboard session v1", hashlib.sha256).digest()
 
 
@@ -87,11 +83,10 @@ def viewer(request: web.Request) -> tuple[str, float] | None:
     cookie = request.cookies.get(COOKIE)
     if not cookie:
         return None
-    auth = request.app[GATEWAY].config.auth
     try:
         claims = jwt.decode(
             cookie,
-            session_key(auth),
+            session_key(request.app[GATEWAY]),
             algorithms=["HS256"],
             audience=AUDIENCE,
             options={"require": ["exp", "sub", "aud"]},
@@ -148,9 +143,8 @@ async def login(request: web.Request) -> web.StreamResponse:
     expires = time.time() + gw.config.dashboard.session_ttl_s
     if isinstance(exp := claims.get("exp"), int | float):
         expires = min(expires, float(exp))
-    cookie = jwt.encode(
-        {"sub": caller.entity_id, "exp": int(expires), "aud": AUDIENCE}, session_key(auth), "HS256"
-    )
+    session = {"sub": caller.entity_id, "exp": int(expires), "aud": AUDIENCE}
+    cookie = jwt.encode(session, session_key(gw), "HS256")
     response = web.Response(status=303, headers={**HEADERS, "Location": "/dashboard"})
     response.set_cookie(
         COOKIE,

@@ -6,6 +6,7 @@ A reload fans out to them from here."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -57,6 +58,8 @@ class Gateway:
     admission: Gate = field(default_factory=Gate)  # the door in front of handler routes
     watch: Watch = field(default_factory=Watch)  # the dashboard's figures (proxy/watch.py)
     viewers: set[asyncio.Task[Any]] = field(default_factory=set)  # open dashboards' event streams
+    # dashboard logins' key when auth has no secret to derive one from (public keys): see proxy/dashboard.py
+    dashboard_key: str = field(default_factory=lambda: secrets.token_hex(32), repr=False)
     started: float = field(default_factory=time.time)
 
     @classmethod

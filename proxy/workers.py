@@ -8,6 +8,7 @@ know only the callers the kernel happened to send it."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import secrets
@@ -35,7 +36,14 @@ def count(workers: int | str) -> int:
 
 class Supervisor:
     def __init__(self, command: list[str], workers: int, env: dict[str, str]) -> None:
-        self.command, self.workers, self.env = command, workers, env
+        self.command, self.workers = command, workers
+        # Keys go to each worker on its stdin, never in its environment (which /proc/<pid>/environ shows
+        # for the process's life): the signing key, and one dashboard session key for all of them
+        # (proxy/dashboard.py), so that a login made at one worker holds at the others.
+        self.env = {k: v for k, v in env.items() if k != "SECRET_KEY"}
+        self.keys = {"dashboard_key": secrets.token_hex(32)}
+        if "SECRET_KEY" in env:
+            self.keys["SECRET_KEY"] = env["SECRET_KEY"]
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.born: dict[int, float] = {}
         self.pause: dict[int, float] = dict.fromkeys(range(workers), 0.0)
@@ -49,13 +57,7 @@ class Supervisor:
         signal.signal(signal.SIGHUP, self._hangup)
         # The workers' /metrics values: files any worker reads at a scrape (prometheus-client multiprocess).
         self.metrics_dir = tempfile.mkdtemp(prefix="isogate-metrics-")
-        # One dashboard session key for all (proxy/dashboard.py): a login made at one worker holds at all.
-        dashboard_key = secrets.token_hex(32)
-        self.env = {
-            **self.env,
-            "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir,
-            "ISOGATE_DASHBOARD_KEY": dashboard_key,
-        }
+        self.env = {**self.env, "PROMETHEUS_MULTIPROC_DIR": self.metrics_dir}
         try:
             for index in range(self.workers):
                 self._start(index)
@@ -68,7 +70,10 @@ class Supervisor:
 
     def _start(self, index: int) -> None:
         argv = [*self.command, "--worker", f"{index}/{self.workers}"]
-        self.children[index] = subprocess.Popen(argv, env=self.env)
+        child = self.children[index] = subprocess.Popen(argv, env=self.env, stdin=subprocess.PIPE)
+        assert child.stdin is not None
+        with child.stdin:
+            child.stdin.write(json.dumps(self.keys).encode())
         self.born[index] = time.monotonic()
         log.info("worker %d/%d started (pid %d)", index, self.workers, self.children[index].pid)
 

@@ -84,6 +84,9 @@ async def test_two_workers_serve_one_port_and_a_killed_one_is_replaced(tmp_path:
     try:
         seen = await workers_seen(url)
         assert set(seen) == {0, 1} and sorted(seen.values()) == children(supervisor)
+        for pid in seen.values():  # the keys reached them on stdin, not in their environment
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            assert SECRET.encode() not in environ and b"SECRET_KEY=" not in environ
         assert (await stats(url))["worker"]["of"] == 2
         os.kill(seen[0], signal.SIGKILL)  # from outside, no goodbye
         for _ in range(100):  # bounded: restarted within 10 s
