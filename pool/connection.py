@@ -9,6 +9,7 @@ import asyncio
 import json
 import logging
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,10 @@ class TlsFilesError(OSError):
     """docker.cert_path's files cannot be used (missing, unreadable, not PEM, a key others can read)."""
 
 
+LOCAL = "unix:///var/run/docker.sock"  # this machine's engine
+IMAGE_S = 600.0  # sending an image to a remote engine (the runner image: 5 s here)
+
+
 # What an engine call may raise when the engine is down, slow or lost a container mid-call.
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
 
@@ -49,7 +54,10 @@ class EngineConnection:
         client = engine_client(self.host, self.cert_path)
         try:
             await deadline(client.version())
-            await _image_present(client, image)
+            if not await has_image(client, image):
+                if not self.host.startswith("tcp://"):
+                    raise ImageMissing(f"image {image} is not on the docker engine (build or load it)")
+                await send_image(image, client)  # a remote engine gets it from this machine's
             await self._remove_leftovers(client)
         except BaseException:
             await client.close()
@@ -103,7 +111,7 @@ def engine_client(host: str, cert_path: str) -> aiodocker.Docker:
     """A client of the engine at `host`: the local socket when empty, TLS verified both ways for tcp://."""
     if host.startswith("tcp://"):
         return aiodocker.Docker(url="https://" + host[len("tcp://") :], ssl_context=tls_context(cert_path))
-    return aiodocker.Docker(url=host or "unix:///var/run/docker.sock")
+    return aiodocker.Docker(url=host or LOCAL)
 
 
 def tls_context(cert_path: str) -> ssl.SSLContext:
@@ -125,11 +133,30 @@ def tls_context(cert_path: str) -> ssl.SSLContext:
     return context
 
 
-async def _image_present(client: aiodocker.Docker, image: str) -> None:
-    """ImageMissing when the engine lacks the image this pool's containers are made from."""
+async def has_image(client: aiodocker.Docker, image: str) -> bool:
     try:
         await deadline(client.images.inspect(image))
     except aiodocker.DockerError as exc:
         if exc.status == 404:
-            raise ImageMissing(f"image {image} is not on the docker engine (build or load it)") from None
+            return False
         raise
+    return True
+
+
+async def send_image(image: str, to: aiodocker.Docker) -> None:
+    """`image` from this machine's engine to `to`, through the engine API (`docker save | docker load`, no
+    registry), within IMAGE_S. ImageMissing when this machine's engine lacks it too."""
+    async with aiodocker.Docker(url=LOCAL) as local:
+        if not await has_image(local, image):
+            raise ImageMissing(f"image {image} is neither on the docker engine nor on this machine's to send")
+        log.info("sending image %s to the docker engine at %s", image, to.docker_host)
+        started = time.monotonic()
+
+        async def send() -> None:
+            async with local.images.export_image(image) as tarball:
+                await to.images.import_image(data=tarball)
+
+        await deadline(send(), IMAGE_S)
+    if not await has_image(to, image):
+        raise ImageMissing(f"image {image} was sent to the docker engine, which did not keep it")
+    log.info("image %s sent in %.1f s", image, time.monotonic() - started)

@@ -69,3 +69,29 @@ async def test_a_ca_that_did_not_sign_the_engine_is_refused(
         assert engine.labelled(docker_settings["pool_name"]) == []
     finally:
         await pool.aclose()
+
+
+async def test_an_engine_without_the_image_gets_it_through_the_engine_api(
+    docker_ready: None, docker_settings: dict[str, Any]
+) -> None:
+    """No registry: the pool sends the image from this machine's engine (save, then load over TLS)."""
+    fresh = SecondEngine(free_port())
+    try:
+        fresh.start()
+        assert fresh.docker("images", "-q", dockerenv.PROBE_IMAGE).stdout == ""
+        pool = await open_pool(docker_settings, host=fresh.host, cert_path=str(fresh.client_tls))
+        try:
+            assert pool.available, pool.status()
+            assert fresh.docker("images", "-q", dockerenv.PROBE_IMAGE).stdout.strip()
+            assert (await pool.run(echo())).status == 200
+        finally:
+            await pool.aclose()
+        missing = await open_pool(
+            docker_settings, host=fresh.host, cert_path=str(fresh.client_tls), image="isogate-runner:absent"
+        )
+        try:  # on neither engine: said, not sent
+            assert not missing.available and "isogate-runner:absent is neither on" in str(missing.reason)
+        finally:
+            await missing.aclose()
+    finally:
+        fresh.stop()
