@@ -6,9 +6,12 @@ the engine, every call under a deadline (pool/engine.py)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import io
 import json
 import logging
 import ssl
+import tarfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,11 +20,12 @@ from typing import Any
 import aiodocker
 import aiohttp
 from aiodocker.containers import DockerContainer
+from aiodocker.volumes import DockerVolume
 
 from pool.base import ImageMissing
 from pool.engine import EngineTimeout, deadline
 from pool.oom import OomWatch
-from pool.sandbox import Sandbox, SandboxDied
+from pool.sandbox import Sandbox, SandboxDied, remove
 from pool.settings import ContainerLimits
 from pool.workload import Workload
 
@@ -33,6 +37,8 @@ class TlsFilesError(OSError):
 
 
 LOCAL = "unix:///var/run/docker.sock"  # this machine's engine
+CODE_VOLUME = "isogate-code-"  # + the sha256 of what it holds: a remote engine's copy of handler or app code
+FILLED = ".isogate-filled"  # written last into a code volume: one without it is filled again
 IMAGE_S = 600.0  # sending an image to a remote engine (the runner image: 5 s here)
 
 
@@ -46,6 +52,13 @@ class EngineConnection:
         self.label = label  # `isogate.pool=<name>`: this pool's containers only
         self.client: aiodocker.Docker | None = None
         self._oom = OomWatch(label, on_die)
+        self._volumes: set[str] = set()  # code volumes known filled on this engine
+        self._filling = asyncio.Lock()  # a burst creates many containers: one fill at a time
+
+    @property
+    def remote(self) -> bool:
+        """An engine over TCP: it cannot see this machine's folders, nor its images."""
+        return self.host.startswith("tcp://")
 
     async def connect(self, image: str) -> asyncio.Task[None]:
         """A new connection once the engine answers, has `image` (ImageMissing otherwise) and this pool's
@@ -75,7 +88,78 @@ class EngineConnection:
     async def create(
         self, config: ContainerLimits, spec: dict[str, Any], name: str, workload: Workload
     ) -> Sandbox:
-        return await Sandbox.create(self._connected(), config, spec, name, workload)
+        made = await self._code_by_volume(spec) if self.remote else spec
+        sandbox = await Sandbox.create(self._connected(), config, made, name, workload)
+        sandbox.spec = spec  # what the pool asked for, which it compares on a reload
+        return sandbox
+
+    async def _code_by_volume(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A remote engine cannot see this machine's folders: each bind (the handler package, an app's
+        source) becomes a read-only volume holding a copy, filled once per content digest."""
+        host_config = spec["HostConfig"]
+        mounts = []
+        for bind in host_config.get("Binds") or ():
+            source, target, _ = bind.rsplit(":", 2)
+            volume = await self._code_volume(Path(source), str(spec["Image"]))
+            mounts.append({"Type": "volume", "Source": volume, "Target": target, "ReadOnly": True})
+        if not mounts:
+            return spec
+        rest = {k: v for k, v in host_config.items() if k != "Binds"}
+        return {**spec, "HostConfig": {**rest, "Mounts": mounts}}
+
+    async def _code_volume(self, folder: Path, image: str) -> str:
+        tarball = await asyncio.to_thread(code_tar, folder)
+        name = CODE_VOLUME + hashlib.sha256(tarball).hexdigest()[:32]
+        async with self._filling:
+            if name not in self._volumes:
+                if not await self._filled(name, image):
+                    await self._fill(name, image, tarball)
+                    log.info(
+                        "code of %s sent to the docker engine at %s as volume %s", folder, self.host, name
+                    )
+                self._volumes.add(name)
+        return name
+
+    async def _helper(self, volume: str, image: str) -> DockerContainer:
+        """A container never started, through which the engine API reads and writes `volume` (at /fill)."""
+        key, _, value = self.label.partition("=")
+        mounts = [{"Type": "volume", "Source": volume, "Target": "/fill"}]
+        config: dict[str, Any] = {
+            "Image": image,
+            "Cmd": ["true"],
+            "NetworkDisabled": True,
+            "Labels": {key: value},  # removed with the pool's leftovers if the gateway dies here
+            "HostConfig": {"NetworkMode": "none", "Mounts": mounts},
+        }
+        return await deadline(self._connected().containers.create(config))
+
+    async def _filled(self, volume: str, image: str) -> bool:
+        client = self._connected()
+        try:
+            await deadline(client.volumes.get(volume))  # type: ignore[no-untyped-call]
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        helper = await self._helper(volume, image)
+        try:
+            await deadline(helper.get_archive(f"/fill/{FILLED}"))
+        except aiodocker.DockerError as exc:
+            if exc.status == 404:
+                return False
+            raise
+        finally:
+            await remove(helper)
+        return True
+
+    async def _fill(self, volume: str, image: str, tarball: bytes) -> None:
+        await deadline(self._connected().volumes.create({"Name": volume}))  # type: ignore[no-untyped-call]
+        helper = await self._helper(volume, image)
+        try:
+            await deadline(helper.put_archive("/fill", tarball), IMAGE_S)  # type: ignore[no-untyped-call]
+            await deadline(helper.put_archive("/fill", _member(FILLED, b"")))  # type: ignore[no-untyped-call]
+        finally:
+            await remove(helper)
 
     async def oom_killed(self, sandbox: Sandbox) -> bool:
         """Whether `sandbox`'s agent died of an OOM kill (pool/oom.py)."""
@@ -86,13 +170,19 @@ class EngineConnection:
         self._oom.forget(container_id)
 
     async def aclose(self) -> None:
-        """Remove every container of this pool the engine still has, then close the connection."""
+        """Remove every container of this pool the engine still has, and the code volumes it filled or
+        used (one another gateway still uses stays), then close the connection."""
         if self.client is None:
             return
         try:
             await self._remove_leftovers(self.client)
         except ENGINE_ERRORS as exc:
             log.warning("could not remove this pool's containers: %s", exc)
+        for volume in self._volumes:
+            try:
+                await deadline(DockerVolume(self.client, volume).delete())  # type: ignore[no-untyped-call]
+            except ENGINE_ERRORS as exc:  # in use by another gateway's containers: theirs to remove
+                log.info("code volume %s stays: %s", volume, exc)
         await self.client.close()
 
     def _connected(self) -> aiodocker.Docker:
@@ -131,6 +221,34 @@ def tls_context(cert_path: str) -> ssl.SSLContext:
         raise TlsFilesError(f"{cert_path}: {exc.strerror or exc}") from None
     context.minimum_version = ssl.TLSVersion.TLSv1_2
     return context
+
+
+def code_tar(folder: Path) -> bytes:
+    """`folder`'s files as a tar the same bytes for the same contents (sorted, no times or owners; bytecode
+    caches left out), readable by the containers' user."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for path in sorted(folder.rglob("*")):
+            if "__pycache__" in path.parts or path.suffix == ".pyc" or path.is_symlink():
+                continue
+            info = tarfile.TarInfo(str(path.relative_to(folder)))
+            if path.is_dir():
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif path.is_file():
+                data = path.read_bytes()
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def _member(name: str, data: bytes) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
 
 
 async def has_image(client: aiodocker.Docker, image: str) -> bool:

@@ -2,8 +2,12 @@
 (tests/engines.py), as a remote engine is reached. Its containers get the same lock-down, its answers are
 byte for byte the local engine's, and a CA that did not sign the engine's certificate is refused."""
 
+import asyncio
 import json
+import shutil
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,11 +15,15 @@ from engines import SecondEngine
 from storeenv import free_port
 
 import dockerenv
-from conftest import open_pool
+from conftest import open_pool, pool_settings
 from handlers import Request
 from pool.base import DockerUnavailable, Job
+from pool.connection import CODE_VOLUME
+from pool.containers import ContainerPool
+from pool.workload import Workload
 
 pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +103,48 @@ async def test_an_engine_without_the_image_gets_it_through_the_engine_api(
             await missing.aclose()
     finally:
         fresh.stop()
+
+
+async def test_handler_code_reaches_a_remote_engine_by_volume_and_a_reload_reaches_it_too(
+    engine: SecondEngine, docker_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """A remote engine cannot see this machine's handler folder: the pool sends a copy as a read-only
+    volume named by its digest, and new code as a new volume, which the rolled containers mount."""
+    package = tmp_path / "probe_handlers"
+    shutil.copytree(ROOT / "tests" / "probe_handlers", package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "version.py").write_text(VERSION.format("one"))
+    chosen = pool_settings(docker_settings, host=engine.host, cert_path=str(engine.client_tls))
+    first = Workload("probe_handlers", handlers_dir=str(package), code="1")
+    pool = ContainerPool(chosen.docker, first)
+    await pool.start()
+    try:
+        assert pool.available, pool.status()
+        assert (await pool.run(job("version"))).body == b"one"
+        [container] = engine.labelled(docker_settings["pool_name"])
+        host = json.loads(engine.docker("inspect", container).stdout)[0]["HostConfig"]
+        [mount] = host["Mounts"]
+        assert not host.get("Binds") and mount["Type"] == "volume" and mount["ReadOnly"] is True
+        assert mount["Target"] == "/app/probe_handlers" and mount["Source"].startswith(CODE_VOLUME)
+        (package / "version.py").write_text(VERSION.format("two"))
+        pool.update(chosen.docker, Workload("probe_handlers", handlers_dir=str(package), code="2"))
+        deadline = time.monotonic() + 30
+        while (await pool.run(job("version"))).body != b"two":
+            assert time.monotonic() < deadline, "the new code did not reach the engine"
+            await asyncio.sleep(0.2)
+        volumes = engine.docker("volume", "ls", "-q").stdout.split()
+        assert len([v for v in volumes if v.startswith(CODE_VOLUME)]) == 2
+    finally:
+        await pool.aclose()
+    assert not [v for v in engine.docker("volume", "ls", "-q").stdout.split() if v.startswith(CODE_VOLUME)]
+
+
+VERSION = """from handlers import Request, Response
+
+
+def handle(request: Request) -> Response:
+    return Response(200, (), b"{}")
+"""
+
+
+def job(handler: str) -> Job:
+    return Job(handler, Request("GET", "/p", (), (), b"", "e"), 5.0)
