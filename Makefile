@@ -103,7 +103,7 @@ bench: $(VENV)/.installed compiled
 	$(BIN)/python bench/churn.py
 	$(BIN)/python bench/throughput.py
 	$(BIN)/python bench/scaling.py
-	$(BIN)/python bench/engines.py
+	$(BIN)/python bench/remote_engine.py
 	$(BIN)/python bench/overload.py
 	$(BIN)/python bench/fairness.py
 	scripts/gvisor.sh

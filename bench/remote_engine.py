@@ -5,7 +5,7 @@ code through the engine API (an image load, a code volume), as an engine on anot
 
 Target (issue 27): at most +1 ms p50 through the TLS engine.
 
-Usage: python bench/engines.py [--rounds 5] [--calls 200]
+Usage: python bench/remote_engine.py [--rounds 5] [--calls 200]
 """
 
 from __future__ import annotations
