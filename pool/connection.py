@@ -39,6 +39,7 @@ class TlsFilesError(OSError):
 LOCAL = "unix:///var/run/docker.sock"  # this machine's engine
 CODE_VOLUME = "isogate-code-"  # + the sha256 of what it holds: a remote engine's copy of handler or app code
 FILLED = ".isogate-filled"  # written last into a code volume: one without it is filled again
+TLS_CLOSE_S = 0.25
 IMAGE_S = 600.0  # sending an image to a remote engine (the runner image: 5 s here)
 
 
@@ -73,10 +74,10 @@ class EngineConnection:
                 await send_image(image, client)  # a remote engine gets it from this machine's
             await self._remove_leftovers(client)
         except BaseException:
-            await client.close()
+            await self._close(client)
             raise
         if self.client is not None:
-            await self.client.close()
+            await self._close(self.client)
         self.client = client
         return asyncio.create_task(self._oom.run(client))
 
@@ -183,7 +184,12 @@ class EngineConnection:
                 await deadline(DockerVolume(self.client, volume).delete())  # type: ignore[no-untyped-call]
             except ENGINE_ERRORS as exc:  # in use by another gateway's containers: theirs to remove
                 log.info("code volume %s stays: %s", volume, exc)
-        await self.client.close()
+        await self._close(self.client)
+
+    async def _close(self, client: aiodocker.Docker) -> None:
+        await client.close()
+        if self.remote:  # aiohttp's advice: TLS connections finish closing in the next moments
+            await asyncio.sleep(TLS_CLOSE_S)
 
     def _connected(self) -> aiodocker.Docker:
         assert self.client is not None, "EngineConnection.connect() first"

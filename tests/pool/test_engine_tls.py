@@ -102,7 +102,7 @@ async def test_an_engine_without_the_image_gets_it_through_the_engine_api(
         finally:
             await missing.aclose()
     finally:
-        fresh.stop()
+        await asyncio.to_thread(fresh.stop)  # the loop goes on meanwhile (closing connections)
 
 
 async def test_handler_code_reaches_a_remote_engine_by_volume_and_a_reload_reaches_it_too(
