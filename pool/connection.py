@@ -73,8 +73,8 @@ class EngineConnection:
                     raise ImageMissing(f"image {image} is not on the docker engine (build or load it)")
                 await send_image(image, client)  # a remote engine gets it from this machine's
             await self._remove_leftovers(client)
-        except BaseException:
-            await self._close(client)
+        except BaseException:  # a cancelled supervisor too: the close must not be cut short itself
+            await asyncio.shield(self._close(client))
             raise
         if self.client is not None:
             await self._close(self.client)
