@@ -69,7 +69,7 @@ class EngineConnection:
         try:
             await deadline(client.version())
             if not await has_image(client, image):
-                if not self.host.startswith("tcp://"):
+                if not self.remote:
                     raise ImageMissing(f"image {image} is not on the docker engine (build or load it)")
                 await send_image(image, client)  # a remote engine gets it from this machine's
             await self._remove_leftovers(client)
