@@ -17,6 +17,8 @@ RESTART_KEYS = (
     "handlers_package",
     "docker.enabled",
     "docker.host",
+    "docker.cert_path",
+    "docker.engines",
     "docker.pool_name",
     "stats",
     "state",

@@ -193,6 +193,42 @@ def size_bytes(text: str) -> int | None:
     return int(size[1]) * {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}[size[2].lower()]
 
 
+LOCAL_ENGINE = "unix:///var/run/docker.sock"  # what an empty docker.host means
+
+
+def engine_address(host: str, cert_path: str) -> None:
+    tcp = host.startswith("tcp://")
+    require(
+        not host or tcp or host.startswith("unix://"),
+        "host",
+        "expected unix:///path/to/docker.sock or tcp://HOST:PORT",
+    )
+    # An engine reached over the network is always TLS, verified: never skipped for want of a CA.
+    require(not tcp or bool(cert_path), "cert_path", "required for a tcp:// host (TLS, verified)")
+    require(not cert_path or cert_path.startswith("/"), "cert_path", "expected an absolute path")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    # unix:///path/to/docker.sock, or tcp://HOST:PORT (TLS verified both ways: needs cert_path)
+    host: str
+    # a folder with Docker's ca.pem, cert.pem and key.pem, as docker.cert_path
+    cert_path: str = ""
+    # its part of max_containers and warm_pool_size, against the other engines' shares
+    share: int = 1
+    # the OCI runtime its containers run under ("": docker.runtime)
+    runtime: str = ""
+
+    def __post_init__(self) -> None:
+        engine_address(self.host, self.cert_path)
+        require(1 <= self.share <= 1000, "share", "must be within [1, 1000]")
+        require(
+            not self.runtime or bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.runtime)),
+            "runtime",
+            "expected a runtime the engine knows, like runc or runsc",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class DockerConfig:
     # false: no containers; hybrid runs everything in threads, docker mode is refused
@@ -224,6 +260,10 @@ class DockerConfig:
     # signed the engine's certificate, and the gateway's client certificate and key; absolute
     cert_path: str = ""
     requirements: str = ""  # pip requirements of handlers and apps, relative to config.yaml ("": none)
+    # several engines as one pool (instead of host and cert_path): each gets its share of max_containers and
+    # warm_pool_size; a request takes an idle container on any engine; one that stops answering is left out
+    # until it answers again (docs/deployment.md)
+    engines: tuple[EngineConfig, ...] = ()
     memory_limit_bytes: int = field(init=False, repr=False, compare=False)
     tmpfs_size_bytes: int = field(init=False, repr=False, compare=False)
 
@@ -258,17 +298,15 @@ class DockerConfig:
             bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.pool_name)), "pool_name", "expected a label"
         )
         require("\0" not in self.requirements, "requirements", "expected a file name")
-        tcp = self.host.startswith("tcp://")
+        engine_address(self.host, self.cert_path)
         require(
-            not self.host or tcp or self.host.startswith("unix://"),
+            not self.engines or not (self.host or self.cert_path),
             "host",
-            "expected unix:///path/to/docker.sock or tcp://HOST:PORT",
+            "set either docker.host (one engine) or docker.engines, not both",
         )
-        # An engine reached over the network is always TLS, verified: never skipped for want of a CA.
-        require(not tcp or bool(self.cert_path), "cert_path", "required for a tcp:// host (TLS, verified)")
-        require(
-            not self.cert_path or self.cert_path.startswith("/"), "cert_path", "expected an absolute path"
-        )
+        hosts = [engine.host or LOCAL_ENGINE for engine in self.engines]
+        repeated = sorted({host for host in hosts if hosts.count(host) > 1})
+        require(not repeated, "engines", f"{', '.join(repeated)} listed more than once")
         require(
             bool(re.fullmatch(r"[a-z0-9][a-z0-9_.-]{0,62}", self.runtime)),
             "runtime",

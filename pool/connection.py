@@ -1,7 +1,7 @@
 """One Docker engine as a container pool sees it: the connection, this pool's containers there (leftovers of
-an earlier run removed, listed, created), and the engine's OOM and death events for them. The pool above
-(pool/containers.py) decides how many containers there are and who gets which; this side only talks to
-the engine, every call under a deadline (pool/engine.py)."""
+an earlier run removed, listed, created), the engine's OOM and death events for them, and whether it is up.
+The pool above (pool/containers.py) decides how many containers there are, on which engine, and who gets
+which; this side only talks to the engine, every call under a deadline (pool/engine.py)."""
 
 from __future__ import annotations
 
@@ -47,13 +47,34 @@ IMAGE_S = 600.0  # sending an image to a remote engine (the runner image: 5 s he
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the engine did not answer (rather than answered with an error)."""
+    if isinstance(exc, aiodocker.DockerError):
+        return exc.status == 900  # aiodocker's word for a connection that failed
+    return isinstance(exc, (aiohttp.ClientError, OSError, EngineTimeout))
+
+
 class EngineConnection:
-    def __init__(self, host: str, cert_path: str, label: str, on_die: Callable[[str], None]) -> None:
+    def __init__(
+        self, host: str, cert_path: str, runtime: str, label: str, on_die: Callable[[str], None]
+    ) -> None:
         self.host, self.cert_path = host, cert_path  # docker.host ("": the local socket), docker.cert_path
+        self.name = host or LOCAL  # how the pool's figures and the log name it
+        self.runtime = runtime  # the OCI runtime its containers run under ("": docker.runtime)
         self.label = label  # `isogate.pool=<name>`: this pool's containers only
         self.client: aiodocker.Docker | None = None
+        self.up = False  # connected, and answering: the pool places containers here
+        self.reason: str | None = "not started"  # why not, when not
+        self.missing_image = False  # ...because the image is on neither engine
+        self.share = 1  # its part of the pool's sizes, against the other engines'
+        self.max_containers = self.warm_pool_size = 0  # the pool's sizes, this engine's part of them
+        self.creating = 0  # containers being created here
+        self.counts = {"created": 0, "faults": 0, "downs": 0}
+        self.warned_at, self.warned = 0.0, ""  # when its being down was last logged, and why
         self._oom = OomWatch(label, on_die)
-        self._volumes: set[str] = set()  # code volumes known filled on this engine
+        self._volumes: set[str] = set()  # code volumes this pool used on the engine: removed at close
+        self._known: set[str] = set()  # ...known filled, on the current connection (an engine may lose them)
+        self._versions: dict[tuple[str, str], str] = {}  # (folder, code version): its volume
         self._filling = asyncio.Lock()  # a burst creates many containers: one fill at a time
 
     @property
@@ -79,6 +100,8 @@ class EngineConnection:
         if self.client is not None:
             await self._close(self.client)
         self.client = client
+        self._known.clear()  # a restarted engine may have lost its volumes: each is checked again
+        self._versions.clear()
         return asyncio.create_task(self._oom.run(client))
 
     async def containers(self, client: aiodocker.Docker | None = None) -> list[DockerContainer]:
@@ -89,19 +112,24 @@ class EngineConnection:
     async def create(
         self, config: ContainerLimits, spec: dict[str, Any], name: str, workload: Workload
     ) -> Sandbox:
-        made = await self._code_by_volume(spec) if self.remote else spec
+        made = await self._code_by_volume(spec, workload.code) if self.remote else spec
         sandbox = await Sandbox.create(self._connected(), config, made, name, workload)
-        sandbox.spec = spec  # what the pool asked for, which it compares on a reload
+        sandbox.spec, sandbox.engine = spec, self.name  # what the pool asked for (compared on a reload)
         return sandbox
 
-    async def _code_by_volume(self, spec: dict[str, Any]) -> dict[str, Any]:
+    async def _code_by_volume(self, spec: dict[str, Any], version: str) -> dict[str, Any]:
         """A remote engine cannot see this machine's folders: each bind (the handler package, an app's
-        source) becomes a read-only volume holding a copy, filled once per content digest."""
+        source) becomes a read-only volume holding a copy, filled once per content digest. The digest is
+        taken once per code `version` (HandlerRegistry.code_version; every time when there is none)."""
         host_config = spec["HostConfig"]
         mounts = []
         for bind in host_config.get("Binds") or ():
             source, target, _ = bind.rsplit(":", 2)
-            volume = await self._code_volume(Path(source), str(spec["Image"]))
+            volume = self._versions.get((source, version)) if version else None
+            if volume is None:
+                volume = await self._code_volume(Path(source), str(spec["Image"]))
+                if version:
+                    self._versions[(source, version)] = volume
             mounts.append({"Type": "volume", "Source": volume, "Target": target, "ReadOnly": True})
         if not mounts:
             return spec
@@ -112,12 +140,13 @@ class EngineConnection:
         tarball = await asyncio.to_thread(code_tar, folder)
         name = CODE_VOLUME + hashlib.sha256(tarball).hexdigest()[:32]
         async with self._filling:
-            if name not in self._volumes:
+            if name not in self._known:
                 if not await self._filled(name, image):
                     await self._fill(name, image, tarball)
                     log.info(
                         "code of %s sent to the docker engine at %s as volume %s", folder, self.host, name
                     )
+                self._known.add(name)
                 self._volumes.add(name)
         return name
 

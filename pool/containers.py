@@ -3,8 +3,11 @@
 Warm sandboxes are ready before the gateway serves; bursts create more up to `docker.max_containers`;
 past that a request waits up to `docker.timeout_ms`. A sandbox that timed out, crashed or was OOM-killed
 is destroyed in the background and replaced; the request that hit it gets 504/502/507 at once.
-When the engine is unreachable the pool says so (docker decisions fail closed with 503) and a supervisor
-rebuilds it when the engine answers again.
+The containers may run on several engines (`docker.engines`), each with its share of those sizes: warm ones
+are spread by share, a request takes an idle one on any engine, a burst creates where there is room. An
+engine that stops answering is left out (its containers with it; the requests running there get 502) and
+the others serve; a supervisor rejoins it when it answers again. With no engine up the pool says so (docker
+decisions fail closed with 503).
 
 The same pool runs an isolated replica's containers (`Workload.replica`): the app in each is one long-lived
 process whatever it serves, so a replica container serves a single caller in its life (`exclusive`): a
@@ -14,10 +17,11 @@ container another caller used is destroyed rather than handed over, and a fresh 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import Counter, deque
-from collections.abc import Coroutine
+from collections.abc import Collection, Coroutine
 from typing import Any, TypeVar
 
 from handlers import Response
@@ -35,7 +39,7 @@ from pool.base import (
     ResponseTooLarge,
     SandboxCrashed,
 )
-from pool.connection import ENGINE_ERRORS, EngineConnection
+from pool.connection import ENGINE_ERRORS, EngineConnection, unreachable
 from pool.engine import deadline
 from pool.metrics import percentiles
 from pool.sandbox import (
@@ -47,13 +51,14 @@ from pool.sandbox import (
     remove,
     to_response,
 )
-from pool.settings import ContainerLimits, Settings
+from pool.settings import ContainerLimits, Settings, caps, engines_of, split
 from pool.waiters import WaitQueue
 from pool.workload import CODE_LABEL, LABEL, Workload
 
 log = logging.getLogger("isogate.pool")
 
 SUPERVISE_INTERVAL_S = 1.0
+CLOSE_WAIT_S = 5.0  # aclose waits this long for the supervisor's round (engine calls), then cancels it
 WARN_EVERY_S = 60.0  # a pool that stays unavailable says so again this often, not at every retry
 ATTEMPTS = 3  # sandboxes tried for one request when the first ones turn out dead before it was written
 PING_AFTER_S = 1.0  # an idle agent not heard from this long is pinged (at the next supervision)
@@ -81,19 +86,27 @@ class ContainerPool:
         self.name = workload.pool_name(config.pool_name)
         self.exclusive = workload.replica  # a container serves one caller in its life
         label = f"{LABEL}={self.name}"
-        self._engine = EngineConnection(config.host, config.cert_path, label, on_die=self._container_died)
+        self._engines = [
+            EngineConnection(e.host, e.cert_path, e.runtime, label, on_die=self._container_died)
+            for e in engines_of(config)
+        ]
+        self._by_name = {engine.name: engine for engine in self._engines}
+        for engine, settings in zip(self._engines, engines_of(config), strict=True):
+            engine.share = settings.share
         self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
         self._busy: set[Sandbox] = set()
         self._calls: dict[Sandbox, asyncio.Timeout] = {}  # sandboxes running a request: its deadline
-        self._creating = 0
         self._naming: set[str] = set()  # names of the containers being created (see _reconcile)
         self._warming = 0  # of those, creations for the warm pool (the rest are a request's own)
         self._waiters = WaitQueue[Sandbox](on_returned=self._returned)
         self._tasks: set[asyncio.Task[Any]] = set()  # creations and destructions in the background
-        self._watchers: list[asyncio.Task[Any]] = []  # the supervisor and the OOM event stream
+        self._watchers: list[asyncio.Task[Any]] = []  # each engine's OOM event stream
+        self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
+        self._stop = asyncio.Event()  # set at aclose: the supervisor ends its round
         self._draining = False  # after a reload shrank the pool: released containers go until it fits
-        self._spec = container_config(config, workload)  # what new containers are made from
+        self._specs: dict[str, dict[str, Any]] = {}  # what new containers are made from, by engine
+        self._configure(config, workload)
         self._acquire_ms: deque[float] = deque(maxlen=2048)
         self.counts = dict.fromkeys(
             (
@@ -110,50 +123,95 @@ class ContainerPool:
             ),
             0,  # fmt: skip
         )
-        self.available = False
-        self.reason: str | None = "not started"
-        self._warned_at = 0.0  # when the pool's being unavailable was last said, and why (its error's type)
-        self._warned_kind: type[ExecutorError] | None = None
+
+    @property
+    def available(self) -> bool:
+        """Whether the pool can run jobs: an engine is up."""
+        return not self._closing and any(engine.up for engine in self._engines)
+
+    @property
+    def reason(self) -> str | None:
+        """Why it cannot (None when it can): each engine's reason."""
+        if self._closing:
+            return "closed"
+        if self.available:
+            return None
+        if len(self._engines) == 1:
+            return self._engines[0].reason
+        return "; ".join(f"{engine.name}: {engine.reason}" for engine in self._engines)
 
     @property
     def size(self) -> int:
         return len(self._idle) + len(self._busy) + self._creating
 
+    @property
+    def _creating(self) -> int:
+        return sum(engine.creating for engine in self._engines)
+
+    def _size_on(self, engine: EngineConnection) -> int:
+        return sum(s.engine == engine.name for s in (*self._idle, *self._busy)) + engine.creating
+
+    def _current(self, sandbox: Sandbox) -> bool:
+        """Made from the spec new containers of its engine are made from (not from before a reload)."""
+        return sandbox.spec == self._specs.get(sandbox.engine)
+
+    def _configure(self, config: ContainerLimits, workload: Workload) -> None:
+        """Each engine's spec and its share of the pool's sizes."""
+        shares = [engine.share for engine in self._engines]
+        warm, most = split(config.warm_pool_size, shares), caps(config.max_containers, shares)
+        for engine, warm_size, max_size in zip(self._engines, warm, most, strict=True):
+            engine.warm_pool_size, engine.max_containers = warm_size, max_size
+            self._specs[engine.name] = container_config(config, workload, engine.runtime)
+
     # lifecycle
 
     async def start(self) -> None:
-        """Connect and fill the warm pool; an unreachable engine is reported, not raised."""
-        try:
-            await self._connect()
-        except (*ENGINE_ERRORS, ImageMissing) as exc:
-            self._unavailable(exc)
-        self._watchers.append(asyncio.create_task(self._supervise()))
+        """Connect to each engine and fill the warm pool; an unreachable engine is reported, not raised."""
+        await asyncio.gather(*(self._join(engine) for engine in self._engines))
+        self._supervisor = asyncio.create_task(self._supervise())
 
     async def aclose(self) -> None:
-        """Stop watching, let creations and removals finish, remove every container of this pool."""
-        self._closing, self.available, self.reason = True, False, "closed"
-        for task in self._watchers:
+        """Stop watching, let creations and removals finish, remove every container of this pool. The
+        supervisor ends its round first (within CLOSE_WAIT_S): cancelled in a TLS handshake, asyncio would
+        leave the socket to the garbage collector."""
+        self._closing = True
+        self._stop.set()
+        watchers = [*self._watchers, *([self._supervisor] if self._supervisor else [])]
+        if self._supervisor is not None:
+            await asyncio.wait([self._supervisor], timeout=CLOSE_WAIT_S)
+        for task in watchers:
             task.cancel()
-        await asyncio.gather(*self._watchers, *self._tasks, return_exceptions=True)
+        await asyncio.gather(*watchers, *self._tasks, return_exceptions=True)
         sandboxes = [*self._idle, *self._busy]
         self._idle.clear()
         self._busy.clear()
         await asyncio.gather(*(s.destroy() for s in sandboxes), return_exceptions=True)
-        await self._engine.aclose()
+        await asyncio.gather(*(engine.aclose() for engine in self._engines))
 
-    async def _connect(self) -> None:
-        self._watchers.append(await self._engine.connect(str(self._spec["Image"])))
-        await asyncio.gather(*self._fill())
-        if not self._idle and self._config.warm_pool_size:
-            raise SandboxDied("no sandbox could be started (see the log)")
-        self.available, self.reason = True, None
-        log.info("container pool %r ready: %d warm", self.name, len(self._idle))
+    async def _join(self, engine: EngineConnection) -> None:
+        """Connect to `engine` and fill its part of the warm pool; it is marked down when that fails."""
+        try:
+            self._watchers = [task for task in self._watchers if not task.done()]
+            self._watchers.append(await engine.connect(str(self._specs[engine.name]["Image"])))
+            engine.up, engine.reason, engine.missing_image = True, None, False
+            await asyncio.gather(*self._fill(engine))
+            if not any(s.engine == engine.name for s in self._idle) and engine.warm_pool_size:
+                raise SandboxDied("no sandbox could be started (see the log)")
+        except (*ENGINE_ERRORS, ImageMissing) as exc:
+            self._engine_down(engine, exc)
+            return
+        rejoined = engine.counts["downs"] > 0
+        if rejoined:
+            log.warning("container pool %s: docker engine %s serving again", self.name, engine.name)
+        engine.warned = ""
+        warm = sum(s.engine == engine.name for s in self._idle)
+        log.info("container pool %r ready on %s: %d warm", self.name, engine.name, warm)
 
     # the Executor protocol
 
     async def run(self, job: Job) -> Response:
         if not self.available:
-            missing = self.reason is not None and self.reason.startswith("image ")
+            missing = all(engine.missing_image for engine in self._engines)
             raise (ImageMissing if missing else DockerUnavailable)(self.reason or "docker engine unavailable")
         for _ in range(ATTEMPTS - 1):
             try:
@@ -179,7 +237,7 @@ class ContainerPool:
         except TimeoutError:
             if sandbox.container_died:  # the engine said so before the stream did (see _container_died)
                 raise await self._died(sandbox, SandboxDied("its container died")) from None
-            self.counts["timeouts"] += 1
+            self._fault(sandbox, "timeouts")
             self._discard(sandbox, replaced=True)
             raise ExecutionTimeout(
                 f"handler {job.handler} ran past limits.execution.max_time_ms"
@@ -190,7 +248,7 @@ class ContainerPool:
             raise
         except NotDelivered as exc:
             self._discard(sandbox, replaced=True)
-            self.counts["died_idle"] += 1
+            self._fault(sandbox, "died_idle")
             raise _Undelivered(str(exc)) from None
         except Exception as exc:  # any failure of the call (engine, stream, frames): never reuse it
             raise await self._died(sandbox, exc) from None
@@ -224,7 +282,7 @@ class ContainerPool:
             raise HandlerFailed(f"handler {job.handler} raised {header.get('type', 'an exception')}")
         self._discard(sandbox, replaced=True)
         if error == "memory":
-            self.counts["oom_kills"] += 1
+            self._fault(sandbox, "oom_kills")
             raise MemoryLimitExceeded(
                 f"handler {job.handler} ran out of memory ({self._config.memory_limit})"
             )
@@ -232,25 +290,30 @@ class ContainerPool:
             raise SandboxCrashed(
                 f"runner image cannot serve {job.handler}: {header.get('detail')}; run make image"
             )
-        self.counts["crashes"] += 1
+        self._fault(sandbox, "crashes")
         raise SandboxCrashed(f"handler {job.handler}: {header.get('detail', error)}")
 
     async def _died(self, sandbox: Sandbox, exc: BaseException) -> ExecutorError:
         """Classify a sandbox that stopped answering; it is replaced either way, once classified: destroyed
         first, its container's state and its OOM event would be gone before they were read."""
         self._busy.discard(sandbox)  # no longer counted busy, whatever happens below
+        engine = self._by_name[sandbox.engine]
         try:
-            oom = await self._engine.oom_killed(sandbox)
+            oom = engine.up and await engine.oom_killed(sandbox)  # a down engine is not asked
         finally:
             self._discard(sandbox, replaced=True)
         if oom:
-            self.counts["oom_kills"] += 1
+            self._fault(sandbox, "oom_kills")
             return MemoryLimitExceeded(
                 f"the handler was killed at docker.memory_limit ({self._config.memory_limit})"
             )
-        self.counts["crashes"] += 1
-        log.warning("sandbox %s died: %s", sandbox.id[:12], exc)
+        self._fault(sandbox, "crashes")
+        log.warning("sandbox %s on %s died: %s", sandbox.id[:12], engine.name, exc)
         return SandboxCrashed("the sandbox died while handling the request")
+
+    def _fault(self, sandbox: Sandbox, kind: str) -> None:
+        self.counts[kind] += 1
+        self._by_name[sandbox.engine].counts["faults"] += 1
 
     # acquiring and returning sandboxes
 
@@ -274,6 +337,7 @@ class ContainerPool:
         """An idle sandbox (not when `fresh`), a new one, or the next one freed; waiters are served oldest
         first."""
         retry = False
+        failed: set[str] = set()  # engines where a creation for this request failed
         while True:
             if not self._waiters and not fresh and (sandbox := self._pick(entity)) is not None:
                 if self.exclusive and sandbox.entity is None:
@@ -281,15 +345,20 @@ class ContainerPool:
                 return sandbox
             # A sandbox already being created for the warm pool is ready sooner than a new one.
             none_coming = self._warming <= len(self._waiters)
-            if none_coming and self.size < self._config.max_containers:
+            if none_coming and (engine := self._room(failed)) is not None:
                 self.counts["cold_starts"] += 1
-                self._creating += 1
-                creation = self._spawn_task(self._create_reserved())
+                engine.creating += 1
+                creation = self._spawn_task(self._create_reserved(engine))
                 try:
                     return await asyncio.shield(creation)
                 except asyncio.CancelledError:  # the caller left (or its wait timed out): it serves the next
                     creation.add_done_callback(self._adopt)
                     raise
+                except ENGINE_ERRORS:
+                    failed.add(engine.name)
+                    if not self.available or (self._room(failed) is None and self.size == 0):
+                        raise
+                    continue  # another engine serves, or a container that frees up (within timeout_ms)
             if not retry and len(self._waiters) >= self._config.max_waiting:
                 self.counts["refused"] += 1
                 raise PoolExhausted(
@@ -302,6 +371,16 @@ class ContainerPool:
             if sandbox is not None:
                 return sandbox
             retry = True
+
+    def _room(self, failed: Collection[str] = ()) -> EngineConnection | None:
+        """The engine a new container goes to: an engine up (and not among `failed`), below its part of the
+        maximum, with the fewest containers for its share (None: the pool is at its maximum)."""
+        if self.size >= self._config.max_containers:
+            return None
+        free = [
+            e for e in self._engines if e.up and e.name not in failed and self._size_on(e) < e.max_containers
+        ]
+        return min(free, key=lambda e: self._size_on(e) / e.share, default=None)
 
     def _pick(self, entity: str) -> Sandbox | None:
         """An idle sandbox whose agent is alive (a dead one found here is replaced: no request is written
@@ -319,14 +398,14 @@ class ContainerPool:
             for wanted in (entity, None):
                 for i in range(len(self._idle) - 1, -1, -1):
                     sandbox = self._idle[i]
-                    current = (sandbox.spec == self._spec) == latest
+                    current = self._current(sandbox) == latest
                     if sandbox.entity == wanted and current and not sandbox.pinging:
                         del self._idle[i]
                         return sandbox
         candidates = [s for s in self._idle if not s.pinging]
         if self.exclusive or not candidates:
             return None
-        oldest = next((s for s in candidates if s.spec == self._spec), candidates[0])
+        oldest = next((s for s in candidates if self._current(s)), candidates[0])
         self._idle.remove(oldest)
         return oldest
 
@@ -343,7 +422,11 @@ class ContainerPool:
         """Hand a ready sandbox to the oldest waiter, or keep it idle. A handed sandbox counts as busy at
         once: until its waiter runs it would be in neither list, and the pool would count itself short
         (and create containers that the release path then destroys). In an exclusive pool a sandbox
-        someone used is never handed: it stays idle for its caller, and the oldest waiter looks again."""
+        someone used is never handed: it stays idle for its caller, and the oldest waiter looks again.
+        One whose engine was left out meanwhile goes."""
+        if not self._by_name[sandbox.engine].up:
+            self._discard(sandbox)
+            return
         if self.exclusive and sandbox.entity is not None:
             self._idle.append(sandbox)
             self._waiters.wake_one()
@@ -352,8 +435,8 @@ class ContainerPool:
         if not self._waiters.hand(sandbox):
             self._busy.discard(sandbox)
             self._idle.append(sandbox)
-            if sandbox.spec == self._spec:
-                self._retire_stale(1)  # rolling: a current one is ready, an old one can go
+            if self._current(sandbox):
+                self._retire_stale(1, sandbox.engine)  # rolling: a current one is ready, an old one can go
 
     def _adopt(self, creation: asyncio.Task[Sandbox]) -> None:
         """A sandbox created for a caller that is gone joins the pool (a failed creation already woke the
@@ -376,7 +459,7 @@ class ContainerPool:
         pool rolls: containers of the new spec are warmed, and each old idle one goes when a new one is
         ready (until then it serves: no request waits for the roll); busy old ones go after their request."""
         self._config, self._workload = config, workload
-        self._spec = container_config(config, self._workload)
+        self._configure(config, workload)
         while self._idle and (len(self._idle) > config.warm_pool_size or self.size > config.max_containers):
             self._discard(self._idle[0])
         self._draining = self.size > config.warm_pool_size
@@ -384,10 +467,11 @@ class ContainerPool:
         for _ in range(max(0, config.max_containers - self.size)):  # a higher maximum serves waiters now
             self._waiters.wake_one()
 
-    def _retire_stale(self, count: int) -> None:
-        """Destroy up to `count` idle containers of an older spec, oldest first (not refilled: the
-        caller decides what replaces them)."""
-        for sandbox in [s for s in self._idle if s.spec != self._spec][: max(count, 0)]:
+    def _retire_stale(self, count: int, engine: str) -> None:
+        """Destroy up to `count` idle containers of an older spec on `engine`, oldest first (not refilled:
+        the caller decides what replaces them)."""
+        stale = [s for s in self._idle if s.engine == engine and not self._current(s)]
+        for sandbox in stale[: max(count, 0)]:
             self._idle.remove(sandbox)
             self._spawn_task(self._destroy(sandbox))
 
@@ -400,14 +484,16 @@ class ContainerPool:
 
     def _retire(self, sandbox: Sandbox) -> bool:
         """Whether a sandbox back from a clean request is destroyed rather than kept idle."""
-        config = self._config
+        config, engine = self._config, self._by_name[sandbox.engine]
         self._draining = self._draining and self.size >= config.warm_pool_size
         return (
             sandbox.broken
             or not config.reuse_containers
             or sandbox.uses >= config.max_uses
-            or sandbox.spec != self._spec  # made before a reload changed the container spec
+            or not self._current(sandbox)  # made before a reload changed the container spec
+            or not engine.up
             or self.size >= config.max_containers  # a reload lowered the maximum
+            or self._size_on(engine) >= engine.max_containers
             or (self._draining and len(self._idle) >= config.warm_pool_size)  # ...or the warm size
         )
 
@@ -422,30 +508,39 @@ class ContainerPool:
 
     async def _destroy(self, sandbox: Sandbox) -> None:
         await sandbox.destroy()
-        self._engine.forget(sandbox.id)
+        self._by_name[sandbox.engine].forget(sandbox.id)
         self.counts["destroyed"] += 1
         self._waiters.wake_one()
 
-    def _fill(self) -> list[asyncio.Task[Any]]:
-        """Start creating sandboxes until idle + creating reaches the warm size (within the maximum). In an
-        exclusive pool only unused ones count: the idle ones a caller used are kept for that caller, and a
-        new caller needs a fresh one."""
-        if self._engine.client is None or self._closing:
+    def _fill(self, only: EngineConnection | None = None) -> list[asyncio.Task[Any]]:
+        """Start creating sandboxes until each engine's idle + creating reaches its part of the warm size
+        (within its part of the maximum, and the pool's). In an exclusive pool only unused ones count: the
+        idle ones a caller used are kept for that caller, and a new caller needs a fresh one."""
+        if self._closing:
             return []
-        current = [s for s in self._idle if s.spec == self._spec]
-        ready = sum(s.entity is None for s in current) if self.exclusive else len(current)
-        missing = self._config.warm_pool_size - ready - self._creating
-        self._retire_stale(missing - (self._config.max_containers - self.size))  # room for new ones
-        missing = min(missing, self._config.max_containers - self.size)
-        self._creating += max(missing, 0)
-        self._warming += max(missing, 0)
-        return [self._spawn_task(self._add_idle()) for _ in range(missing)]
+        tasks = []
+        for engine in self._engines if only is None else (only,):
+            if not engine.up:
+                continue
+            current = [s for s in self._idle if s.engine == engine.name and self._current(s)]
+            ready = sum(s.entity is None for s in current) if self.exclusive else len(current)
+            missing = engine.warm_pool_size - ready - engine.creating
+            self._retire_stale(missing - self._free(engine), engine.name)  # room for new ones
+            missing = min(missing, self._free(engine))
+            engine.creating += max(missing, 0)
+            self._warming += max(missing, 0)
+            tasks += [self._spawn_task(self._add_idle(engine)) for _ in range(missing)]
+        return tasks
 
-    async def _add_idle(self) -> None:
+    def _free(self, engine: EngineConnection) -> int:
+        """Containers `engine` may still get: its part of the maximum, within the pool's."""
+        return min(engine.max_containers - self._size_on(engine), self._config.max_containers - self.size)
+
+    async def _add_idle(self, engine: EngineConnection) -> None:
         try:
-            sandbox = await self._create_reserved()
+            sandbox = await self._create_reserved(engine)
         except ENGINE_ERRORS as exc:
-            log.warning("could not start a warm container: %s", exc)
+            log.warning("could not start a warm container on %s: %s", engine.name, exc)
             return
         finally:
             self._warming -= 1
@@ -454,50 +549,62 @@ class ContainerPool:
             return
         self._offer(sandbox)
 
-    async def _create_reserved(self) -> Sandbox:
-        """Create one sandbox; the caller has already counted it in `_creating`."""
+    async def _create_reserved(self, engine: EngineConnection) -> Sandbox:
+        """Create one sandbox on `engine`; the caller has already counted it in `engine.creating`. An
+        engine that does not answer is left out."""
         name = container_name(self.name)
         self._naming.add(name)
         try:
-            sandbox = await self._engine.create(self._config, self._spec, name, self._workload)
-        except BaseException:
+            sandbox = await engine.create(self._config, self._specs[engine.name], name, self._workload)
+        except BaseException as exc:
             self._waiters.wake_one()  # the slot it held is free again
+            if engine.up and unreachable(exc):
+                self._engine_down(engine, exc)
             raise
         finally:
             self._naming.discard(name)  # the caller holds it from here, without awaiting first
-            self._creating -= 1
+            engine.creating -= 1
         self.counts["created"] += 1
+        engine.counts["created"] += 1
         return sandbox
 
     # supervision: engine health and idle expiry
 
     async def _supervise(self) -> None:
-        while True:
-            await asyncio.sleep(SUPERVISE_INTERVAL_S)
+        while not self._closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), SUPERVISE_INTERVAL_S)
+            if self._closing:
+                return
+            await asyncio.gather(*(self._supervise_engine(engine) for engine in self._engines))
             try:
-                if not self.available:
-                    await self._connect()
-                    log.warning("container pool %s: serving again, pool rebuilt", self.name)
-                    self._warned_kind = None
-                    continue
-                await self._reconcile()
-            except (*ENGINE_ERRORS, ImageMissing) as exc:
-                self._unavailable(exc)
-                continue
+                self._expire_idle()
+                self._ping_idle()
+                self._fill()  # creations that failed while an engine was busy are retried here
             except Exception:  # a bug here must not end supervision for the gateway's life
                 log.exception("container pool supervisor")
-                continue
-            self._expire_idle()
-            self._ping_idle()
-            self._fill()  # creations that failed while the engine was busy are retried here
 
-    async def _reconcile(self) -> None:
+    async def _supervise_engine(self, engine: EngineConnection) -> None:
+        """Rejoin `engine` when it is down, else check its containers; one that stops answering is
+        left out."""
+        try:
+            if not engine.up:
+                await self._join(engine)
+            else:
+                await self._reconcile(engine)
+        except (*ENGINE_ERRORS, ImageMissing) as exc:
+            self._engine_down(engine, exc)
+        except Exception:  # a bug here must not end supervision for the gateway's life
+            log.exception("container pool supervisor")
+
+    async def _reconcile(self, engine: EngineConnection) -> None:
         """Sandboxes whose container is no longer running (a `die` event missed) are replaced, and the
         containers of this pool that it neither holds nor is creating are removed: a removal that failed,
         or one whose creation the engine finished after the pool gave up on it (its answer lost)."""
-        listed = await self._engine.containers()
+        listed = await engine.containers()
         running = {c.id for c in listed if c["State"] == "running"}
-        for sandbox in [s for s in (*self._idle, *self._calls) if s.id not in running]:
+        there = [s for s in (*self._idle, *self._calls) if s.engine == engine.name]
+        for sandbox in [s for s in there if s.id not in running]:
             self._container_died(sandbox.id)
         held = {s.id for s in (*self._idle, *self._busy)}
         for container in listed:
@@ -507,7 +614,7 @@ class ContainerPool:
 
     def _died_idle(self, sandbox: Sandbox, what: str = "died") -> None:
         log.warning("idle sandbox %s %s: replacing it", sandbox.id[:12], what)
-        self.counts["died_idle"] += 1
+        self._fault(sandbox, "died_idle")
         self._discard(sandbox, replaced=True)
 
     def _ping_idle(self) -> None:
@@ -535,35 +642,47 @@ class ContainerPool:
             if sandbox.id == container_id:
                 self._died_idle(sandbox)
                 return
-        for sandbox, limit in self._calls.items():
-            if sandbox.id == container_id and not sandbox.container_died:
-                sandbox.container_died = True
-                if not limit.expired():  # expired: the call is ending anyway
-                    limit.reschedule(asyncio.get_running_loop().time())
+        for sandbox in self._calls:
+            if sandbox.id == container_id:
+                self._end_call(sandbox)
                 return
+
+    def _end_call(self, sandbox: Sandbox) -> None:
+        """End the call `sandbox` runs now, as one whose container died."""
+        limit = self._calls[sandbox]
+        if not sandbox.container_died:
+            sandbox.container_died = True
+            if not limit.expired():  # expired: the call is ending anyway
+                limit.reschedule(asyncio.get_running_loop().time())
 
     def _expire_idle(self) -> None:
         cutoff = time.monotonic() - self._config.idle_ttl_s
         while self._idle and self._idle[0].idle_since < cutoff:
             self._discard(self._idle[0])
 
-    def _unavailable(self, exc: BaseException) -> None:
-        error: ExecutorError
-        if isinstance(exc, ImageMissing):
-            reason = str(exc)
-            error = ImageMissing(reason)
-        else:
-            reason = f"docker engine unreachable: {exc}"[:300]
-            error = DockerUnavailable(reason)
-        now, kind = time.monotonic(), type(error)  # said as it starts or changes kind, then once a minute
-        if kind is not self._warned_kind or now - self._warned_at >= WARN_EVERY_S:
-            log.warning("container pool %s: %s; docker decisions get 503 until then", self.name, reason)
-            self._warned_at, self._warned_kind = now, kind
-        self.available, self.reason = False, reason
-        self._waiters.fail_all(error)  # fail closed now, not at docker.timeout_ms
-        for sandbox in list(self._idle):  # their streams died with the engine; leftovers go at reconnect
+    def _engine_down(self, engine: EngineConnection, exc: BaseException) -> None:
+        """Leave `engine` out until it answers again: its idle containers go, the calls running there end
+        now (502: their streams are gone with it, or soon would be), and with no engine left the waiters
+        are failed closed at once (503), not at docker.timeout_ms."""
+        missing = isinstance(exc, ImageMissing)
+        reason = str(exc) if missing else f"docker engine unreachable: {exc}"[:300]
+        engine.counts["downs"] += engine.up
+        engine.up, engine.reason, engine.missing_image = False, reason, missing
+        now, kind = time.monotonic(), type(exc).__name__  # said as it starts or changes, then once a minute
+        if kind != engine.warned or now - engine.warned_at >= WARN_EVERY_S:
+            others = "the other engines serve" if self.available else "docker decisions get 503 until then"
+            where = f" engine {engine.name}" if len(self._engines) > 1 else ""
+            log.warning("container pool %s%s: %s; %s", self.name, where, reason, others)
+            engine.warned_at, engine.warned = now, kind
+        for sandbox in [s for s in self._idle if s.engine == engine.name]:  # leftovers go at the rejoin
             self._idle.remove(sandbox)
             self._spawn_task(sandbox.destroy())
+        for sandbox in [s for s in self._calls if s.engine == engine.name]:
+            self._end_call(sandbox)
+        if not self.available:
+            missing = all(e.missing_image for e in self._engines)
+            error = (ImageMissing if missing else DockerUnavailable)(self.reason or reason)
+            self._waiters.fail_all(error)
 
     def _spawn_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task the pool owns (aclose waits for it); its error, if nobody awaits it any more, is dropped
@@ -591,4 +710,22 @@ class ContainerPool:
             "code_versions": dict(
                 Counter(s.spec["Labels"].get(CODE_LABEL, "") for s in (*self._idle, *self._busy))
             ),
+            "engines": [self._engine_status(engine) for engine in self._engines],
+        }
+
+    def _engine_status(self, engine: EngineConnection) -> dict[str, object]:
+        busy = sum(s.engine == engine.name for s in self._busy)
+        idle = sum(s.engine == engine.name for s in self._idle)
+        return {
+            "engine": engine.name,
+            "up": engine.up,
+            "reason": engine.reason,
+            "runtime": engine.runtime or self._config.runtime,
+            "share": engine.share,
+            "warm_pool_size": engine.warm_pool_size,
+            "max_containers": engine.max_containers,
+            "idle": idle,
+            "busy": busy,
+            "creating": engine.creating,
+            **engine.counts,
         }

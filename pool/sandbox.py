@@ -42,11 +42,18 @@ def container_name(pool: str) -> str:
     return f"isogate-{pool}-{secrets.token_hex(4)}"
 
 
-def container_config(docker: ContainerLimits, workload: Workload) -> dict[str, Any]:
+def gvisor(runtime: str) -> bool:
+    """runsc, or a variant registered under a runsc-* name: gVisor's user-space kernel."""
+    return runtime == "runsc" or runtime.startswith("runsc-")
+
+
+def container_config(docker: ContainerLimits, workload: Workload, runtime: str = "") -> dict[str, Any]:
     """The container: no network, read-only root, no capabilities, bounded memory, CPU and processes.
-    A replica keeps its image's command and working directory; every other setting is the same."""
+    A replica keeps its image's command and working directory; every other setting is the same. `runtime`:
+    the engine's own, when it names one (else docker.runtime)."""
+    runtime = runtime or docker.runtime
     pids_limit, ulimits = docker.pids_limit, [{"Name": "nofile", "Soft": 1024, "Hard": 1024}]
-    if docker.gvisor:
+    if gvisor(runtime):
         # gVisor's kernel counts the handler's processes itself (RLIMIT_NPROC is per sandbox there; under
         # runc it would be per host uid, shared by every container). The host's pids limit counts the
         # sandbox's own threads: measured ~60 idle and ~5 per process inside. A sandbox that cannot make
@@ -61,7 +68,7 @@ def container_config(docker: ContainerLimits, workload: Workload) -> dict[str, A
         "Labels": {LABEL: workload.pool_name(docker.pool_name), **workload.labels()},
         "NetworkDisabled": True,
         "HostConfig": {
-            "Runtime": docker.runtime,
+            "Runtime": runtime,
             "Memory": docker.memory_limit_bytes,
             "MemorySwap": docker.memory_limit_bytes,  # equal to the limit: no swap to spill into
             "NanoCpus": int(docker.cpu_limit * 1e9),
@@ -92,7 +99,8 @@ class Sandbox:
         self.idle_since = time.monotonic()
         self.broken = False
         self.container_died = False  # the engine reported the container's death during a call
-        self.gvisor = False  # runs under gVisor (docker.runtime runsc)
+        self.gvisor = False  # runs under gVisor (runtime runsc)
+        self.engine = ""  # the name of the engine it runs on (pool.connection)
         self.spec: dict[str, Any] = {}  # the container config it was made from (the pool compares on reload)
         self.max_response = max_response  # docker.max_response_bytes, as the agent was started with
         self.entity: str | None = None  # whom the agent's session serves (see pool.agent)
@@ -119,7 +127,7 @@ class Sandbox:
         except BaseException:
             await remove(container)
             raise
-        sandbox.spec, sandbox.gvisor = spec, docker.gvisor
+        sandbox.spec, sandbox.gvisor = spec, gvisor(spec["HostConfig"]["Runtime"])
         return sandbox
 
     @classmethod

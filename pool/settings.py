@@ -4,7 +4,8 @@ policy/ and the sandbox image ships only the agent, the handler contract and use
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -20,6 +21,29 @@ class ThreadLimits(Protocol):
     def max_queue(self) -> int: ...
 
 
+class EngineLimits(Protocol):
+    """One engine of a pool (the config's `docker.engines` items)."""
+
+    @property
+    def host(self) -> str: ...
+    @property
+    def cert_path(self) -> str: ...
+    @property
+    def share(self) -> int: ...
+    @property
+    def runtime(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class Engine:
+    """An engine as EngineLimits: docker.host and docker.cert_path when docker.engines is not set."""
+
+    host: str
+    cert_path: str = ""
+    share: int = 1
+    runtime: str = ""
+
+
 class ContainerLimits(Protocol):
     """A container pool's settings (the config's `docker` section: see its documentation there)."""
 
@@ -27,6 +51,8 @@ class ContainerLimits(Protocol):
     def host(self) -> str: ...
     @property
     def cert_path(self) -> str: ...
+    @property
+    def engines(self) -> Sequence[EngineLimits]: ...
     @property
     def image(self) -> str: ...
     @property
@@ -74,3 +100,26 @@ class Settings:
     workload: Workload  # what the handler containers run
     replicas: Mapping[Workload, ContainerLimits] = field(default_factory=dict)  # each replica's pool
     drain_s: float = 0.0  # how long a retired replica pool's requests may take: the longest deadline
+
+
+def engines_of(config: ContainerLimits) -> Sequence[EngineLimits]:
+    """The engines a pool's containers run on: docker.engines, or the one of docker.host."""
+    return config.engines or (Engine(config.host, config.cert_path),)
+
+
+def split(total: int, shares: Sequence[int]) -> list[int]:
+    """`total` in parts proportional to `shares`, summing to `total` (largest remainders first)."""
+    whole = sum(shares)
+    exact = [total * share / whole for share in shares]
+    parts = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(shares)), key=lambda i: parts[i] - exact[i])
+    for i in by_remainder[: total - sum(parts)]:
+        parts[i] += 1
+    return parts
+
+
+def caps(total: int, shares: Sequence[int]) -> list[int]:
+    """Each engine's most containers: its share of `total` rounded up, so each has room for one (the pool's
+    own maximum bounds their sum)."""
+    whole = sum(shares)
+    return [max(1, math.ceil(total * share / whole)) for share in shares]

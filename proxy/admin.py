@@ -51,8 +51,11 @@ def _caller(request: web.Request) -> Identity:
 def _executors(gw: Gateway, *, reasons: bool = True) -> dict[str, object]:
     thread, containers = gw.dispatch.executors.get(Mode.THREAD), gw.dispatch.executors.get(Mode.DOCKER)
     docker = {"enabled": gw.config.docker.enabled, **(containers.status() if containers else {})}
-    if not reasons:
+    if not reasons:  # the engine's words (addresses, errors) are for admins
         docker.pop("reason", None)
+        engines = docker.get("engines")
+        if isinstance(engines, list):
+            docker["engines"] = [{k: v for k, v in e.items() if k != "reason"} for e in engines]
     pool = {k: v for k, v in thread.status().items() if k in ("size", "busy")} if thread else None
     return {"thread_pool": pool, "docker": docker}
 
@@ -86,12 +89,26 @@ def health(gw: Gateway) -> tuple[list[str], list[str]]:
         for workload, replica in replicas.items()
         if not replica.available
     ]
+    # An engine left out while others serve degrades the gateway (fewer containers), naming the engine.
+    pools = [("docker", pool), *((r.name, r.status()) for r in replicas.values())]
+    degraded += [
+        f"docker engine {engine['engine']} is down: {name}'s containers run on the other engines"
+        for name, status in pools
+        if status.get("available")
+        for engine in _engines(status)
+        if not engine["up"]
+    ]
     # A store down is reported too, and does not take the gateway out of rotation: it serves from its table.
     if gw.state is not None and not gw.state.available:
         degraded.append(f"entity state store {gw.state.store.name} unavailable (details in /stats)")
     if gw.limiter.problem:  # limits keep counting, in this process: never a refusal for it
         degraded.append(gw.limiter.problem)
     return problems, degraded
+
+
+def _engines(pool: dict[str, object]) -> list[dict[str, object]]:
+    engines = pool.get("engines")
+    return engines if isinstance(engines, list) else []
 
 
 def _missing(pool: dict[str, object]) -> str:

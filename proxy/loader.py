@@ -93,11 +93,14 @@ def load(source: ConfigSource) -> Loaded:
             raise
         raise ConfigError(exc.path, f"{exc.message} ({source.path.name} line {line})") from None
     settings, base = config.risk.profile, source.path.parent
-    if config.docker.enabled and config.docker.host.startswith("tcp://"):
-        try:  # its files read now: a bad one is refused like any setting
-            tls_context(config.docker.cert_path)
-        except TlsFilesError as exc:
-            raise ConfigError("docker.cert_path", str(exc)) from None
+    docker = config.docker
+    engines = [(f"docker.engines[{i}]", e.host, e.cert_path) for i, e in enumerate(docker.engines)]
+    for key, host, cert_path in engines or [("docker", docker.host, docker.cert_path)]:
+        if docker.enabled and host.startswith("tcp://"):
+            try:  # its files read now: a bad one is refused like any setting
+                tls_context(cert_path)
+            except TlsFilesError as exc:
+                raise ConfigError(f"{key}.cert_path", str(exc)) from None
     requirements = config.docker.requirements
     if requirements and not (base / requirements).is_file():
         raise ConfigError(

@@ -56,13 +56,25 @@ class Metrics:
         )
         self.containers = gauge("isogate_pool_containers", "Containers by state", ["pool", "state"])
         self.engine_up = gauge("isogate_pool_available", "1 when the pool can run jobs", ["pool"], "livemin")
+        self.engines_up = gauge(
+            "isogate_engine_up", "1 when the engine answers", ["pool", "engine"], "livemin"
+        )
+        self.engine_containers = gauge(
+            "isogate_engine_containers", "Containers on an engine by state", ["pool", "engine", "state"]
+        )
+        self.engine_faults = Counter(
+            "isogate_engine_faults", "Container faults on an engine", ["pool", "engine"], registry=into
+        )
+        self.engine_downs = Counter(
+            "isogate_engine_downs", "Times an engine stopped answering", ["pool", "engine"], registry=into
+        )
         self.threads_busy = gauge("isogate_thread_pool_busy", "Thread jobs queued or running")
         self.entities = gauge("isogate_entities_tracked", "Entities in the gateway's table")
         self.store_up = gauge("isogate_state_available", "1 when the state store is reachable", (), "livemin")
         self.store_lag = gauge(
             "isogate_state_lag_seconds", "Seconds since the last sync with the store", (), "livemax"
         )
-        self._counted: dict[tuple[str, str], int] = {}  # pool, kind -> the total already counted
+        self._counted: dict[tuple[str, ...], int] = {}  # (pool[, engine], kind): the total already counted
         # Each label set's child, found once: prometheus-client's labels() costs a lock and a lookup a call.
         self._request_counters: dict[tuple[str, str | None, int, str | None], Counter] = {}
         self._latencies: dict[str, Histogram] = {}
@@ -93,11 +105,21 @@ class Metrics:
             self.containers.labels(name, state).set(int(status.get(state, 0)))
         self.engine_up.labels(name).set(1 if status.get("available") else 0)
         for kind in FAULTS:
-            total = int(status.get(kind, 0))
-            seen = self._counted.get((name, kind), 0)
-            if total > seen:
-                self.faults.labels(name, kind).inc(total - seen)
-            self._counted[(name, kind)] = total
+            self._count(self.faults.labels(name, kind), (name, kind), int(status.get(kind, 0)))
+        for engine in status.get("engines", ()):
+            where = (name, engine["engine"])
+            self.engines_up.labels(*where).set(1 if engine["up"] else 0)
+            for state in ("idle", "busy", "creating"):
+                self.engine_containers.labels(*where, state).set(int(engine[state]))
+            self._count(self.engine_faults.labels(*where), (*where, "faults"), int(engine["faults"]))
+            self._count(self.engine_downs.labels(*where), (*where, "downs"), int(engine["downs"]))
+
+    def _count(self, counter: Counter, key: tuple[str, ...], total: int) -> None:
+        """Move `counter` on to `total`, a figure the pool counts itself."""
+        seen = self._counted.get(key, 0)
+        if total > seen:
+            counter.inc(total - seen)
+        self._counted[key] = total
 
     def scrape(self) -> bytes:
         if not self.shared:

@@ -54,6 +54,11 @@ def pool_name() -> str:
     return f"{POOL_PREFIX}{uuid.uuid4().hex[:10]}"
 
 
+def docker(*args: str) -> subprocess.CompletedProcess[str]:
+    """The docker CLI against this machine's engine."""
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True)
+
+
 def labelled(pool_name: str, running_only: bool = False) -> list[str]:
     """The ids of the containers the engine has for pool `pool_name` (stopped ones too, unless told)."""
     command = ["docker", "ps", "-q", "--filter", f"label=isogate.pool={pool_name}"]

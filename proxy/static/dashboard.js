@@ -151,11 +151,18 @@ function render(data) {
   const pools = [];
   if (stats.docker && stats.docker.enabled) pools.push(["handlers", stats.docker]);
   for (const [name, pool] of Object.entries(stats.replicas || {})) pools.push([name, pool]);
-  fill($("pools"), pools, [
-    ([name, pool]) => name + (pool.available === false ? " (down)" : ""),
-    ([, pool]) => pool.idle, ([, pool]) => pool.busy, ([, pool]) => pool.creating,
-    ([, pool]) => FAULTS.filter((k) => pool[k]).map((k) => `${k} ${pool[k]}`).join(", ") || "none",
-  ]);
+  const rows = [];
+  for (const [name, pool] of pools) {
+    const faults = FAULTS.filter((k) => pool[k]).map((k) => `${k} ${pool[k]}`).join(", ") || "none";
+    rows.push([name + (pool.available === false ? " (down)" : ""), pool.idle, pool.busy, pool.creating, faults]);
+    const engines = pool.engines || [];
+    if (engines.length < 2) continue;
+    for (const e of engines) {  // each engine of a pool on several
+      rows.push([`\u2003on ${e.engine}` + (e.up ? "" : " (down)"), e.idle, e.busy, e.creating,
+        `faults ${e.faults}, down ${e.downs} times`]);
+    }
+  }
+  fill($("pools"), rows, [0, 1, 2, 3, 4].map((i) => (row) => row[i]));
 
   $("generation").textContent =
     `generation ${stats.config.generation}` + (stats.config.last_error ? ` · last error: ${stats.config.last_error}` : "");

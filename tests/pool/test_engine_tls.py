@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from engines import SecondEngine
+from engines import SecondEngine, collect_tls_leftovers
 from storeenv import free_port
 
 import dockerenv
@@ -24,6 +24,12 @@ from pool.workload import Workload
 
 pytestmark = pytest.mark.docker
 ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def tls_leftovers() -> Iterator[None]:
+    yield
+    collect_tls_leftovers()
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,199 @@
+"""One pool over two engines: this machine's, and a second dockerd reached over TCP with mutual TLS
+(tests/engines.py). Warm containers are spread by share, each engine's answers are the same bytes, new code
+reaches both, and an engine killed under traffic is left out (only the requests running there fail, 502)
+and rejoins once it answers again."""
+
+import asyncio
+import json
+import shutil
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from engines import SecondEngine, collect_tls_leftovers
+from storeenv import free_port
+
+import dockerenv
+from conftest import open_pool, pool_settings
+from handlers import Request
+from pool.base import Job, SandboxCrashed
+from pool.containers import ContainerPool
+from pool.workload import CODE_LABEL, Workload
+
+pytestmark = pytest.mark.docker
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def tls_leftovers() -> Iterator[None]:
+    yield
+    collect_tls_leftovers()
+
+
+@pytest.fixture(scope="module")
+def engine(docker_ready: None) -> Iterator[SecondEngine]:
+    second = SecondEngine(free_port())
+    try:
+        second.start()
+        second.load(dockerenv.PROBE_IMAGE)
+        yield second
+    finally:
+        second.stop()
+
+
+def two(engine: SecondEngine, cert_path: Path | None = None, runtime: str = "") -> list[dict[str, Any]]:
+    remote = {"host": engine.host, "cert_path": str(cert_path or engine.client_tls), "runtime": runtime}
+    return [{"host": "unix:///var/run/docker.sock"}, remote]
+
+
+def job(handler: str, **query: str) -> Job:
+    body = bytes(range(256)) * 40 if handler == "echo" else b""
+    return Job(handler, Request("POST", "/p", tuple(query.items()), (("x-h", "v"),), body, "e"), 5.0)
+
+
+async def hostnames(pool: ContainerPool, count: int) -> set[str]:
+    """The containers `count` requests at once got (each takes an idle one before any finishes)."""
+    answers = await asyncio.gather(*(pool.run(job("whoami")) for _ in range(count)))
+    return {str(orjson.loads(a.body)["hostname"]) for a in answers}
+
+
+def short(ids: list[str]) -> set[str]:
+    return {i[:12] for i in ids}
+
+
+async def until(predicate: Any, pool: ContainerPool, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"not reached in time: {pool.status()}"
+        await asyncio.sleep(0.1)
+
+
+def registered(engine: SecondEngine, name: str) -> bool:
+    runtimes = engine.docker("info", "--format", "{{json .Runtimes}}").stdout
+    return name in json.loads(runtimes or "{}")
+
+
+async def test_warm_containers_spread_over_both_engines_answer_alike_and_new_code_reaches_both(
+    engine: SecondEngine, docker_settings: dict[str, Any], runtime: str, tmp_path: Path
+) -> None:
+    """Shares 1:1 of a warm size of 2: one on each. Under runc the second engine runs its containers
+    under its own runtime, gVisor's, when it offers it."""
+    name = docker_settings["pool_name"]
+    theirs = "runsc" if runtime == "runc" and registered(engine, "runsc") else ""
+    package = tmp_path / "probe_handlers"
+    shutil.copytree(ROOT / "tests" / "probe_handlers", package, ignore=shutil.ignore_patterns("__pycache__"))
+    (package / "version.py").write_text(VERSION.format("one"))
+    settings = {**docker_settings, "warm_pool_size": 2, "max_containers": 4}
+    chosen = pool_settings(settings, engines=two(engine, runtime=theirs))
+    pool = ContainerPool(chosen.docker, Workload("probe_handlers", handlers_dir=str(package), code="1"))
+    await pool.start()
+    try:
+        assert pool.available and [e["idle"] for e in pool.status()["engines"]] == [1, 1], pool.status()
+        here, there = dockerenv.labelled(name), engine.labelled(name)
+        assert len(here) == len(there) == 1
+        assert await hostnames(pool, 2) == short(here + there)  # one request on each engine
+        first, second = await asyncio.gather(pool.run(job("echo", q="ü")), pool.run(job("echo", q="ü")))
+        assert (first.status, first.headers, first.body) == (second.status, second.headers, second.body)
+        assert first.status == 200 and b'"body_bytes":10240' in first.body
+        for ids, inspect, expected in (
+            (here, dockerenv.docker, runtime),
+            (there, engine.docker, theirs or runtime),
+        ):
+            info = json.loads(inspect("inspect", ids[0]).stdout)[0]
+            host, config = info["HostConfig"], info["Config"]
+            assert config["User"] == "65534:65534" and config["NetworkDisabled"] is True
+            assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True
+            assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
+            assert host["Runtime"] == expected
+
+        (package / "version.py").write_text(VERSION.format("two"))
+        pool.update(chosen.docker, Workload("probe_handlers", handlers_dir=str(package), code="2"))
+        new = f"label={CODE_LABEL}=2"
+        await until(
+            lambda: all(
+                len(ps("ps", "-q", "--filter", f"label=isogate.pool={name}", "--filter", new).stdout.split())
+                for ps in (dockerenv.docker, engine.docker)
+            ),
+            pool,
+        )
+        await until(lambda: pool.status()["code_versions"] == {"2": 2}, pool)
+        answers = await asyncio.gather(pool.run(job("version")), pool.run(job("version")))
+        assert [a.body for a in answers] == [b"two", b"two"]
+    finally:
+        await pool.aclose()
+    assert engine.labelled(name) == [] and dockerenv.labelled(name) == []
+
+
+async def test_an_engine_killed_under_traffic_is_left_out_and_rejoins_when_it_answers_again(
+    engine: SecondEngine, docker_settings: dict[str, Any]
+) -> None:
+    """Four callers in a loop over two engines (two containers each at most). The TLS engine is killed
+    (SIGKILL): the requests running there get 502 sandbox_crashed, and none after; the local engine serves
+    everything. Restarted, the engine rejoins: containers there again, serving."""
+    name = docker_settings["pool_name"]
+    settings = {**docker_settings, "warm_pool_size": 2, "max_containers": 4}
+    pool = await open_pool(settings, engines=two(engine))
+    outcomes: Counter[str] = Counter()
+    stop = asyncio.Event()
+    callers: list[asyncio.Task[None]] = []
+
+    async def caller() -> None:
+        while not stop.is_set():
+            try:
+                await pool.run(job("sleep", s="0.05"))
+                outcomes["ok"] += 1
+            except SandboxCrashed:  # any other failure ends the caller, and the test at its gather
+                outcomes["crashed"] += 1
+
+    try:
+        assert pool.available and len(engine.labelled(name)) == 1, pool.status()
+        callers += [asyncio.create_task(caller()) for _ in range(4)]
+        await until(lambda: outcomes["ok"] >= 20, pool)
+        await asyncio.to_thread(engine.kill)
+        await until(lambda: not pool.status()["engines"][1]["up"], pool, timeout_s=15)
+        served = outcomes["ok"]
+        await until(lambda: outcomes["ok"] >= served + 40, pool)  # the local engine serves on its own
+        status = pool.status()
+        assert status["available"] and status["engines"][0]["up"]
+        assert status["engines"][1]["downs"] == 1 and "unreachable" in status["engines"][1]["reason"]
+        assert outcomes["crashed"] <= 2  # at most its two containers' requests
+
+        await asyncio.to_thread(engine.start)
+        await until(lambda: pool.status()["engines"][1]["up"], pool)
+        await until(lambda: len(engine.labelled(name)) >= 1, pool)
+        stop.set()
+        await asyncio.gather(*callers)
+        assert outcomes["crashed"] <= 2
+        assert await hostnames(pool, 3) & short(engine.labelled(name))  # the local engine holds two at most
+    finally:
+        for task in callers:
+            task.cancel()
+        await asyncio.gather(*callers, return_exceptions=True)
+        await pool.aclose()
+    assert engine.labelled(name) == []
+
+
+async def test_an_engine_whose_ca_is_wrong_is_left_out_and_the_other_serves(
+    engine: SecondEngine, docker_settings: dict[str, Any]
+) -> None:
+    pool = await open_pool(docker_settings, engines=two(engine, engine.wrong_ca))
+    try:
+        local, remote = pool.status()["engines"]
+        assert pool.available and local["up"] and not remote["up"]
+        assert "CERTIFICATE_VERIFY_FAILED" in remote["reason"]
+        assert (await pool.run(job("echo"))).status == 200
+        assert engine.labelled(docker_settings["pool_name"]) == []
+    finally:
+        await pool.aclose()
+
+
+VERSION = """from handlers import Request, Response
+
+
+def handle(request: Request) -> Response:
+    return Response(200, (), b"{}")
+"""
