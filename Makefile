@@ -71,10 +71,11 @@ lint: $(VENV)/.installed
 # run twice: under runc, then under gVisor (runsc, registered by scripts/gvisor.sh).
 test: lint crs deps compiled
 	@# redis for the state tests; curl and jq for the docs' console examples, which the suite runs as written;
-	@# chromium for the dashboard's browser test (Playwright drives Debian's: its own download is not reachable)
+	@# chromium for the dashboard's browser test (Playwright drives Debian's: its own download is not reachable);
+	@# openssl for docs/deployment.md's TLS commands, which the suite runs as written
 	@command -v redis-server >/dev/null && command -v curl >/dev/null && command -v jq >/dev/null && \
-		command -v chromium >/dev/null || \
-		{ apt-get update -qq && apt-get install -y -qq redis-server curl jq chromium >/dev/null; }
+		command -v chromium >/dev/null && command -v openssl >/dev/null || \
+		{ apt-get update -qq && apt-get install -y -qq redis-server curl jq chromium openssl >/dev/null; }
 	-scripts/runner-image.sh
 	-scripts/gvisor.sh
 	$(BIN)/pytest

@@ -90,9 +90,9 @@ def health(gw: Gateway) -> tuple[list[str], list[str]]:
         if not replica.available
     ]
     # An engine left out while others serve degrades the gateway (fewer containers), naming the engine.
-    pools = [("docker", pool), *((r.name, r.status()) for r in replicas.values())]
+    pools = [("handlers", pool), *((r.name, r.status()) for r in replicas.values())]
     degraded += [
-        f"docker engine {engine['engine']} is down: {name}'s containers run on the other engines"
+        f"docker engine {engine['engine']} is down: pool {name} runs on the other engines"
         for name, status in pools
         if status.get("available")
         for engine in _engines(status)

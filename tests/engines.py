@@ -97,13 +97,16 @@ def collect_tls_leftovers() -> None:
 class SecondEngine:
     """`dockerd` beside the machine's own, serving tcp://127.0.0.1:`port` with TLS verified both ways."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, tls: tuple[Path, Path] | None = None) -> None:
+        """`tls`: (the engine's folder, the gateway's) to use instead of the material made here."""
         self.port = port
         self.folder = Path(tempfile.mkdtemp(prefix="isogate-engine-"))
         # exec-root holds sockets: a short path (a unix socket path is at most 108 bytes)
         self.exec_root = Path(tempfile.mkdtemp(prefix="ie-", dir="/run"))
         self.socket = self.folder / "docker.sock"
         self.engine_tls, self.client_tls, self.wrong_ca = make_tls(self.folder / "tls")
+        if tls is not None:
+            self.engine_tls, self.client_tls = tls
         self.host = f"tcp://127.0.0.1:{port}"
         self.process: subprocess.Popen[bytes] | None = None
 

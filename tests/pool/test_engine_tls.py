@@ -5,6 +5,7 @@ byte for byte the local engine's, and a CA that did not sign the engine's certif
 import asyncio
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,3 +155,34 @@ def handle(request: Request) -> Response:
 
 def job(handler: str) -> Job:
     return Job(handler, Request("GET", "/p", (), (), b"", "e"), 5.0)
+
+
+def guide_tls_block() -> str:
+    """docs/deployment.md's block that makes the TLS material, with this machine's engine address."""
+    text = (ROOT / "docs" / "deployment.md").read_text()
+    block = text.split("<!-- tls-material -->\n```sh\n", 1)[1].split("```", 1)[0]
+    assert 'ENGINES="10.0.0.7 10.0.0.8"' in block
+    return block.replace('ENGINES="10.0.0.7 10.0.0.8"', 'ENGINES="127.0.0.1"')
+
+
+async def test_the_deployment_guide_s_tls_material_opens_an_engine_to_the_pool(
+    docker_ready: None, docker_settings: dict[str, Any], tmp_path: Path
+) -> None:
+    """The guide's openssl commands, run as written: the engine and the gateway trust each other with them
+    (and the gateway's key is its owner's only, which tls_context demands)."""
+    made = subprocess.run(
+        ["bash", "-e", "-c", guide_tls_block()], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert made.returncode == 0, made.stderr
+    assert (tmp_path / "gateway" / "key.pem").stat().st_mode & 0o777 == 0o600
+    engine = SecondEngine(free_port(), tls=(tmp_path / "engines" / "127.0.0.1", tmp_path / "gateway"))
+    try:
+        await asyncio.to_thread(engine.start)
+        pool = await open_pool(docker_settings, host=engine.host, cert_path=str(tmp_path / "gateway"))
+        try:
+            assert pool.available, pool.status()
+            assert (await pool.run(echo())).status == 200
+        finally:
+            await pool.aclose()
+    finally:
+        await asyncio.to_thread(engine.stop)

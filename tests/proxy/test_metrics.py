@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from typing import Any
 
 import aiohttp
@@ -105,3 +106,55 @@ async def test_metrics_can_be_turned_off(gateway: Gateway) -> None:
     client = await gateway({"metrics": {"enabled": False}})
     response = await client.get("/metrics", headers=ADMIN)
     assert response.status == 404 and "metrics.enabled" in (await response.json())["detail"]
+
+
+class OneEngineDown(DownPool):
+    """A pool over two engines, the second left out (as ContainerPool.status reports it)."""
+
+    def status(self) -> dict[str, object]:
+        engine = {"idle": 1, "busy": 0, "creating": 0, "created": 3, "faults": 0, "downs": 0}
+        return {
+            "available": True,
+            "reason": None,
+            "engines": [
+                {**engine, "engine": "unix:///var/run/docker.sock", "up": True, "reason": None},
+                {
+                    **engine,
+                    "engine": "tcp://10.0.0.7:2376",
+                    "up": False,
+                    "reason": "docker engine unreachable: [900] Cannot connect to Docker Engine",
+                    "idle": 0,
+                    "faults": 2,
+                    "downs": 1,
+                },
+            ],
+        }
+
+
+async def test_an_engine_left_out_degrades_healthz_by_name_and_shows_in_stats_and_metrics(
+    gateway: Gateway,
+) -> None:
+    """The gateway stays in rotation (200: the other engine serves). Anyone sees which engine is down,
+    only admins why."""
+    client = await gateway({"routes": [{"path": "/echo", "handler": "echo"}]})
+    gw = client.app[GATEWAY]
+    gw.live.config = replace(gw.config, docker=replace(gw.config.docker, enabled=True))
+    gw.dispatch.executors[Mode.DOCKER] = OneEngineDown()
+    health = await client.get("/healthz")
+    body = await health.json()
+    assert health.status == 200 and body["status"] == "degraded"
+    assert body["problems"] == [
+        "docker engine tcp://10.0.0.7:2376 is down: pool handlers runs on the other engines"
+    ]
+    assert "Cannot connect" not in await health.text()  # the engine's words are for admins
+    stats = await (await client.get("/stats", headers=ADMIN)).json()
+    assert "Cannot connect" in stats["docker"]["engines"][1]["reason"]
+    take_sample(gw)
+    text = await (await client.get("/metrics", headers=ADMIN)).text()
+    remote = {"pool": "handlers", "engine": "tcp://10.0.0.7:2376"}
+    assert value(text, "isogate_engine_up", **remote) == 0
+    assert value(text, "isogate_engine_up", pool="handlers", engine="unix:///var/run/docker.sock") == 1
+    assert value(text, "isogate_engine_faults_total", **remote) == 2
+    assert value(text, "isogate_engine_downs_total", **remote) == 1
+    local = {"pool": "handlers", "engine": "unix:///var/run/docker.sock"}
+    assert value(text, "isogate_engine_containers", **local, state="idle") == 1
