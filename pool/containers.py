@@ -195,7 +195,8 @@ class ContainerPool:
             self._watchers.append(await engine.connect(str(self._specs[engine.name]["Image"])))
             engine.up, engine.reason, engine.missing_image = True, None, False
             await asyncio.gather(*self._fill(engine))
-            if not any(s.engine == engine.name for s in self._idle) and engine.warm_pool_size:
+            held = (*self._idle, *self._busy)  # a warm one may already serve a request: up means up
+            if not any(s.engine == engine.name for s in held) and engine.warm_pool_size:
                 raise SandboxDied("no sandbox could be started (see the log)")
         except (*ENGINE_ERRORS, ImageMissing) as exc:
             self._engine_down(engine, exc)

@@ -106,6 +106,9 @@ class EngineForwarder:
         self.path.unlink(missing_ok=True)
 
     async def _forward(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._server is None or not self._server.is_serving():  # accepted as stop() ran: never served
+            writer.close()
+            return
         self._writers.append(writer)  # first: stop() closes it even while the engine connection opens
         try:
             up_reader, up_writer = await asyncio.open_unix_connection("/var/run/docker.sock")
