@@ -201,12 +201,12 @@ class ContainerPool:
         except (*ENGINE_ERRORS, ImageMissing) as exc:
             self._engine_down(engine, exc)
             return
-        rejoined = engine.counts["downs"] > 0
-        if rejoined:
-            log.warning("container pool %s: docker engine %s serving again", self.name, engine.name)
+        where = f" on {engine.name}" if len(self._engines) > 1 else ""
+        if engine.counts["downs"] or engine.warned:
+            log.warning("container pool %s: serving again%s, pool rebuilt", self.name, where)
         engine.warned = ""
         warm = sum(s.engine == engine.name for s in self._idle)
-        log.info("container pool %r ready on %s: %d warm", self.name, engine.name, warm)
+        log.info("container pool %r ready%s: %d warm", self.name, where, warm)
 
     # the Executor protocol
 
