@@ -48,7 +48,7 @@ def make_config(overrides: dict[str, Any] | None = None, env: dict[str, str] | N
 
 
 def token(sub: str = "alice", key: str = SECRET, algorithm: str = "HS256", **claims: Any) -> str:
-    claims.setdefault("exp", int(time.time()) + 300)
+    claims.setdefault("exp", int(time.time()) + 3600)  # module-level tokens outlive a long container pass
     return jwt.encode({"sub": sub, **claims}, key, algorithm=algorithm)
 
 

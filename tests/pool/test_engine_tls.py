@@ -1,6 +1,7 @@
 """A container pool on an engine reached over TCP with mutual TLS: a second dockerd on this machine
-(tests/engines.py), as a remote engine is reached. Its containers get the same lock-down, its answers are
-byte for byte the local engine's, and a CA that did not sign the engine's certificate is refused."""
+(tests/engines.py), as a remote engine is reached. A CA that did not sign the engine's certificate is
+refused, the image and the handler code reach it through the engine API, and the deployment guide's TLS
+material works. (Its containers' lock-down and byte-identical answers: tests/pool/test_several_engines.py.)"""
 
 import asyncio
 import json
@@ -19,7 +20,7 @@ import dockerenv
 from conftest import open_pool, pool_settings
 from handlers import Request
 from pool.base import DockerUnavailable, Job
-from pool.connection import CODE_VOLUME
+from pool.connection import CODE_VOLUME, engine_client
 from pool.containers import ContainerPool
 from pool.workload import Workload
 
@@ -47,30 +48,6 @@ def engine(docker_ready: None) -> Iterator[SecondEngine]:
 def echo() -> Job:
     body = bytes(range(256)) * 40  # every byte value, past one frame
     return Job("echo", Request("POST", "/p", (("q", "ü"),), (("x-h", "v"),), body, "e"), 5.0)
-
-
-async def test_a_pool_on_a_tls_engine_serves_what_the_local_one_does(
-    engine: SecondEngine, docker_settings: dict[str, Any], runtime: str
-) -> None:
-    name = docker_settings["pool_name"]
-    remote = await open_pool(docker_settings, host=engine.host, cert_path=str(engine.client_tls))
-    local = await open_pool({**docker_settings, "pool_name": f"{name}-local"})
-    try:
-        assert remote.available, remote.status()
-        ids = engine.labelled(name)
-        assert len(ids) == 1 and dockerenv.labelled(name) == []  # on the TLS engine, not the local one
-        there, here = await remote.run(echo()), await local.run(echo())
-        assert (there.status, there.headers, there.body) == (here.status, here.headers, here.body)
-        info = json.loads(engine.docker("inspect", ids[0]).stdout)[0]
-        host, config = info["HostConfig"], info["Config"]
-        assert config["User"] == "65534:65534" and config["NetworkDisabled"] is True
-        assert host["NetworkMode"] == "none" and host["ReadonlyRootfs"] is True
-        assert host["CapDrop"] == ["ALL"] and host["SecurityOpt"] == ["no-new-privileges"]
-        assert host["Runtime"] == runtime and host["Init"] is True
-    finally:
-        await remote.aclose()
-        await local.aclose()
-    assert engine.labelled(name) == []  # closed: its containers removed there
 
 
 async def test_a_ca_that_did_not_sign_the_engine_is_refused(
@@ -165,11 +142,12 @@ def guide_tls_block() -> str:
     return block.replace('ENGINES="10.0.0.7 10.0.0.8"', 'ENGINES="127.0.0.1"')
 
 
-async def test_the_deployment_guide_s_tls_material_opens_an_engine_to_the_pool(
-    docker_ready: None, docker_settings: dict[str, Any], tmp_path: Path
+async def test_the_deployment_guide_s_tls_material_opens_an_engine_to_the_gateway(
+    docker_ready: None, tmp_path: Path
 ) -> None:
     """The guide's openssl commands, run as written: the engine and the gateway trust each other with them
-    (and the gateway's key is its owner's only, which tls_context demands)."""
+    (and the gateway's key is its owner's only, which tls_context demands). A pool over TLS is tested
+    above: here the engine answers the gateway's client."""
     made = subprocess.run(
         ["bash", "-e", "-c", guide_tls_block()], cwd=tmp_path, capture_output=True, text=True
     )
@@ -178,11 +156,10 @@ async def test_the_deployment_guide_s_tls_material_opens_an_engine_to_the_pool(
     engine = SecondEngine(free_port(), tls=(tmp_path / "engines" / "127.0.0.1", tmp_path / "gateway"))
     try:
         await asyncio.to_thread(engine.start)
-        pool = await open_pool(docker_settings, host=engine.host, cert_path=str(tmp_path / "gateway"))
+        client = engine_client(engine.host, str(tmp_path / "gateway"))
         try:
-            assert pool.available, pool.status()
-            assert (await pool.run(echo())).status == 200
+            assert (await client.version())["ApiVersion"]
         finally:
-            await pool.aclose()
+            await client.close()
     finally:
         await asyncio.to_thread(engine.stop)
