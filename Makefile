@@ -79,7 +79,7 @@ test: lint crs deps compiled
 	-scripts/runner-image.sh
 	-scripts/gvisor.sh
 	$(BIN)/pytest
-	$(BIN)/pytest -m docker --runtime runsc
+	$(BIN)/pytest -m "docker and not mixed_runtimes" --runtime runsc
 
 # docs/images/dashboard.png: the dashboard's browser test, with a few minutes of mixed traffic first.
 screenshot: $(VENV)/.installed compiled

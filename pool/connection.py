@@ -40,6 +40,7 @@ LOCAL = "unix:///var/run/docker.sock"  # this machine's engine
 CODE_VOLUME = "isogate-code-"  # + the sha256 of what it holds: a remote engine's copy of handler or app code
 FILLED = ".isogate-filled"  # written last into a code volume: one without it is filled again
 TLS_CLOSE_S = 0.25
+WARN_EVERY_S = 60.0  # an engine that stays down is said to be so again this often, not at every retry
 IMAGE_S = 600.0  # sending an image to a remote engine (the runner image: 5 s here)
 
 
@@ -70,12 +71,52 @@ class EngineConnection:
         self.max_containers = self.warm_pool_size = 0  # the pool's sizes, this engine's part of them
         self.creating = 0  # containers being created here
         self.counts = {"created": 0, "faults": 0, "downs": 0}
-        self.warned_at, self.warned = 0.0, ""  # when its being down was last logged, and why
+        self._said_at, self._said = 0.0, ""  # when its being down was last said (logged), and why
+        self._said_down = False  # ...and not yet that it serves again
         self._oom = OomWatch(label, on_die)
         self._volumes: set[str] = set()  # code volumes this pool used on the engine: removed at close
         self._known: set[str] = set()  # ...known filled, on the current connection (an engine may lose them)
         self._versions: dict[tuple[str, str], str] = {}  # (folder, code version): its volume
         self._filling = asyncio.Lock()  # a burst creates many containers: one fill at a time
+
+    def join(self) -> None:
+        """Connected and serving: the pool places containers here."""
+        self.up, self.reason, self.missing_image = True, None, False
+
+    def leave(self, exc: BaseException) -> bool:
+        """Left out of the pool for `exc` until it answers again. Whether that is to be said (logged): as it
+        starts or its kind changes, then once every WARN_EVERY_S, not at every retry."""
+        self.missing_image = isinstance(exc, ImageMissing)
+        self.reason = str(exc) if self.missing_image else f"docker engine unreachable: {exc}"[:300]
+        self.counts["downs"] += self.up
+        self.up = False
+        now, kind = time.monotonic(), type(exc).__name__
+        if kind == self._said and now - self._said_at < WARN_EVERY_S:
+            return False
+        self._said_at, self._said, self._said_down = now, kind, True
+        return True
+
+    def serving(self) -> bool:
+        """Its part of the warm pool filled after join(). Whether to say it serves again (its being down
+        was said); a later outage is said again at once."""
+        said, self._said_down, self._said = self._said_down, False, ""
+        return said
+
+    def status(self, idle: int, busy: int, runtime: str) -> dict[str, object]:
+        """Its part of the pool's /stats: `idle` and `busy` containers there, under `runtime`."""
+        return {
+            "engine": self.name,
+            "up": self.up,
+            "reason": self.reason,
+            "runtime": runtime,
+            "share": self.share,
+            "warm_pool_size": self.warm_pool_size,
+            "max_containers": self.max_containers,
+            "idle": idle,
+            "busy": busy,
+            "creating": self.creating,
+            **self.counts,
+        }
 
     @property
     def remote(self) -> bool:

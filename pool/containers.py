@@ -59,7 +59,6 @@ log = logging.getLogger("isogate.pool")
 
 SUPERVISE_INTERVAL_S = 1.0
 CLOSE_WAIT_S = 5.0  # aclose waits this long for the supervisor's round (engine calls), then cancels it
-WARN_EVERY_S = 60.0  # a pool that stays unavailable says so again this often, not at every retry
 ATTEMPTS = 3  # sandboxes tried for one request when the first ones turn out dead before it was written
 PING_AFTER_S = 1.0  # an idle agent not heard from this long is pinged (at the next supervision)
 PING_TIMEOUT_S = 2.0  # ...and replaced when it does not answer within this
@@ -193,7 +192,7 @@ class ContainerPool:
         try:
             self._watchers = [task for task in self._watchers if not task.done()]
             self._watchers.append(await engine.connect(str(self._specs[engine.name]["Image"])))
-            engine.up, engine.reason, engine.missing_image = True, None, False
+            engine.join()
             await asyncio.gather(*self._fill(engine))
             held = (*self._idle, *self._busy)  # a warm one may already serve a request: up means up
             if not any(s.engine == engine.name for s in held) and engine.warm_pool_size:
@@ -202,9 +201,8 @@ class ContainerPool:
             self._engine_down(engine, exc)
             return
         where = f" on {engine.name}" if len(self._engines) > 1 else ""
-        if engine.counts["downs"] or engine.warned:
+        if engine.serving():
             log.warning("container pool %s: serving again%s, pool rebuilt", self.name, where)
-        engine.warned = ""
         warm = sum(s.engine == engine.name for s in self._idle)
         log.info("container pool %r ready%s: %d warm", self.name, where, warm)
 
@@ -665,16 +663,10 @@ class ContainerPool:
         """Leave `engine` out until it answers again: its idle containers go, the calls running there end
         now (502: their streams are gone with it, or soon would be), and with no engine left the waiters
         are failed closed at once (503), not at docker.timeout_ms."""
-        missing = isinstance(exc, ImageMissing)
-        reason = str(exc) if missing else f"docker engine unreachable: {exc}"[:300]
-        engine.counts["downs"] += engine.up
-        engine.up, engine.reason, engine.missing_image = False, reason, missing
-        now, kind = time.monotonic(), type(exc).__name__  # said as it starts or changes, then once a minute
-        if kind != engine.warned or now - engine.warned_at >= WARN_EVERY_S:
+        if engine.leave(exc):
             others = "the other engines serve" if self.available else "docker decisions get 503 until then"
             where = f" engine {engine.name}" if len(self._engines) > 1 else ""
-            log.warning("container pool %s%s: %s; %s", self.name, where, reason, others)
-            engine.warned_at, engine.warned = now, kind
+            log.warning("container pool %s%s: %s; %s", self.name, where, engine.reason, others)
         for sandbox in [s for s in self._idle if s.engine == engine.name]:  # leftovers go at the rejoin
             self._idle.remove(sandbox)
             self._spawn_task(sandbox.destroy())
@@ -682,7 +674,7 @@ class ContainerPool:
             self._end_call(sandbox)
         if not self.available:
             missing = all(e.missing_image for e in self._engines)
-            error = (ImageMissing if missing else DockerUnavailable)(self.reason or reason)
+            error = (ImageMissing if missing else DockerUnavailable)(self.reason or "no engine up")
             self._waiters.fail_all(error)
 
     def _spawn_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
@@ -711,22 +703,12 @@ class ContainerPool:
             "code_versions": dict(
                 Counter(s.spec["Labels"].get(CODE_LABEL, "") for s in (*self._idle, *self._busy))
             ),
-            "engines": [self._engine_status(engine) for engine in self._engines],
-        }
-
-    def _engine_status(self, engine: EngineConnection) -> dict[str, object]:
-        busy = sum(s.engine == engine.name for s in self._busy)
-        idle = sum(s.engine == engine.name for s in self._idle)
-        return {
-            "engine": engine.name,
-            "up": engine.up,
-            "reason": engine.reason,
-            "runtime": engine.runtime or self._config.runtime,
-            "share": engine.share,
-            "warm_pool_size": engine.warm_pool_size,
-            "max_containers": engine.max_containers,
-            "idle": idle,
-            "busy": busy,
-            "creating": engine.creating,
-            **engine.counts,
+            "engines": [
+                engine.status(
+                    idle=sum(s.engine == engine.name for s in self._idle),
+                    busy=sum(s.engine == engine.name for s in self._busy),
+                    runtime=engine.runtime or self._config.runtime,
+                )
+                for engine in self._engines
+            ],
         }

@@ -12,6 +12,7 @@ import pytest
 import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
+from engines import SecondEngine, collect_tls_leftovers
 
 import dockerenv
 from policy.config import Config
@@ -93,6 +94,26 @@ def docker_ready(runtime: str) -> Iterator[None]:
     dockerenv.prepare(runtime)
     yield
     dockerenv.remove_test_containers()
+
+
+@pytest.fixture(scope="session", name="engine")
+def second_engine(docker_ready: None) -> Iterator[SecondEngine]:
+    """`engine`: a second dockerd on this machine, over TCP with mutual TLS (tests/engines.py), the probe
+    image loaded: one for the session (a test that stops it starts it again)."""
+    engine = SecondEngine()
+    try:
+        engine.start()
+        engine.load(dockerenv.PROBE_IMAGE)
+        yield engine
+    finally:
+        engine.stop()
+
+
+@pytest.fixture
+def tls_leftovers() -> Iterator[None]:
+    """For tests that talk TLS to an engine: see engines.collect_tls_leftovers."""
+    yield
+    collect_tls_leftovers()
 
 
 @pytest.fixture

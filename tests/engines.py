@@ -10,6 +10,7 @@ import gc
 import ipaddress
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -97,8 +98,12 @@ def collect_tls_leftovers() -> None:
 class SecondEngine:
     """`dockerd` beside the machine's own, serving tcp://127.0.0.1:`port` with TLS verified both ways."""
 
-    def __init__(self, port: int, tls: tuple[Path, Path] | None = None) -> None:
-        """`tls`: (the engine's folder, the gateway's) to use instead of the material made here."""
+    def __init__(self, port: int = 0, tls: tuple[Path, Path] | None = None) -> None:
+        """`port`: 0 for a free one. `tls`: (the engine's folder, the gateway's), not those made here."""
+        if not port:
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = int(probe.getsockname()[1])
         self.port = port
         self.folder = Path(tempfile.mkdtemp(prefix="isogate-engine-"))
         # exec-root holds sockets: a short path (a unix socket path is at most 108 bytes)

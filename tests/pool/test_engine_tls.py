@@ -8,12 +8,11 @@ import json
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from engines import SecondEngine, collect_tls_leftovers
+from engines import SecondEngine
 from storeenv import free_port
 
 import dockerenv
@@ -24,25 +23,8 @@ from pool.connection import CODE_VOLUME, engine_client
 from pool.containers import ContainerPool
 from pool.workload import Workload
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.usefixtures("tls_leftovers")]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def tls_leftovers() -> Iterator[None]:
-    yield
-    collect_tls_leftovers()
-
-
-@pytest.fixture(scope="module")
-def engine(docker_ready: None) -> Iterator[SecondEngine]:
-    second = SecondEngine(free_port())
-    try:
-        second.start()
-        second.load(dockerenv.PROBE_IMAGE)
-        yield second
-    finally:
-        second.stop()
 
 
 def echo() -> Job:

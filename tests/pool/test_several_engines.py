@@ -1,21 +1,23 @@
 """One pool over two engines: this machine's, and a second dockerd reached over TCP with mutual TLS
 (tests/engines.py). Warm containers are spread by share, each engine's answers are the same bytes, new code
 reaches both, and an engine killed under traffic is left out (only the requests running there fail, 502)
-and rejoins once it answers again."""
+and rejoins once it answers again.
+
+Both runtimes in one pass (`mixed_runtimes`): the local engine runs `--runtime`'s, the second engine gVisor
+(its own `runtime: runsc`; scripts/gvisor.sh registers it with every engine on the machine). `make test`
+runs these in the runc pass only: the gVisor pass would repeat them with gVisor on both sides."""
 
 import asyncio
 import json
 import shutil
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from engines import SecondEngine, collect_tls_leftovers
-from storeenv import free_port
+from engines import SecondEngine
 
 import dockerenv
 from conftest import open_pool, pool_settings
@@ -24,25 +26,8 @@ from pool.base import Job, SandboxCrashed
 from pool.containers import ContainerPool
 from pool.workload import CODE_LABEL, Workload
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.mixed_runtimes, pytest.mark.usefixtures("tls_leftovers")]
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(autouse=True)
-def tls_leftovers() -> Iterator[None]:
-    yield
-    collect_tls_leftovers()
-
-
-@pytest.fixture(scope="module")
-def engine(docker_ready: None) -> Iterator[SecondEngine]:
-    second = SecondEngine(free_port())
-    try:
-        second.start()
-        second.load(dockerenv.PROBE_IMAGE)
-        yield second
-    finally:
-        second.stop()
 
 
 def two(engine: SecondEngine, cert_path: Path | None = None, runtime: str = "") -> list[dict[str, Any]]:
@@ -72,18 +57,19 @@ async def until(predicate: Any, pool: ContainerPool, timeout_s: float = 30.0) ->
         await asyncio.sleep(0.1)
 
 
-def registered(engine: SecondEngine, name: str) -> bool:
+def gvisor_there(engine: SecondEngine) -> str:
+    """runsc, which the second engine must offer (its containers are the pass's gVisor ones)."""
     runtimes = engine.docker("info", "--format", "{{json .Runtimes}}").stdout
-    return name in json.loads(runtimes or "{}")
+    assert "runsc" in json.loads(runtimes or "{}"), "runsc is not registered: run scripts/gvisor.sh"
+    return "runsc"
 
 
 async def test_warm_containers_spread_over_both_engines_answer_alike_and_new_code_reaches_both(
     engine: SecondEngine, docker_settings: dict[str, Any], runtime: str, tmp_path: Path
 ) -> None:
-    """Shares 1:1 of a warm size of 2: one on each. Under runc the second engine runs its containers
-    under its own runtime, gVisor's, when it offers it."""
+    """Shares 1:1 of a warm size of 2: one on each, each under its engine's runtime."""
     name = docker_settings["pool_name"]
-    theirs = "runsc" if runtime == "runc" and registered(engine, "runsc") else ""
+    theirs = gvisor_there(engine)
     package = tmp_path / "probe_handlers"
     shutil.copytree(ROOT / "tests" / "probe_handlers", package, ignore=shutil.ignore_patterns("__pycache__"))
     (package / "version.py").write_text(VERSION.format("one"))
@@ -101,7 +87,7 @@ async def test_warm_containers_spread_over_both_engines_answer_alike_and_new_cod
         assert first.status == 200 and b'"body_bytes":10240' in first.body
         for ids, inspect, expected in (
             (here, dockerenv.docker, runtime),
-            (there, engine.docker, theirs or runtime),
+            (there, engine.docker, theirs),
         ):
             info = json.loads(inspect("inspect", ids[0]).stdout)[0]
             host, config = info["HostConfig"], info["Config"]
@@ -131,12 +117,13 @@ async def test_warm_containers_spread_over_both_engines_answer_alike_and_new_cod
 async def test_an_engine_killed_under_traffic_is_left_out_and_rejoins_when_it_answers_again(
     engine: SecondEngine, docker_settings: dict[str, Any]
 ) -> None:
-    """Four callers in a loop over two engines (two containers each at most). The TLS engine is killed
-    (SIGKILL): the requests running there get 502 sandbox_crashed, and none after; the local engine serves
-    everything. Restarted, the engine rejoins: containers there again, serving."""
+    """Four callers in a loop over two engines (two containers each at most). The TLS engine, running
+    gVisor's sandboxes, is killed (SIGKILL): the requests running there get 502 sandbox_crashed, and none
+    after; the local engine serves everything. Restarted, the engine rejoins: containers there again,
+    serving."""
     name = docker_settings["pool_name"]
     settings = {**docker_settings, "warm_pool_size": 2, "max_containers": 4}
-    pool = await open_pool(settings, engines=two(engine))
+    pool = await open_pool(settings, engines=two(engine, runtime=gvisor_there(engine)))
     outcomes: Counter[str] = Counter()
     stop = asyncio.Event()
     callers: list[asyncio.Task[None]] = []
