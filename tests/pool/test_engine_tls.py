@@ -32,6 +32,7 @@ def echo() -> Job:
     return Job("echo", Request("POST", "/p", (("q", "ü"),), (("x-h", "v"),), body, "e"), 5.0)
 
 
+@pytest.mark.once  # TLS verification: the same whatever the runtime
 async def test_a_ca_that_did_not_sign_the_engine_is_refused(
     engine: SecondEngine, docker_settings: dict[str, Any]
 ) -> None:
@@ -45,6 +46,7 @@ async def test_a_ca_that_did_not_sign_the_engine_is_refused(
         await pool.aclose()
 
 
+@pytest.mark.once  # the image's transfer: the same whatever the runtime
 async def test_an_engine_without_the_image_gets_it_through_the_engine_api(
     docker_ready: None, docker_settings: dict[str, Any]
 ) -> None:
@@ -124,6 +126,7 @@ def guide_tls_block() -> str:
     return block.replace('ENGINES="10.0.0.7 10.0.0.8"', 'ENGINES="127.0.0.1"')
 
 
+@pytest.mark.once  # no container
 async def test_the_deployment_guide_s_tls_material_opens_an_engine_to_the_gateway(
     docker_ready: None, tmp_path: Path
 ) -> None:

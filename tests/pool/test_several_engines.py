@@ -3,7 +3,7 @@
 reaches both, and an engine killed under traffic is left out (only the requests running there fail, 502)
 and rejoins once it answers again.
 
-Both runtimes in one pass (`mixed_runtimes`): the local engine runs `--runtime`'s, the second engine gVisor
+Both runtimes in one pass (marked `once`): the local engine runs `--runtime`'s, the second engine gVisor
 (its own `runtime: runsc`; scripts/gvisor.sh registers it with every engine on the machine). `make test`
 runs these in the runc pass only: the gVisor pass would repeat them with gVisor on both sides."""
 
@@ -26,7 +26,7 @@ from pool.base import Job, SandboxCrashed
 from pool.containers import ContainerPool
 from pool.workload import CODE_LABEL, Workload
 
-pytestmark = [pytest.mark.docker, pytest.mark.mixed_runtimes, pytest.mark.usefixtures("tls_leftovers")]
+pytestmark = [pytest.mark.docker, pytest.mark.once, pytest.mark.usefixtures("tls_leftovers")]
 ROOT = Path(__file__).resolve().parents[2]
 
 
