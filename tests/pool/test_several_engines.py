@@ -164,6 +164,36 @@ async def test_an_engine_killed_under_traffic_is_left_out_and_rejoins_when_it_an
     assert engine.labelled(name) == []
 
 
+async def test_an_isolated_replica_spreads_over_both_engines_its_image_sent_through_the_api(
+    engine: SecondEngine, docker_settings: dict[str, Any]
+) -> None:
+    """A replica pool (an upstream route's `isolated: {image, port}`) is spread as a handler pool is. Its
+    image is not on the second engine: the pool sends it there. Two new callers at once each get a fresh
+    container, one on each engine."""
+    image = dockerenv.REPLICA_IMAGE
+    engine.docker("rmi", "-f", image, check=False)
+    settings = {**docker_settings, "warm_pool_size": 2, "max_containers": 4}
+    chosen = pool_settings(settings, engines=two(engine, runtime=gvisor_there(engine)))
+    pool = ContainerPool(chosen.docker, Workload(image=image, port=8080))
+    await pool.start()
+    try:
+        assert pool.available and [e["idle"] for e in pool.status()["engines"]] == [1, 1], pool.status()
+        assert engine.docker("images", "-q", image).stdout.strip()  # sent
+        here, there = dockerenv.labelled(pool.name), engine.labelled(pool.name)
+        assert len(here) == len(there) == 1
+
+        async def container(caller: str) -> str:
+            request = Request("GET", "/cgi-bin/echo?q=1", (), (("Host", "127.0.0.1:8080"),), b"", caller)
+            answer = await pool.run(Job(f"{image} (isolated replica)", request, 10.0))
+            assert answer.status == 200, answer.body
+            return str(orjson.loads(answer.body)["container"])
+
+        assert set(await asyncio.gather(container("alice"), container("bob"))) == short(here + there)
+    finally:
+        await pool.aclose()
+    assert engine.labelled(pool.name) == []
+
+
 async def test_an_engine_whose_ca_is_wrong_is_left_out_and_the_other_serves(
     engine: SecondEngine, docker_settings: dict[str, Any]
 ) -> None:
