@@ -26,7 +26,7 @@ from pool.base import ImageMissing
 from pool.engine import EngineTimeout, deadline
 from pool.oom import OomWatch
 from pool.sandbox import Sandbox, SandboxDied, remove
-from pool.settings import ContainerLimits
+from pool.settings import ContainerLimits, EngineLimits
 from pool.workload import Workload
 
 log = logging.getLogger("isogate.pool")
@@ -56,18 +56,17 @@ def unreachable(exc: BaseException) -> bool:
 
 
 class EngineConnection:
-    def __init__(
-        self, host: str, cert_path: str, runtime: str, label: str, on_die: Callable[[str], None]
-    ) -> None:
-        self.host, self.cert_path = host, cert_path  # docker.host ("": the local socket), docker.cert_path
-        self.name = host or LOCAL  # how the pool's figures and the log name it
-        self.runtime = runtime  # the OCI runtime its containers run under ("": docker.runtime)
+    def __init__(self, engine: EngineLimits, label: str, on_die: Callable[[str], None]) -> None:
+        self.host, self.cert_path = engine.host, engine.cert_path  # "" host: the local socket
+        self.name = engine.host or LOCAL  # how the pool's figures and the log name it
+        self.runtime = engine.runtime  # the OCI runtime its containers run under ("": docker.runtime)
+        self.share = engine.share  # its part of the pool's sizes, against the other engines'
         self.label = label  # `isogate.pool=<name>`: this pool's containers only
         self.client: aiodocker.Docker | None = None
+        self._events: asyncio.Task[None] | None = None  # following the engine's OOM and death events
         self.up = False  # connected, and answering: the pool places containers here
         self.reason: str | None = "not started"  # why not, when not
         self.missing_image = False  # ...because the image is on neither engine
-        self.share = 1  # its part of the pool's sizes, against the other engines'
         self.max_containers = self.warm_pool_size = 0  # the pool's sizes, this engine's part of them
         self.creating = 0  # containers being created here
         self.counts = {"created": 0, "faults": 0, "downs": 0}
@@ -123,10 +122,10 @@ class EngineConnection:
         """An engine over TCP: it cannot see this machine's folders, nor its images."""
         return self.host.startswith("tcp://")
 
-    async def connect(self, image: str) -> asyncio.Task[None]:
+    async def connect(self, image: str) -> None:
         """A new connection once the engine answers, has `image` (ImageMissing otherwise) and this pool's
-        leftovers are removed; the previous one is closed then. Returns the task that follows the
-        engine's events on it."""
+        leftovers are removed; the previous one is closed then, and the engine's events followed on the
+        new one."""
         client = engine_client(self.host, self.cert_path)
         try:
             await deadline(client.version())
@@ -138,12 +137,20 @@ class EngineConnection:
         except BaseException:  # a cancelled supervisor too: the close must not be cut short itself
             await asyncio.shield(self._close(client))
             raise
+        await self.stop_events()
         if self.client is not None:
             await self._close(self.client)
         self.client = client
         self._known.clear()  # a restarted engine may have lost its volumes: each is checked again
         self._versions.clear()
-        return asyncio.create_task(self._oom.run(client))
+        self._events = asyncio.create_task(self._oom.run(client))
+
+    async def stop_events(self) -> None:
+        """Stop following the engine's events (no death is reported to the pool after this)."""
+        if self._events is not None:
+            self._events.cancel()
+            await asyncio.gather(self._events, return_exceptions=True)
+            self._events = None
 
     async def containers(self, client: aiodocker.Docker | None = None) -> list[DockerContainer]:
         """Every container of this pool the engine has, running or not."""

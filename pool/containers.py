@@ -85,13 +85,8 @@ class ContainerPool:
         self.name = workload.pool_name(config.pool_name)
         self.exclusive = workload.replica  # a container serves one caller in its life
         label = f"{LABEL}={self.name}"
-        self._engines = [
-            EngineConnection(e.host, e.cert_path, e.runtime, label, on_die=self._container_died)
-            for e in engines_of(config)
-        ]
+        self._engines = [EngineConnection(e, label, on_die=self._container_died) for e in engines_of(config)]
         self._by_name = {engine.name: engine for engine in self._engines}
-        for engine, settings in zip(self._engines, engines_of(config), strict=True):
-            engine.share = settings.share
         self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
         self._busy: set[Sandbox] = set()
         self._calls: dict[Sandbox, asyncio.Timeout] = {}  # sandboxes running a request: its deadline
@@ -99,7 +94,6 @@ class ContainerPool:
         self._warming = 0  # of those, creations for the warm pool (the rest are a request's own)
         self._waiters = WaitQueue[Sandbox](on_returned=self._returned)
         self._tasks: set[asyncio.Task[Any]] = set()  # creations and destructions in the background
-        self._watchers: list[asyncio.Task[Any]] = []  # each engine's OOM event stream
         self._supervisor: asyncio.Task[None] | None = None
         self._closing = False
         self._stop = asyncio.Event()  # set at aclose: the supervisor ends its round
@@ -175,12 +169,12 @@ class ContainerPool:
         leave the socket to the garbage collector."""
         self._closing = True
         self._stop.set()
-        watchers = [*self._watchers, *([self._supervisor] if self._supervisor else [])]
         if self._supervisor is not None:
             await asyncio.wait([self._supervisor], timeout=CLOSE_WAIT_S)
-        for task in watchers:
-            task.cancel()
-        await asyncio.gather(*watchers, *self._tasks, return_exceptions=True)
+            self._supervisor.cancel()
+            await asyncio.gather(self._supervisor, return_exceptions=True)
+        await asyncio.gather(*(engine.stop_events() for engine in self._engines))
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         sandboxes = [*self._idle, *self._busy]
         self._idle.clear()
         self._busy.clear()
@@ -190,8 +184,7 @@ class ContainerPool:
     async def _join(self, engine: EngineConnection) -> None:
         """Connect to `engine` and fill its part of the warm pool; it is marked down when that fails."""
         try:
-            self._watchers = [task for task in self._watchers if not task.done()]
-            self._watchers.append(await engine.connect(str(self._specs[engine.name]["Image"])))
+            await engine.connect(str(self._specs[engine.name]["Image"]))
             engine.join()
             await asyncio.gather(*self._fill(engine))
             held = (*self._idle, *self._busy)  # a warm one may already serve a request: up means up
@@ -210,8 +203,7 @@ class ContainerPool:
 
     async def run(self, job: Job) -> Response:
         if not self.available:
-            missing = all(engine.missing_image for engine in self._engines)
-            raise (ImageMissing if missing else DockerUnavailable)(self.reason or "docker engine unavailable")
+            raise self._unavailable()
         for _ in range(ATTEMPTS - 1):
             try:
                 return await self._run_once(job)
@@ -673,9 +665,12 @@ class ContainerPool:
         for sandbox in [s for s in self._calls if s.engine == engine.name]:
             self._end_call(sandbox)
         if not self.available:
-            missing = all(e.missing_image for e in self._engines)
-            error = (ImageMissing if missing else DockerUnavailable)(self.reason or "no engine up")
-            self._waiters.fail_all(error)
+            self._waiters.fail_all(self._unavailable())
+
+    def _unavailable(self) -> ExecutorError:
+        """What a request gets with no engine up: the image named when that is why on every engine."""
+        missing = all(engine.missing_image for engine in self._engines)
+        return (ImageMissing if missing else DockerUnavailable)(self.reason or "docker engine unavailable")
 
     def _spawn_task(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
         """A task the pool owns (aclose waits for it); its error, if nobody awaits it any more, is dropped

@@ -249,9 +249,10 @@ async def test_idle_containers_are_recycled_after_idle_ttl(docker_settings: dict
 
 async def test_start_removes_leftovers_and_close_removes_its_own(docker_settings: dict[str, Any]) -> None:
     crashed = await open_pool(docker_settings, warm_pool_size=2)
-    for task in (*crashed._watchers, crashed._supervisor):  # a crashed gateway supervises nothing
-        assert task is not None
-        task.cancel()
+    assert crashed._supervisor is not None  # a crashed gateway supervises nothing, follows no events
+    crashed._supervisor.cancel()
+    for side in crashed._engines:
+        await side.stop_events()
     leftovers = labelled(docker_settings["pool_name"])
     assert len(leftovers) == 2  # the "crashed" gateway never closes its pool
     successor = await open_pool(docker_settings, warm_pool_size=1)
