@@ -53,9 +53,8 @@ def _executors(gw: Gateway, *, reasons: bool = True) -> dict[str, object]:
     docker = {"enabled": gw.config.docker.enabled, **(containers.status() if containers else {})}
     if not reasons:  # the engine's words (addresses, errors) are for admins
         docker.pop("reason", None)
-        engines = docker.get("engines")
-        if isinstance(engines, list):
-            docker["engines"] = [{k: v for k, v in e.items() if k != "reason"} for e in engines]
+        if "engines" in docker:
+            docker["engines"] = [{k: v for k, v in e.items() if k != "reason"} for e in _engines(docker)]
     pool = {k: v for k, v in thread.status().items() if k in ("size", "busy")} if thread else None
     return {"thread_pool": pool, "docker": docker}
 
