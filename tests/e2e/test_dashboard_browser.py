@@ -1,8 +1,9 @@
 """The dashboard in a real browser: Debian's chromium, headless, driven by Playwright, against a real gateway
 on 127.0.0.1. It logs in, sees the figures move while a client sends traffic, sees a flagged decision appear
 with its evidence shown as text (the page runs none of it), and fails on any console error or uncaught
-exception. A login ends with its token, and a non-admin token gets no cookie. With ISOGATE_SCREENSHOT set
-(docs/images/dashboard.png), the page's screenshot is written there (`make screenshot`)."""
+exception. A login ends with its token, and a non-admin token gets no cookie. A pool over two real engines
+has a row per engine, and one left out is named. With ISOGATE_SCREENSHOT set (docs/images/dashboard.png),
+the page's screenshot is written there (`make screenshot`)."""
 
 import asyncio
 import os
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from engines import SecondEngine
 from playwright.async_api import Browser, Page, async_playwright
 
 from conftest import Gateway, bearer, token
@@ -147,3 +149,39 @@ async def test_a_login_ends_with_its_token_and_a_non_admin_gets_nothing(
     assert "/dashboard" in page.url and await context.cookies() == []
     assert await page.locator("#totals").count() == 0  # the login form, no figures
     assert errors == []
+
+
+@pytest.mark.docker
+@pytest.mark.once  # the page shows what /stats says; the runtime changes none of it
+@pytest.mark.usefixtures("tls_leftovers")
+async def test_a_pool_over_two_engines_has_a_row_per_engine_and_one_left_out_is_named(
+    gateway: Gateway, browser: Browser, engine: SecondEngine, docker_settings: dict[str, Any]
+) -> None:
+    """Real engines: this machine's and the second dockerd over TLS (tests/engines.py). Both up, each
+    engine's row shows its warm container; with a wrong CA for the second, its row says down, and the
+    health badge is degraded, naming it."""
+    local = {"host": "unix:///var/run/docker.sock"}
+    for cert_path, down in ((engine.client_tls, False), (engine.wrong_ca, True)):
+        remote = {"host": engine.host, "cert_path": str(cert_path)}
+        docker = {**docker_settings, "warm_pool_size": 2, "engines": [local, remote]}
+        client = await gateway({**CONFIG, "execution_mode": "docker", "docker": docker})
+        page = await browser.new_page(viewport={"width": 1280, "height": 1500})
+        errors = watched(page)
+        await log_in(page, str(client.make_url("/dashboard")), token("ops", role="admin"))
+        await page.wait_for_selector("#pools tbody tr")
+        rows = [
+            await row.locator("td").all_text_contents() for row in await page.locator("#pools tbody tr").all()
+        ]
+        remote_row = [f"\u2003on {engine.host} (down)", "0"] if down else [f"\u2003on {engine.host}", "1"]
+        # the pool, then each engine: name, idle (its share of the two warm), busy, creating, faults
+        assert [row[:2] for row in rows] == [
+            ["handlers", "1" if down else "2"],
+            [f"\u2003on {local['host']}", "1"],
+            remote_row,
+        ], rows
+        assert await page.text_content("#health") == ("degraded" if down else "ok")
+        problems = await page.text_content("#problems") or ""
+        assert (f"docker engine {engine.host} is down" in problems) is down, problems
+        assert errors == []
+        await page.close()
+        await client.close()
