@@ -161,7 +161,8 @@ class ContainerPool:
     async def start(self) -> None:
         """Connect to each engine and fill the warm pool; an unreachable engine is reported, not raised."""
         await asyncio.gather(*(self._join(engine) for engine in self._engines))
-        self._supervisor = asyncio.create_task(self._supervise())
+        if not self._closing:
+            self._supervisor = asyncio.create_task(self._supervise())
 
     async def aclose(self) -> None:
         """Stop watching, let creations and removals finish, remove every container of this pool. The
@@ -187,6 +188,8 @@ class ContainerPool:
             await engine.connect(str(self._specs[engine.name]["Image"]))
             engine.join()
             await asyncio.gather(*self._fill(engine))
+            if self._closing:  # stopped while warming: the pool ends, not the engine
+                return
             held = (*self._idle, *self._busy)  # a warm one may already serve a request: up means up
             if not any(s.engine == engine.name for s in held) and engine.warm_pool_size:
                 raise SandboxDied("no sandbox could be started (see the log)")
@@ -655,7 +658,7 @@ class ContainerPool:
         """Leave `engine` out until it answers again: its idle containers go, the calls running there end
         now (502: their streams are gone with it, or soon would be), and with no engine left the waiters
         are failed closed at once (503), not at docker.timeout_ms."""
-        if engine.leave(exc):
+        if engine.leave(exc) and not self._closing:
             others = "the other engines serve" if self.available else "docker decisions get 503 until then"
             where = f" engine {engine.name}" if len(self._engines) > 1 else ""
             log.warning("container pool %s%s: %s; %s", self.name, where, engine.reason, others)

@@ -541,3 +541,20 @@ async def test_handing_containers_to_waiters_never_churns_the_pool(docker_settin
         assert (pool.counts["created"], pool.counts["destroyed"], pool.counts["cold_starts"]) == (2, 0, 0)
     finally:
         await pool.aclose()
+
+
+async def test_closed_while_warming_the_pool_leaves_nothing_and_no_engine_warning(
+    docker_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway stopped while its pool still warms up (SIGTERM during start): the containers being made
+    are removed, and the log does not call the engine down ("503 until then"): it is the pool that ends."""
+    chosen = pool_settings(docker_settings, warm_pool_size=2)
+    pool = ContainerPool(chosen.docker, chosen.workload)
+    with caplog.at_level(logging.WARNING, logger="isogate.pool"):
+        starting = asyncio.create_task(pool.start())
+        await until(lambda: pool.status()["creating"] == 2, pool=pool)
+        await pool.aclose()
+        await starting
+    assert labelled(docker_settings["pool_name"]) == []
+    assert [r.getMessage() for r in caplog.records] == []
+    assert not pool.available and pool.reason == "closed"
