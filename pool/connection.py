@@ -48,13 +48,6 @@ IMAGE_S = 600.0  # sending an image to a remote engine (the runner image: 5 s he
 ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDied, EngineTimeout)
 
 
-def unreachable(exc: BaseException) -> bool:
-    """Whether `exc` says the engine did not answer (rather than answered with an error)."""
-    if isinstance(exc, aiodocker.DockerError):
-        return exc.status == 900  # aiodocker's word for a connection that failed
-    return isinstance(exc, (aiohttp.ClientError, OSError, EngineTimeout))
-
-
 class EngineConnection:
     def __init__(self, engine: EngineLimits, label: str, on_die: Callable[[str], None]) -> None:
         self.host, self.cert_path = engine.host, engine.cert_path  # "" host: the local socket

@@ -39,8 +39,8 @@ from pool.base import (
     ResponseTooLarge,
     SandboxCrashed,
 )
-from pool.connection import ENGINE_ERRORS, EngineConnection, unreachable
-from pool.engine import deadline
+from pool.connection import ENGINE_ERRORS, EngineConnection
+from pool.engine import deadline, unreachable
 from pool.metrics import percentiles
 from pool.sandbox import (
     NotDelivered,

@@ -1,12 +1,15 @@
 """Deadlines on Docker engine calls. aiodocker's client has no total timeout, so a hung engine would freeze
 whatever awaits it (the supervisor, refills, the crash path, shutdown); every call the pool makes goes
-through `deadline` instead."""
+through `deadline` instead. `unreachable` tells an engine that did not answer from one that refused."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
 from typing import TypeVar
+
+import aiodocker
+import aiohttp
 
 T = TypeVar("T")
 
@@ -26,3 +29,10 @@ async def deadline(call: Awaitable[T], seconds: float | None = None) -> T:
             return await call
     except TimeoutError:
         raise EngineTimeout(f"the docker engine did not answer within {seconds:.0f} s") from None
+
+
+def unreachable(exc: BaseException) -> bool:
+    """Whether `exc` says the engine did not answer (rather than answered with an error)."""
+    if isinstance(exc, aiodocker.DockerError):
+        return exc.status == 900  # aiodocker's word for a connection that failed
+    return isinstance(exc, (aiohttp.ClientError, OSError, EngineTimeout))

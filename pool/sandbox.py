@@ -18,7 +18,7 @@ from aiodocker.stream import Stream
 
 from handlers import Request, Response
 from pool.base import one_line
-from pool.engine import CREATE_S, EngineTimeout, deadline
+from pool.engine import CREATE_S, EngineTimeout, deadline, unreachable
 from pool.frames import PING, decode, encode
 from pool.settings import ContainerLimits
 from pool.workload import LABEL, Workload
@@ -249,15 +249,20 @@ class Sandbox:
 
 
 async def remove(container: DockerContainer) -> None:
-    """Force-remove; failures are logged (leftovers of this pool are removed at the next start)."""
+    """Force-remove. A container left behind is removed later: by the supervisor's reconcile while its
+    engine answers, by the rejoin's leftover sweep when it comes back. So an engine that did not answer is
+    only noted (the pool says once that the engine is down); a refusal is a warning."""
     try:
         await deadline(container.delete(force=True))
-    except aiodocker.DockerError as exc:
-        gone = exc.status == 404 or (exc.status == 409 and "already in progress" in str(exc))
+    except (aiodocker.DockerError, OSError, aiohttp.ClientError, EngineTimeout) as exc:
+        if unreachable(exc):
+            log.info("could not remove container %s (no answer): %s", container.id[:12], exc)
+            return
+        gone = isinstance(exc, aiodocker.DockerError) and (
+            exc.status == 404 or (exc.status == 409 and "already in progress" in str(exc))
+        )
         if not gone:  # a removal already under way (the supervisor's and a destroy's can cross) is fine
             log.warning("could not remove container %s: %s", container.id[:12], exc)
-    except (OSError, aiohttp.ClientError, EngineTimeout) as exc:  # the engine went away or hangs
-        log.warning("could not remove container %s: %s", container.id[:12], exc)
 
 
 def to_response(header: dict[str, Any], body: bytes) -> Response:

@@ -9,6 +9,7 @@ runs these in the runc pass only: the gVisor pass would repeat them with gVisor 
 
 import asyncio
 import json
+import logging
 import shutil
 import time
 from collections import Counter
@@ -115,12 +116,13 @@ async def test_warm_containers_spread_over_both_engines_answer_alike_and_new_cod
 
 
 async def test_an_engine_killed_under_traffic_is_left_out_and_rejoins_when_it_answers_again(
-    engine: SecondEngine, docker_settings: dict[str, Any]
+    engine: SecondEngine, docker_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
     """Four callers in a loop over two engines (two containers each at most). The TLS engine, running
     gVisor's sandboxes, is killed (SIGKILL): the requests running there get 502 sandbox_crashed, and none
     after; the local engine serves everything. Restarted, the engine rejoins: containers there again,
-    serving."""
+    serving. The log says the engine is down, not that each of its containers could not be removed (its
+    rejoin removes them)."""
     name = docker_settings["pool_name"]
     settings = {**docker_settings, "warm_pool_size": 2, "max_containers": 4}
     pool = await open_pool(settings, engines=two(engine, runtime=gvisor_there(engine)))
@@ -148,6 +150,11 @@ async def test_an_engine_killed_under_traffic_is_left_out_and_rejoins_when_it_an
         assert status["available"] and status["engines"][0]["up"]
         assert status["engines"][1]["downs"] == 1 and "unreachable" in status["engines"][1]["reason"]
         assert outcomes["crashed"] <= 2  # at most its two containers' requests
+        assert [
+            r.getMessage()
+            for r in caplog.records
+            if r.name.endswith("sandbox") and r.levelno >= logging.WARNING
+        ] == []
 
         await asyncio.to_thread(engine.start)
         await until(lambda: pool.status()["engines"][1]["up"], pool)
