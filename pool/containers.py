@@ -533,8 +533,10 @@ class ContainerPool:
     async def _add_idle(self, engine: EngineConnection) -> None:
         try:
             sandbox = await self._create_reserved(engine)
-        except ENGINE_ERRORS as exc:
-            log.warning("could not start a warm container on %s: %s", engine.name, exc)
+        except ENGINE_ERRORS as exc:  # (an engine that did not answer is said to be down once, not here)
+            (log.info if unreachable(exc) else log.warning)(
+                "could not start a warm container on %s: %s", engine.name, exc
+            )
             return
         finally:
             self._warming -= 1
