@@ -267,11 +267,6 @@ class DockerConfig:
     memory_limit_bytes: int = field(init=False, repr=False, compare=False)
     tmpfs_size_bytes: int = field(init=False, repr=False, compare=False)
 
-    @property
-    def gvisor(self) -> bool:
-        """runsc, or a variant registered under a runsc-* name: gVisor's user-space kernel."""
-        return self.runtime == "runsc" or self.runtime.startswith("runsc-")
-
     def __post_init__(self) -> None:
         memory, tmpfs = size_bytes(self.memory_limit), size_bytes(self.tmpfs_size)
         require(memory is not None, "memory_limit", "expected a size like 256m, 1g or 512k")
