@@ -10,7 +10,6 @@ import gc
 import ipaddress
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -21,6 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from ports import free_port
 
 READY_S = 60.0  # dockerd is ready in ~6 s here; a loaded machine takes longer
 
@@ -100,11 +100,7 @@ class SecondEngine:
 
     def __init__(self, port: int = 0, tls: tuple[Path, Path] | None = None) -> None:
         """`port`: 0 for a free one. `tls`: (the engine's folder, the gateway's), not those made here."""
-        if not port:
-            with socket.socket() as probe:
-                probe.bind(("127.0.0.1", 0))
-                port = int(probe.getsockname()[1])
-        self.port = port
+        self.port = port or free_port()
         self.folder = Path(tempfile.mkdtemp(prefix="isogate-engine-"))
         # exec-root holds sockets: a short path (a unix socket path is at most 108 bytes)
         self.exec_root = Path(tempfile.mkdtemp(prefix="ie-", dir="/run"))
@@ -112,7 +108,7 @@ class SecondEngine:
         self.engine_tls, self.client_tls, self.wrong_ca = make_tls(self.folder / "tls")
         if tls is not None:
             self.engine_tls, self.client_tls = tls
-        self.host = f"tcp://127.0.0.1:{port}"
+        self.host = f"tcp://127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -17,16 +17,11 @@ from typing import Any
 
 import aiohttp
 import yaml
+from ports import free_port
 
 from conftest import SECRET
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class RedisServer:

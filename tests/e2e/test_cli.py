@@ -13,17 +13,12 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from ports import free_port
 
 from conftest import SECRET, token
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.e2e
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def env(**extra: str) -> dict[str, str]:

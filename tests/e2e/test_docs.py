@@ -13,24 +13,18 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 MARK = "@@isogate-doc-command@@"
 HEREDOC = re.compile(r"<<-?\s*'?(\w+)'?")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def console_blocks(path: Path) -> list[list[tuple[str, list[str]]]]:

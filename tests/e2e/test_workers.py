@@ -19,7 +19,7 @@ import psutil
 import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from storeenv import free_port
+from ports import free_port
 
 from conftest import SECRET, bearer
 from proxy.dashboard import COOKIE

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from engines import SecondEngine
-from storeenv import free_port
+from ports import free_port
 
 import dockerenv
 from conftest import open_pool, pool_settings

@@ -5,24 +5,18 @@ over-large answers and a dead app handled."""
 from __future__ import annotations
 
 import asyncio
-import socket
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
+from ports import free_port
 
 from pool import relay
 from pool.frames import PING, PREFIX, decode, encode
 
 MAX_RESPONSE = 64 * 1024
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def app(seen: list[web.Request]) -> web.Application:

@@ -8,7 +8,7 @@ from dataclasses import replace
 from typing import Any
 
 import aiohttp
-from storeenv import free_port
+from ports import free_port
 
 from conftest import BASE, Gateway, bearer
 from handlers import Response
