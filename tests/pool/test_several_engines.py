@@ -1,7 +1,7 @@
 """One pool over two engines: this machine's, and a second dockerd reached over TCP with mutual TLS
 (tests/engines.py). Warm containers are spread by share, each engine's answers are the same bytes, new code
-reaches both, and an engine killed under traffic is left out (only the requests running there fail, 502)
-and rejoins once it answers again.
+reaches both, and an engine killed under traffic, or hung (SIGSTOP), is left out (only the requests running
+there fail) and rejoins once it answers again.
 
 Both runtimes in one pass (marked `once`): the local engine runs `--runtime`'s, the second engine gVisor
 (its own `runtime: runsc`; scripts/gvisor.sh registers it with every engine on the machine). `make test`
@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import shutil
+import signal
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,7 +24,8 @@ from engines import SecondEngine
 import dockerenv
 from conftest import open_pool, pool_settings
 from handlers import Request
-from pool.base import Job, SandboxCrashed
+from pool import engine as pool_engine
+from pool.base import ExecutionTimeout, Job, SandboxCrashed
 from pool.containers import ContainerPool
 from pool.workload import CODE_LABEL, Workload
 
@@ -162,6 +164,53 @@ async def test_an_engine_killed_under_traffic_is_left_out_and_rejoins_when_it_an
         assert outcomes["crashed"] <= 2
         assert await hostnames(pool, 3) & short(engine.labelled(name))  # the local engine holds two at most
     finally:
+        for task in callers:
+            task.cancel()
+        await asyncio.gather(*callers, return_exceptions=True)
+        await pool.aclose()
+    assert engine.labelled(name) == []
+
+
+async def test_an_engine_that_hangs_is_left_out_and_nothing_waits_on_it_after(
+    engine: SecondEngine, docker_settings: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The TLS engine stops answering without closing a connection (dockerd SIGSTOPped: a hung daemon or a
+    frozen machine). Its calls wait out their deadline (engine.CALL_S, 4 s here), and then the supervisor
+    leaves it out. Only the requests running there fail (504 at their own deadline, or 502 as it is left
+    out); the local engine serves the rest, meanwhile and after. Resumed, the engine rejoins and serves."""
+    monkeypatch.setattr(pool_engine, "CALL_S", 4.0)
+    name = docker_settings["pool_name"]
+    settings = {**docker_settings, "warm_pool_size": 2, "max_containers": 4, "timeout_ms": 15000}
+    pool = await open_pool(settings, engines=two(engine))
+    outcomes: Counter[str] = Counter()
+    stop = asyncio.Event()
+
+    async def caller() -> None:
+        while not stop.is_set():
+            try:
+                await pool.run(Job("sleep", Request("GET", "/", (("s", "0.05"),), entity_id="e"), 2.0))
+                outcomes["ok"] += 1
+            except (ExecutionTimeout, SandboxCrashed):  # any other failure ends the test at its gather
+                outcomes["failed there"] += 1
+
+    assert engine.process is not None
+    callers = [asyncio.create_task(caller()) for _ in range(4)]
+    try:
+        await until(lambda: outcomes["ok"] >= 20, pool)
+        engine.process.send_signal(signal.SIGSTOP)
+        await until(lambda: not pool.status()["engines"][1]["up"], pool, timeout_s=20)
+        served = outcomes["ok"]
+        await until(lambda: outcomes["ok"] >= served + 40, pool)  # the local engine serves on its own
+        assert "did not answer" in pool.status()["engines"][1]["reason"]
+        engine.process.send_signal(signal.SIGCONT)
+        await until(lambda: pool.status()["engines"][1]["up"], pool)
+        await until(lambda: len(engine.labelled(name)) >= 1, pool)
+        stop.set()
+        await asyncio.gather(*callers)
+        assert outcomes["failed there"] <= 2, outcomes  # at most its two containers' requests
+        assert await hostnames(pool, 3) & short(engine.labelled(name))
+    finally:
+        engine.process.send_signal(signal.SIGCONT)
         for task in callers:
             task.cancel()
         await asyncio.gather(*callers, return_exceptions=True)
