@@ -6,14 +6,16 @@ which; this side only talks to the engine, every call under a deadline (pool/eng
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import secrets
 import ssl
 import tarfile
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +72,9 @@ class EngineConnection:
         self._known: set[str] = set()  # ...known filled, on the current connection (an engine may lose them)
         self._versions: dict[tuple[str, str], str] = {}  # (folder, code version): its volume
         self._filling = asyncio.Lock()  # a burst creates many containers: one fill at a time
+        self.helpers: set[str] = (
+            set()
+        )  # names of the code volume helpers in use (the pool's reconcile spares them)
 
     def join(self) -> None:
         """Connected and serving: the pool places containers here."""
@@ -191,18 +196,31 @@ class EngineConnection:
                 self._volumes.add(name)
         return name
 
-    async def _helper(self, volume: str, image: str) -> DockerContainer:
-        """A container never started, through which the engine API reads and writes `volume` (at /fill)."""
+    @contextlib.asynccontextmanager
+    async def helper(self, volume: str, image: str) -> AsyncIterator[DockerContainer]:
+        """A container never started, through which the engine API reads and writes `volume` (at /fill),
+        removed after. It carries the pool's label (the leftover sweep removes it if the gateway dies here),
+        so its name is in `helpers` while in use: the pool's reconcile would take it for a leftover, and
+        remove it under a fill (a large code folder's upload then failed with 404, again and again)."""
         key, _, value = self.label.partition("=")
         mounts = [{"Type": "volume", "Source": volume, "Target": "/fill"}]
         config: dict[str, Any] = {
             "Image": image,
             "Cmd": ["true"],
             "NetworkDisabled": True,
-            "Labels": {key: value},  # removed with the pool's leftovers if the gateway dies here
+            "Labels": {key: value},
             "HostConfig": {"NetworkMode": "none", "Mounts": mounts},
         }
-        return await deadline(self._connected().containers.create(config))
+        name = f"isogate-fill-{secrets.token_hex(6)}"
+        self.helpers.add(name)  # before it exists: a listing never sees it unnamed here
+        try:
+            container = await deadline(self._connected().containers.create(config, name=name))
+            try:
+                yield container
+            finally:
+                await remove(container)
+        finally:
+            self.helpers.discard(name)
 
     async def _filled(self, volume: str, image: str) -> bool:
         client = self._connected()
@@ -212,25 +230,20 @@ class EngineConnection:
             if exc.status == 404:
                 return False
             raise
-        helper = await self._helper(volume, image)
-        try:
-            await deadline(helper.get_archive(f"/fill/{FILLED}"))
-        except aiodocker.DockerError as exc:
-            if exc.status == 404:
-                return False
-            raise
-        finally:
-            await remove(helper)
+        async with self.helper(volume, image) as helper:
+            try:
+                await deadline(helper.get_archive(f"/fill/{FILLED}"))
+            except aiodocker.DockerError as exc:
+                if exc.status == 404:
+                    return False
+                raise
         return True
 
     async def _fill(self, volume: str, image: str, tarball: bytes) -> None:
         await deadline(self._connected().volumes.create({"Name": volume}))  # type: ignore[no-untyped-call]
-        helper = await self._helper(volume, image)
-        try:
+        async with self.helper(volume, image) as helper:
             await deadline(helper.put_archive("/fill", tarball), IMAGE_S)  # type: ignore[no-untyped-call]
             await deadline(helper.put_archive("/fill", _member(FILLED, b"")))  # type: ignore[no-untyped-call]
-        finally:
-            await remove(helper)
 
     async def oom_killed(self, sandbox: Sandbox) -> bool:
         """Whether `sandbox`'s agent died of an OOM kill (pool/oom.py)."""

@@ -595,8 +595,9 @@ class ContainerPool:
 
     async def _reconcile(self, engine: EngineConnection) -> None:
         """Sandboxes whose container is no longer running (a `die` event missed) are replaced, and the
-        containers of this pool that it neither holds nor is creating are removed: a removal that failed,
-        or one whose creation the engine finished after the pool gave up on it (its answer lost)."""
+        containers of this pool that it neither holds, nor is creating, nor fills a code volume through are
+        removed: a removal that failed, or one whose creation the engine finished after the pool gave up on
+        it (its answer lost)."""
         listed = await engine.containers()
         running = {c.id for c in listed if c["State"] == "running"}
         there = [s for s in (*self._idle, *self._calls) if s.engine == engine.name]
@@ -605,7 +606,7 @@ class ContainerPool:
         held = {s.id for s in (*self._idle, *self._busy)}
         for container in listed:
             names = {name.lstrip("/") for name in container["Names"] or ()}
-            if container.id not in held and not names & self._naming:
+            if container.id not in held and not names & (self._naming | engine.helpers):
                 self._spawn_task(remove(container))
 
     def _died_idle(self, sandbox: Sandbox, what: str = "died") -> None:

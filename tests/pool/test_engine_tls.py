@@ -106,6 +106,29 @@ async def test_handler_code_reaches_a_remote_engine_by_volume_and_a_reload_reach
     assert not [v for v in engine.docker("volume", "ls", "-q").stdout.split() if v.startswith(CODE_VOLUME)]
 
 
+async def test_a_code_volume_being_filled_is_not_taken_for_a_leftover(
+    engine: SecondEngine, docker_settings: dict[str, Any]
+) -> None:
+    """A code volume is filled through a helper container labelled as the pool's (so that the sweep after a
+    crash removes it). The supervisor's reconcile, which removes the pool's containers it does not hold,
+    leaves it alone while in use. (Removed under a fill, the upload failed with 404: measured with a 300 MB
+    code folder and a reload, new code never reached the engine, retried every 3 s for minutes.)"""
+    pool = await open_pool(docker_settings, host=engine.host, cert_path=str(engine.client_tls))
+    volume = f"{CODE_VOLUME}test-{docker_settings['pool_name']}"
+    try:
+        [remote] = pool._engines
+        async with remote.helper(volume, docker_settings["image"]) as helper:
+            await pool._reconcile(remote)
+            await asyncio.gather(*pool._tasks)  # the removals it started
+            assert engine.docker("inspect", helper.id, check=False).returncode == 0, "the helper was removed"
+            assert pool.status()["idle"] == 1  # the pool's own container kept too
+        assert engine.docker("inspect", helper.id, check=False).returncode != 0  # removed once used
+        assert remote.helpers == set()
+    finally:
+        await pool.aclose()
+        engine.docker("volume", "rm", volume, check=False)
+
+
 VERSION = """from handlers import Request, Response
 
 
