@@ -51,12 +51,13 @@ ENGINE_ERRORS = (aiodocker.DockerError, aiohttp.ClientError, OSError, SandboxDie
 
 
 class EngineConnection:
-    def __init__(self, engine: EngineLimits, label: str, on_die: Callable[[str], None]) -> None:
+    def __init__(self, engine: EngineLimits, label: str, prefix: str, on_die: Callable[[str], None]) -> None:
         self.host, self.cert_path = engine.host, engine.cert_path  # "" host: the local socket
         self.name = engine.host or LOCAL  # how the pool's figures and the log name it
         self.runtime = engine.runtime  # the OCI runtime its containers run under ("": docker.runtime)
         self.share = engine.share  # its part of the pool's sizes, against the other engines'
         self.label = label  # `isogate.pool=<name>`: this pool's containers only
+        self.prefix = prefix  # how the names of the containers it makes begin (pool.sandbox.name_prefix)
         self.client: aiodocker.Docker | None = None
         self._events: asyncio.Task[None] | None = None  # following the engine's OOM and death events
         self.up = False  # connected, and answering: the pool places containers here
@@ -67,6 +68,7 @@ class EngineConnection:
         self.counts = {"created": 0, "faults": 0, "downs": 0}
         self._said_at, self._said = 0.0, ""  # when its being down was last said (logged), and why
         self._said_down = False  # ...and not yet that it serves again
+        self._shared_said_at = -WARN_EVERY_S  # when another gateway's containers of this pool were last said
         self._oom = OomWatch(label, on_die)
         self._volumes: set[str] = set()  # code volumes this pool used on the engine: removed at close
         self._known: set[str] = set()  # ...known filled, on the current connection (an engine may lose them)
@@ -91,6 +93,14 @@ class EngineConnection:
         if kind == self._said and now - self._said_at < WARN_EVERY_S:
             return False
         self._said_at, self._said, self._said_down = now, kind, True
+        return True
+
+    def said_shared(self) -> bool:
+        """Whether to say (log) that another gateway makes containers of this pool here: once a minute."""
+        now = time.monotonic()
+        if now - self._shared_said_at < WARN_EVERY_S:
+            return False
+        self._shared_said_at = now
         return True
 
     def serving(self) -> bool:
@@ -149,6 +159,10 @@ class EngineConnection:
             self._events.cancel()
             await asyncio.gather(self._events, return_exceptions=True)
             self._events = None
+
+    def made_here(self, container: DockerContainer) -> bool:
+        """Whether this pool made `container` (its name begins with the pool's prefix)."""
+        return any(name.lstrip("/").startswith(self.prefix) for name in container["Names"] or ())
 
     async def containers(self, client: aiodocker.Docker | None = None) -> list[DockerContainer]:
         """Every container of this pool the engine has, running or not."""
@@ -211,7 +225,7 @@ class EngineConnection:
             "Labels": {key: value},
             "HostConfig": {"NetworkMode": "none", "Mounts": mounts},
         }
-        name = f"isogate-fill-{secrets.token_hex(6)}"
+        name = f"{self.prefix}fill-{secrets.token_hex(4)}"
         self.helpers.add(name)  # before it exists: a listing never sees it unnamed here
         try:
             container = await deadline(self._connected().containers.create(config, name=name))
@@ -254,12 +268,13 @@ class EngineConnection:
         self._oom.forget(container_id)
 
     async def aclose(self) -> None:
-        """Remove every container of this pool the engine still has, and the code volumes it filled or
-        used (one another gateway still uses stays), then close the connection."""
+        """Remove every container this pool made that the engine still has, and the code volumes it filled
+        or used (one another gateway still uses stays), then close the connection."""
         if self.client is None:
             return
         try:
-            await self._remove_leftovers(self.client)
+            ours = [c for c in await self.containers() if self.made_here(c)]  # (not another gateway's)
+            await asyncio.gather(*(deadline(c.delete(force=True)) for c in ours))
         except ENGINE_ERRORS as exc:
             log.warning("could not remove this pool's containers: %s", exc)
         for volume in self._volumes:

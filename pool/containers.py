@@ -48,6 +48,7 @@ from pool.sandbox import (
     SandboxDied,
     container_config,
     container_name,
+    name_prefix,
     remove,
     to_response,
 )
@@ -84,8 +85,10 @@ class ContainerPool:
         self._workload = workload
         self.name = workload.pool_name(config.pool_name)
         self.exclusive = workload.replica  # a container serves one caller in its life
-        label = f"{LABEL}={self.name}"
-        self._engines = [EngineConnection(e, label, on_die=self._container_died) for e in engines_of(config)]
+        label, self._prefix = f"{LABEL}={self.name}", name_prefix(self.name)
+        self._engines = [
+            EngineConnection(e, label, self._prefix, self._container_died) for e in engines_of(config)
+        ]
         self._by_name = {engine.name: engine for engine in self._engines}
         self._idle: deque[Sandbox] = deque()  # newest last: taken from the right, aged out from the left
         self._busy: set[Sandbox] = set()
@@ -548,7 +551,7 @@ class ContainerPool:
     async def _create_reserved(self, engine: EngineConnection) -> Sandbox:
         """Create one sandbox on `engine`; the caller has already counted it in `engine.creating`. An
         engine that does not answer is left out."""
-        name = container_name(self.name)
+        name = container_name(self._prefix)
         self._naming.add(name)
         try:
             sandbox = await engine.create(self._config, self._specs[engine.name], name, self._workload)
@@ -595,19 +598,31 @@ class ContainerPool:
 
     async def _reconcile(self, engine: EngineConnection) -> None:
         """Sandboxes whose container is no longer running (a `die` event missed) are replaced, and the
-        containers of this pool that it neither holds, nor is creating, nor fills a code volume through are
-        removed: a removal that failed, or one whose creation the engine finished after the pool gave up on
-        it (its answer lost)."""
+        containers this pool made that it neither holds, nor is creating, nor fills a code volume through
+        are removed: a removal that failed, or one whose creation the engine finished after the pool gave up
+        on it (its answer lost). Containers of its label that another gateway made (one sharing its pool
+        name: a misconfiguration) are left alone, and said."""
         listed = await engine.containers()
         running = {c.id for c in listed if c["State"] == "running"}
         there = [s for s in (*self._idle, *self._calls) if s.engine == engine.name]
         for sandbox in [s for s in there if s.id not in running]:
             self._container_died(sandbox.id)
-        held = {s.id for s in (*self._idle, *self._busy)}
+        held, others = {s.id for s in (*self._idle, *self._busy)}, 0
         for container in listed:
             names = {name.lstrip("/") for name in container["Names"] or ()}
-            if container.id not in held and not names & (self._naming | engine.helpers):
+            if container.id in held or names & (self._naming | engine.helpers):
+                continue
+            if engine.made_here(container):
                 self._spawn_task(remove(container))
+            else:  # made since this pool's start (the older ones went at connect): by another live gateway
+                others += 1
+        if others and engine.said_shared():
+            log.error(
+                "docker engine %s has %d containers of pool %s that another gateway made: two gateways use"
+                " docker.pool_name %s there, and each removes the other's at its start (their requests get"
+                " 502); give each gateway its own (docs/deployment.md)",
+                engine.name, others, self.name, self.name,
+            )  # fmt: skip
 
     def _died_idle(self, sandbox: Sandbox, what: str = "died") -> None:
         log.warning("idle sandbox %s %s: replacing it", sandbox.id[:12], what)

@@ -38,8 +38,14 @@ class NotDelivered(SandboxDied):
     """The request could not even be written: no handler saw it, so another sandbox may serve it."""
 
 
-def container_name(pool: str) -> str:
-    return f"isogate-{pool}-{secrets.token_hex(4)}"
+def name_prefix(pool: str) -> str:
+    """How the names of one pool's containers begin, in this process: `pool` (its label) and a token of
+    this pool object, so that containers another gateway makes under the same pool name are told apart."""
+    return f"isogate-{pool}-{secrets.token_hex(3)}-"
+
+
+def container_name(prefix: str) -> str:
+    return f"{prefix}{secrets.token_hex(4)}"
 
 
 def gvisor(runtime: str) -> bool:

@@ -28,7 +28,7 @@ from pool.base import (
     SandboxCrashed,
 )
 from pool.containers import ContainerPool
-from pool.sandbox import remove
+from pool.sandbox import container_name, remove
 from pool.workload import Workload
 
 pytestmark = pytest.mark.docker
@@ -483,13 +483,19 @@ async def test_containers_of_the_pool_that_it_does_not_hold_are_removed(
     docker_settings: dict[str, Any],
 ) -> None:
     """A stopped one (a removal that failed) and a running one (a creation the engine finished after the
-    pool gave up on it: its answer was lost), both with the pool's label."""
+    pool gave up on it: its answer was lost), both with the pool's label and named as the pool names its
+    own."""
     pool = await open_pool(docker_settings, warm_pool_size=1)
     try:
         label = f"isogate.pool={docker_settings['pool_name']}"
-        run = ["docker", "run", "-d", "--network", "none", "--label", label, docker_settings["image"]]
+        run = ["docker", "run", "-d", "--network", "none", "--label", label]
         strays = [
-            subprocess.run([*run, *command], capture_output=True, text=True, check=True).stdout.strip()
+            subprocess.run(
+                [*run, "--name", container_name(pool._prefix), docker_settings["image"], *command],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
             for command in (["true"], ["sleep", "600"])
         ]
         await until(
@@ -558,3 +564,34 @@ async def test_closed_while_warming_the_pool_leaves_nothing_and_no_engine_warnin
     assert labelled(docker_settings["pool_name"]) == []
     assert [r.getMessage() for r in caplog.records] == []
     assert not pool.available and pool.reason == "closed"
+
+
+async def test_two_gateways_sharing_a_pool_name_leave_each_other_alone_and_say_so(
+    docker_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two gateways configured with one docker.pool_name on one engine (a copied config): the second's start
+    sweeps the first's containers as leftovers (it cannot tell), but after that neither removes what the
+    other makes; each says, as an error naming the pool, that the name is shared. Each removes only its own
+    at close. (Before, each removed the other's every second: churn, and 502 for requests there.)"""
+    first = await open_pool(docker_settings, warm_pool_size=1)
+    second: ContainerPool | None = None
+    try:
+        with caplog.at_level(logging.ERROR, logger="isogate.pool"):
+            second = await open_pool(docker_settings, warm_pool_size=1)
+            await until(lambda: settled(first, 1) and first.counts["created"] == 2, pool=first)  # replaced
+            made = (first.counts["created"], second.counts["created"])
+            await until(lambda: len([r for r in caplog.records if "another gateway" in r.getMessage()]) == 2)
+            await asyncio.sleep(2.5)  # two more supervision rounds of each: nothing removed
+            assert (first.counts["created"], second.counts["created"]) == made
+        said = [r.getMessage() for r in caplog.records if "another gateway" in r.getMessage()]
+        assert len(said) == 2 and f"docker.pool_name {docker_settings['pool_name']}" in said[0], said
+        assert (await first.run(job("echo"))).status == 200 and (await second.run(job("echo"))).status == 200
+        await second.aclose()
+        second = None
+        assert len(labelled(docker_settings["pool_name"])) == 1  # the first's, left running
+        assert (await first.run(job("echo"))).status == 200
+    finally:
+        if second is not None:
+            await second.aclose()
+        await first.aclose()
+    assert labelled(docker_settings["pool_name"]) == []
