@@ -549,6 +549,7 @@ async def test_handing_containers_to_waiters_never_churns_the_pool(docker_settin
         await pool.aclose()
 
 
+@pytest.mark.once  # the pool's own bookkeeping: the same whatever the runtime
 async def test_closed_while_warming_the_pool_leaves_nothing_and_no_engine_warning(
     docker_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -566,6 +567,7 @@ async def test_closed_while_warming_the_pool_leaves_nothing_and_no_engine_warnin
     assert not pool.available and pool.reason == "closed"
 
 
+@pytest.mark.once  # names and labels: the same whatever the runtime
 async def test_two_gateways_sharing_a_pool_name_leave_each_other_alone_and_say_so(
     docker_settings: dict[str, Any], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -106,6 +106,7 @@ async def test_handler_code_reaches_a_remote_engine_by_volume_and_a_reload_reach
     assert not [v for v in engine.docker("volume", "ls", "-q").stdout.split() if v.startswith(CODE_VOLUME)]
 
 
+@pytest.mark.once  # the helper is never started: the runtime plays no part
 async def test_a_code_volume_being_filled_is_not_taken_for_a_leftover(
     engine: SecondEngine, docker_settings: dict[str, Any]
 ) -> None:
