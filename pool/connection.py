@@ -74,9 +74,8 @@ class EngineConnection:
         self._known: set[str] = set()  # ...known filled, on the current connection (an engine may lose them)
         self._versions: dict[tuple[str, str], str] = {}  # (folder, code version): its volume
         self._filling = asyncio.Lock()  # a burst creates many containers: one fill at a time
-        self.helpers: set[str] = (
-            set()
-        )  # names of the code volume helpers in use (the pool's reconcile spares them)
+        # names of the code volume helpers in use (the pool's reconcile spares them)
+        self.helpers: set[str] = set()
 
     def join(self) -> None:
         """Connected and serving: the pool places containers here."""
